@@ -1,0 +1,340 @@
+"""Public forecasting API: ``load_forecaster`` and the :class:`Forecaster` base class.
+
+Every family implements two methods over a normalised batch (:class:`ForecastInput`):
+``_quantiles`` and, for families that sample, ``_samples``. This module owns everything
+around them: accepting numpy lists or a long DataFrame, validating covariates, stacking the
+result, and detecting the family of a checkpoint directory.
+
+Nothing here unpickles: official directories are read as JSON + safetensors, Lightning
+``.ckpt`` files with ``torch.load(weights_only=True)``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import logging
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+log = logging.getLogger(__name__)
+
+DEFAULT_QUANTILES: tuple[float, ...] = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
+FAMILIES = ("moirai", "chronos", "chronos2")
+# family -> module holding ``FORECASTER`` (a Forecaster subclass)
+_FORECASTER_MODULES = {f: f"tsfm.models.{f}.forecast" for f in FAMILIES}
+
+
+@dataclass
+class ForecastInput:
+    """One normalised request: per series a ``[V, T]`` target and named 1-D covariates."""
+
+    targets: list[np.ndarray]  # each [V, T] float32
+    past_covariates: list[dict[str, np.ndarray]]  # each name -> [T]
+    future_covariates: list[dict[str, np.ndarray]]  # each name -> [H] (known-future subset)
+    univariate: bool  # every input was 1-D -> squeeze V in the output
+
+
+def _as_float_array(x: Any, what: str) -> np.ndarray:
+    try:
+        arr = np.asarray(x, dtype=np.float32)
+    except (TypeError, ValueError) as e:
+        raise TypeError(
+            f"{what}: could not convert to float32 ({e}). Covariates must be numeric; encode "
+            "categorical covariates as numbers (e.g. integer codes or one-hot) first."
+        ) from None
+    if np.isinf(arr).any():
+        raise ValueError(f"{what}: contains +-inf; replace with NaN (missing) or a finite value")
+    return arr
+
+
+def normalize_inputs(
+    context: Sequence[np.ndarray] | np.ndarray | torch.Tensor,
+    prediction_length: int,
+    past_covariates: Sequence[dict[str, Any]] | None = None,
+    future_covariates: Sequence[dict[str, Any]] | None = None,
+) -> ForecastInput:
+    """Validate and normalise numpy/torch inputs to :class:`ForecastInput`."""
+    if prediction_length <= 0:
+        raise ValueError(f"prediction_length must be a positive integer, got {prediction_length}")
+    if isinstance(context, torch.Tensor):
+        context = context.detach().cpu().numpy()
+    if isinstance(context, np.ndarray):
+        if context.ndim == 1:
+            context = [context]
+        elif context.ndim == 2:  # a batch of univariate series of equal length
+            context = list(context)
+        else:
+            raise ValueError(f"context array must be 1-D or 2-D, got shape {context.shape}; pass a list of [V, T] arrays")
+    if len(context) == 0:
+        raise ValueError("context is empty: pass at least one series")
+    targets, univariate = [], True
+    for i, c in enumerate(context):
+        arr = _as_float_array(c, f"context[{i}]")
+        if arr.ndim == 1:
+            arr = arr[None]
+        elif arr.ndim == 2:
+            univariate = False
+        else:
+            raise ValueError(f"context[{i}] must be 1-D [T] or 2-D [V, T], got shape {arr.shape}")
+        if arr.shape[-1] == 0:
+            raise ValueError(f"context[{i}] is empty (length 0)")
+        targets.append(arr)
+    n = len(targets)
+    past = [dict(d) for d in past_covariates] if past_covariates is not None else [{} for _ in range(n)]
+    fut = [dict(d) for d in future_covariates] if future_covariates is not None else [{} for _ in range(n)]
+    if len(past) != n or len(fut) != n:
+        raise ValueError(
+            f"got {n} series but {len(past)} past_covariates and {len(fut)} future_covariates entries; "
+            "pass one dict per series (empty dict for none)"
+        )
+    for i in range(n):
+        t_len = targets[i].shape[-1]
+        for name, v in list(past[i].items()):
+            arr = _as_float_array(v, f"past_covariates[{i}][{name!r}]")
+            if arr.ndim != 1 or arr.shape[0] != t_len:
+                raise ValueError(
+                    f"series {i}: past covariate {name!r} has shape {arr.shape}, expected ({t_len},) "
+                    "to match the target's length"
+                )
+            past[i][name] = arr
+        for name, v in list(fut[i].items()):
+            if name not in past[i]:
+                raise ValueError(
+                    f"series {i}: future covariate {name!r} has no past values; add it to past_covariates[{i}]"
+                )
+            arr = _as_float_array(v, f"future_covariates[{i}][{name!r}]")
+            if arr.ndim != 1 or arr.shape[0] != prediction_length:
+                raise ValueError(
+                    f"series {i}: future covariate {name!r} has shape {arr.shape}, expected "
+                    f"({prediction_length},) = prediction_length"
+                )
+            fut[i][name] = arr
+        if i > 0 and set(fut[i]) != set(fut[0]):
+            raise ValueError(
+                f"series {i} declares known-future covariates {sorted(fut[i])} but series 0 declares "
+                f"{sorted(fut[0])}; every series needs the same known-future covariates"
+            )
+    return ForecastInput(targets, past, fut, univariate)
+
+
+def _df_to_inputs(
+    df: pd.DataFrame,
+    future_df: pd.DataFrame | None,
+    id_column: str,
+    timestamp_column: str,
+    target: str | list[str],
+) -> tuple[list[str], list[np.ndarray], list[dict], list[dict] | None, list[pd.DatetimeIndex]]:
+    targets = [target] if isinstance(target, str) else list(target)
+    missing = [c for c in [id_column, timestamp_column, *targets] if c not in df.columns]
+    if missing:
+        raise ValueError(f"DataFrame lacks columns {missing}; it has {list(df.columns)}")
+    cov_cols = [c for c in df.columns if c not in {id_column, timestamp_column, *targets}]
+    df = df.sort_values([id_column, timestamp_column])
+    ids, ctx, past, stamps = [], [], [], []
+    for item, g in df.groupby(id_column, sort=False):
+        ids.append(str(item))
+        arr = g[targets].to_numpy(dtype=np.float32).T
+        ctx.append(arr[0] if len(targets) == 1 else arr)
+        past.append({c: g[c].to_numpy() for c in cov_cols})
+        stamps.append(pd.DatetimeIndex(g[timestamp_column]))
+    fut = None
+    if future_df is not None:
+        fut_groups = dict(tuple(future_df.sort_values([id_column, timestamp_column]).groupby(id_column, sort=False)))
+        fut = []
+        for item in ids:
+            g = fut_groups.get(item) if item in fut_groups else fut_groups.get(type(next(iter(fut_groups)))(item))
+            if g is None:
+                raise ValueError(f"future DataFrame has no rows for item_id {item!r}")
+            fut.append({c: g[c].to_numpy() for c in g.columns if c not in {id_column, timestamp_column}})
+    return ids, ctx, past, fut, stamps
+
+
+class Forecaster(ABC):
+    """A loaded model that forecasts. Subclasses implement ``_quantiles`` (and ``_samples``)."""
+
+    family: str = ""
+    samples: bool = False  # whether predict_samples is supported
+
+    def __init__(self, model: torch.nn.Module, device: str | torch.device = "cpu") -> None:
+        self.model = model.eval().to(device)
+        self.device = torch.device(device)
+
+    # -- for subclasses -------------------------------------------------------------------
+    @classmethod
+    @abstractmethod
+    def from_pretrained(cls, path: str | Path, **kwargs: Any) -> Forecaster:
+        """Load an official (or exported tsfm) checkpoint directory."""
+
+    @classmethod
+    @abstractmethod
+    def from_checkpoint(cls, ckpt: dict, **kwargs: Any) -> Forecaster:
+        """Build from a Lightning checkpoint dict (already loaded with weights_only=True)."""
+
+    @abstractmethod
+    def _quantiles(
+        self, inputs: ForecastInput, prediction_length: int, quantile_levels: Sequence[float], **kwargs: Any
+    ) -> list[np.ndarray]:
+        """Per series an array ``[V, H, Q]``."""
+
+    def _samples(
+        self, inputs: ForecastInput, prediction_length: int, num_samples: int, **kwargs: Any
+    ) -> list[np.ndarray]:
+        """Per series an array ``[S, V, H]``."""
+        raise NotImplementedError(f"{type(self).__name__} predicts quantiles directly; use predict_quantiles")
+
+    # -- public API -----------------------------------------------------------------------
+    def predict_quantiles(
+        self,
+        context: Any,
+        prediction_length: int,
+        quantile_levels: Sequence[float] = DEFAULT_QUANTILES,
+        past_covariates: Sequence[dict[str, Any]] | None = None,
+        future_covariates: Sequence[dict[str, Any]] | pd.DataFrame | None = None,
+        *,
+        id_column: str = "item_id",
+        timestamp_column: str = "timestamp",
+        target: str | list[str] = "target",
+        **kwargs: Any,
+    ) -> np.ndarray | pd.DataFrame:
+        """Quantile forecasts: ``[N, H, Q]`` (univariate) / ``[N, V, H, Q]``, or a DataFrame."""
+        levels = [float(q) for q in quantile_levels]
+        if not levels or any(not 0.0 < q < 1.0 for q in levels):
+            raise ValueError(f"quantile_levels must be a non-empty list of values in (0, 1), got {levels}")
+        if isinstance(context, pd.DataFrame):
+            ids, ctx, past, fut, stamps = _df_to_inputs(
+                context, future_covariates if isinstance(future_covariates, pd.DataFrame) else None,
+                id_column, timestamp_column, target,
+            )
+            inputs = normalize_inputs(ctx, prediction_length, past, fut)
+            out = self._quantiles(inputs, prediction_length, levels, **kwargs)
+            return self._to_frame(ids, stamps, out, levels, prediction_length, id_column, timestamp_column, target)
+        inputs = normalize_inputs(context, prediction_length, past_covariates, future_covariates)  # type: ignore[arg-type]
+        return self._stack(self._quantiles(inputs, prediction_length, levels, **kwargs), inputs.univariate, axis=0)
+
+    def predict_samples(
+        self,
+        context: Any,
+        prediction_length: int,
+        num_samples: int = 100,
+        past_covariates: Sequence[dict[str, Any]] | None = None,
+        future_covariates: Sequence[dict[str, Any]] | None = None,
+        **kwargs: Any,
+    ) -> np.ndarray:
+        """Sample paths: ``[N, S, H]`` (univariate) / ``[N, S, V, H]``."""
+        if not self.samples:
+            raise NotImplementedError(
+                f"the {self.family} family predicts quantiles directly; use predict_quantiles instead"
+            )
+        if num_samples <= 0:
+            raise ValueError(f"num_samples must be positive, got {num_samples}")
+        inputs = normalize_inputs(context, prediction_length, past_covariates, future_covariates)
+        out = self._samples(inputs, prediction_length, num_samples, **kwargs)
+        return self._stack(out, inputs.univariate, axis=1)
+
+    def to_gluonts_predictor(self, prediction_length: int, freq: str, **kwargs: Any):
+        """Wrap as a ``gluonts`` Predictor yielding QuantileForecasts."""
+        from tsfm.eval.gluonts_adapter import GluonTSPredictor
+
+        return GluonTSPredictor(self, prediction_length, freq, **kwargs)
+
+    # -- helpers --------------------------------------------------------------------------
+    @staticmethod
+    def _stack(per_series: list[np.ndarray], univariate: bool, axis: int) -> np.ndarray:
+        # per series [V, H, Q] (axis=0 is V) or [S, V, H] (axis=1 is V)
+        if univariate:
+            return np.stack([np.take(a, 0, axis=axis) for a in per_series])
+        shapes = {a.shape for a in per_series}
+        if len(shapes) > 1:
+            return np.array(per_series, dtype=object)  # ragged variate counts
+        return np.stack(per_series)
+
+    @staticmethod
+    def _to_frame(ids, stamps, out, levels, h, id_column, timestamp_column, target) -> pd.DataFrame:
+        frames = []
+        targets = [target] if isinstance(target, str) else list(target)
+        for item, ts, q in zip(ids, stamps, out):
+            freq = pd.infer_freq(ts) if len(ts) >= 3 else None
+            if freq is None:
+                raise ValueError(f"item {item!r}: cannot infer the frequency of its timestamps; make them regular")
+            future_ts = pd.date_range(ts[-1], periods=h + 1, freq=freq)[1:]
+            for v, name in enumerate(targets):
+                f = pd.DataFrame({id_column: item, timestamp_column: future_ts, "target_name": name})
+                f["predictions"] = _median_from(q[v], levels)
+                for j, lv in enumerate(levels):
+                    f[str(lv)] = q[v, :, j]
+                frames.append(f)
+        return pd.concat(frames, ignore_index=True)
+
+
+def _median_from(q: np.ndarray, levels: Sequence[float]) -> np.ndarray:
+    """Median column for a DataFrame result: the 0.5 level if requested, else interpolated."""
+    levels = list(levels)
+    if 0.5 in levels:
+        return q[:, levels.index(0.5)]
+    return np.array([np.interp(0.5, levels, row) for row in q])
+
+
+def read_json(path: Path) -> dict:
+    try:
+        return json.loads(Path(path).read_text())
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path}: not valid JSON ({e})") from None
+
+
+def detect_family(config: dict) -> str | None:
+    """Family of a checkpoint directory from its config.json (official or tsfm-exported)."""
+    if config.get("tsfm_family") in FAMILIES:
+        return config["tsfm_family"]
+    arch = config.get("architectures") or []
+    if "chronos_config" in config:
+        if "Chronos2Model" in arch or config.get("chronos_pipeline_class") == "Chronos2Pipeline":
+            return "chronos2"
+        if "T5ForConditionalGeneration" in arch or config.get("model_type") == "t5":
+            return "chronos"
+    if {"patch_sizes", "d_model", "num_layers", "distr_output"} <= set(config):
+        return "moirai"
+    return None
+
+
+def load_forecaster(path: str | Path, device: str | torch.device = "cpu", **kwargs: Any) -> Forecaster:
+    """Load any supported checkpoint: a tsfm ``.ckpt`` or a checkpoint directory (official or exported).
+
+    The family is read from the directory's ``config.json`` (or the ``.ckpt`` hyperparameters).
+    A Hugging Face Hub id is accepted only if it is already a local directory: nothing is downloaded.
+    """
+    p = Path(path).expanduser()
+    if not p.exists():
+        raise FileNotFoundError(
+            f"{p}: no such file or directory. load_forecaster takes a local checkpoint directory "
+            "(config.json + model.safetensors) or a tsfm .ckpt file; download Hub models first."
+        )
+    if p.is_file():
+        try:
+            ckpt = torch.load(p, map_location="cpu", weights_only=True)
+        except Exception as e:  # noqa: BLE001 - report any decoding failure with the file name
+            raise ValueError(f"{p}: not a readable tsfm checkpoint ({type(e).__name__}: {e})") from None
+        hp = ckpt.get("hyper_parameters", {}) if isinstance(ckpt, dict) else {}
+        family = hp.get("family")
+        if family not in _FORECASTER_MODULES:
+            raise ValueError(f"{p}: checkpoint hyperparameters name no known family (got {family!r}); expected one of {FAMILIES}")
+        cls = importlib.import_module(_FORECASTER_MODULES[family]).FORECASTER
+        return cls.from_checkpoint(ckpt, device=device, **kwargs)
+    cfg_path = p / "config.json"
+    if not cfg_path.exists():
+        raise FileNotFoundError(f"{p}: no config.json; expected a checkpoint directory (config.json + model.safetensors)")
+    family = detect_family(read_json(cfg_path))
+    if family is None:
+        raise ValueError(
+            f"{cfg_path}: cannot tell the model family (no chronos_config, no Moirai keys, no tsfm_family); "
+            f"supported families: {FAMILIES}"
+        )
+    cls = importlib.import_module(_FORECASTER_MODULES[family]).FORECASTER
+    return cls.from_pretrained(p, device=device, **kwargs)

@@ -1,0 +1,132 @@
+"""Base LightningModule shared by the families: optimizer recipe, non-finite guard, logging.
+
+A family subclasses :class:`TSFMModule`, builds its single-device ``nn.Module`` in
+``__init__`` (stored as ``self.model``) and implements :meth:`compute_loss`. Hyperparameters
+are plain dicts/values so a checkpoint loads with ``torch.load(weights_only=True)``.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from safetensors.torch import save_file
+
+from tsfm.training.optim import OptimConfig, build_optimizer
+
+log = logging.getLogger(__name__)
+
+
+class NonFiniteLossError(RuntimeError):
+    """Raised after too many consecutive batches with a NaN/inf loss."""
+
+
+class TSFMModule(L.LightningModule):
+    """Common training logic; subclasses set ``family`` and ``self.model``."""
+
+    family: str = ""
+
+    def __init__(self, optim: dict | OptimConfig | None = None, max_nonfinite: int = 10) -> None:
+        super().__init__()
+        if isinstance(optim, OptimConfig):
+            optim = dict(vars(optim))
+        self.optim_cfg = OptimConfig(**(optim or {}))
+        self.max_nonfinite = max_nonfinite
+        self._nonfinite_streak = 0
+        self.nonfinite_batches = 0
+
+    # -- to implement ---------------------------------------------------------------------
+    def compute_loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        raise NotImplementedError
+
+    def forecaster(self):
+        """A :class:`tsfm.forecast.Forecaster` over the current weights (for in-training benchmarks)."""
+        raise NotImplementedError(f"{type(self).__name__} does not provide a forecaster")
+
+    def trainable_module(self) -> torch.nn.Module:
+        """The module whose parameters the optimizer sees (override to freeze parts)."""
+        return self
+
+    # -- Lightning hooks ------------------------------------------------------------------
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor | None:
+        loss = self.compute_loss(batch)
+        if not torch.isfinite(loss.detach()).all():
+            self._report_nonfinite(batch, batch_idx, loss)
+            return None  # Lightning skips backward and the optimizer step
+        self._nonfinite_streak = 0
+        self.log("train/loss", loss, prog_bar=True, batch_size=self._batch_size(batch))
+        return loss
+
+    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        loss = self.compute_loss(batch)
+        self.log("val/loss", loss, prog_bar=True, sync_dist=True, batch_size=self._batch_size(batch))
+        return loss
+
+    def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
+        # A finite loss can still give non-finite gradients (overflow in backward): drop them
+        # so AdamW leaves the weights untouched for this step.
+        grads = [p.grad for g in optimizer.param_groups for p in g["params"] if p.grad is not None]
+        if grads and not all(torch.isfinite(g).all() for g in grads):
+            log.warning("step %d: non-finite gradients, skipping the update", self.global_step)
+            self.nonfinite_batches += 1
+            for g in optimizer.param_groups:
+                for p in g["params"]:
+                    p.grad = None
+
+    def configure_optimizers(self) -> dict:
+        if self.trainer is not None and self.trainer.max_steps and self.trainer.max_steps > 0:
+            self.optim_cfg.max_steps = self.trainer.max_steps
+        return build_optimizer(self.trainable_module(), self.optim_cfg)
+
+    # -- helpers --------------------------------------------------------------------------
+    @staticmethod
+    def _batch_size(batch: dict[str, Any]) -> int:
+        for v in batch.values():
+            if isinstance(v, torch.Tensor) and v.ndim > 0:
+                return int(v.shape[0])
+        return 1
+
+    def _report_nonfinite(self, batch: dict[str, Any], batch_idx: int, loss: torch.Tensor) -> None:
+        self.nonfinite_batches += 1
+        self._nonfinite_streak += 1
+        summary = {
+            k: f"shape={tuple(v.shape)} nan={int(torch.isnan(v).sum()) if v.is_floating_point() else 0} "
+            f"inf={int(torch.isinf(v).sum()) if v.is_floating_point() else 0}"
+            for k, v in batch.items()
+            if isinstance(v, torch.Tensor)
+        }
+        dump = None
+        log_dir = getattr(self.trainer, "log_dir", None) if self._trainer is not None else None
+        if log_dir:
+            dump = Path(log_dir) / f"nonfinite_batch_step{self.global_step}_idx{batch_idx}.safetensors"
+            dump.parent.mkdir(parents=True, exist_ok=True)
+            tensors = {k: v.detach().cpu().contiguous() for k, v in batch.items() if isinstance(v, torch.Tensor)}
+            save_file(tensors, str(dump))
+        log.error(
+            "non-finite loss %s at step %d (batch %d); update skipped. batch: %s%s",
+            loss.item() if loss.numel() == 1 else "tensor",
+            self.global_step,
+            batch_idx,
+            summary,
+            f"; saved to {dump}" if dump else "",
+        )
+        if self._nonfinite_streak >= self.max_nonfinite:
+            raise NonFiniteLossError(
+                f"{self._nonfinite_streak} consecutive batches had a non-finite loss (last at step "
+                f"{self.global_step}); lower optim.lr, enable gradient clipping, or inspect {dump or 'the batch'}"
+            )
+
+
+def count_parameters(module: torch.nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+def human_count(n: int) -> str:
+    if n <= 0:
+        return "0"
+    k = int(math.log10(n) // 3)
+    return f"{n / 10 ** (3 * k):.1f}{['', 'K', 'M', 'B', 'T'][k]}"

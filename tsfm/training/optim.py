@@ -1,0 +1,92 @@
+"""Optimizer and learning-rate schedule shared by every family.
+
+The recipes of the papers differ only in numbers (Moirai: AdamW 1e-3, wd 0.1, betas
+(0.9, 0.98), warmup + cosine; Chronos: AdamW 1e-3, wd 0.01, linear decay; Chronos-2
+fine-tuning: lr 1e-6, linear), so one :class:`OptimConfig` expresses all of them in YAML.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+_NO_DECAY_TYPES = (nn.LayerNorm, nn.Embedding, nn.GroupNorm, nn.BatchNorm1d, nn.RMSNorm)
+
+
+@dataclass
+class OptimConfig:
+    """What ``conf/optim/*.yaml`` holds. ``max_steps`` is interpolated from the trainer."""
+
+    lr: float = 1e-3
+    weight_decay: float = 0.1
+    betas: tuple[float, float] = (0.9, 0.98)
+    eps: float = 1e-8
+    warmup_steps: int = 0
+    scheduler: str = "cosine"  # cosine | linear | constant
+    max_steps: int = 10_000
+    min_lr_ratio: float = 0.0
+    no_decay_names: list[str] = field(default_factory=lambda: ["bias", "norm", "embed", "mask_token"])
+
+    def __post_init__(self) -> None:
+        if self.scheduler not in {"cosine", "linear", "constant"}:
+            raise ValueError(f"optim.scheduler={self.scheduler!r}: use one of cosine, linear, constant")
+        if self.lr <= 0:
+            raise ValueError(f"optim.lr must be > 0, got {self.lr}")
+        if self.warmup_steps < 0 or self.max_steps <= 0:
+            raise ValueError("optim.warmup_steps must be >= 0 and optim.max_steps > 0")
+        self.betas = tuple(float(b) for b in self.betas)  # type: ignore[assignment]
+
+
+def param_groups(model: nn.Module, weight_decay: float, no_decay_names: list[str]) -> list[dict]:
+    """Split trainable parameters into decayed and non-decayed groups.
+
+    Norm weights, biases and embeddings are not decayed (Moirai/Chronos recipes), detected by
+    module type, by 1-D shape, or by a name fragment in ``no_decay_names``.
+    """
+    no_decay_ids: set[int] = set()
+    for module in model.modules():
+        if isinstance(module, _NO_DECAY_TYPES) or "norm" in type(module).__name__.lower():
+            no_decay_ids.update(id(p) for p in module.parameters(recurse=False))
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        lname = name.lower()
+        if id(p) in no_decay_ids or p.ndim < 2 or any(s in lname for s in no_decay_names):
+            no_decay.append(p)
+        else:
+            decay.append(p)
+    groups = [{"params": decay, "weight_decay": weight_decay}]
+    if no_decay:
+        groups.append({"params": no_decay, "weight_decay": 0.0})
+    return groups
+
+
+def lr_lambda(cfg: OptimConfig):
+    """Multiplier of the base lr at a given step: linear warmup then cosine/linear/constant."""
+
+    def fn(step: int) -> float:
+        if cfg.warmup_steps > 0 and step < cfg.warmup_steps:
+            return (step + 1) / cfg.warmup_steps
+        if cfg.scheduler == "constant":
+            return 1.0
+        span = max(1, cfg.max_steps - cfg.warmup_steps)
+        progress = min(1.0, (step - cfg.warmup_steps) / span)
+        if cfg.scheduler == "linear":
+            decay = 1.0 - progress
+        else:
+            decay = 0.5 * (1.0 + math.cos(math.pi * progress))
+        return cfg.min_lr_ratio + (1.0 - cfg.min_lr_ratio) * decay
+
+    return fn
+
+
+def build_optimizer(model: nn.Module, cfg: OptimConfig) -> dict:
+    """Return what ``LightningModule.configure_optimizers`` returns (AdamW + per-step schedule)."""
+    groups = param_groups(model, cfg.weight_decay, cfg.no_decay_names)
+    opt = torch.optim.AdamW(groups, lr=cfg.lr, betas=cfg.betas, eps=cfg.eps)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(cfg))
+    return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step", "frequency": 1}}
