@@ -77,6 +77,17 @@ class TSFMModule(L.LightningModule):
                 for p in g["params"]:
                     p.grad = None
 
+    def configure_model(self) -> None:
+        """Shard with FSDP2 under ``ModelParallelStrategy`` (trainer=fsdp); no-op otherwise."""
+        mesh = getattr(self, "_device_mesh", None)
+        if mesh is None or getattr(self, "_fsdp_applied", False):
+            return
+        from tsfm.training.parallelize import apply_fsdp2
+
+        dp_mesh = mesh["data_parallel"] if mesh.mesh_dim_names and "data_parallel" in mesh.mesh_dim_names else mesh
+        apply_fsdp2(self.model, dp_mesh)
+        self._fsdp_applied = True
+
     def configure_optimizers(self) -> dict:
         if self.trainer is not None and self.trainer.max_steps and self.trainer.max_steps > 0:
             self.optim_cfg.max_steps = self.trainer.max_steps

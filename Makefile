@@ -1,0 +1,52 @@
+# tsfm — `make help` lists the targets. The environment step (venv + editable install) runs
+# automatically before train/test/eval/bench the first time, and again when pyproject.toml changes.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.tsfm-installed
+ARGS ?=
+
+.DEFAULT_GOAL := help
+.PHONY: help install train test test-full test-dist lint format eval bench clean
+
+help: ## show this help
+	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  make %-10s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e ".[dev]"
+	touch $(STAMP)
+
+install: $(STAMP) ## create .venv and install tsfm with dev extras (torch 2.13.0 CPU build)
+
+train: $(STAMP) ## train the default model (small Moirai, synthetic data, CPU); ARGS="trainer.max_steps=50"
+	$(PY) -m tsfm.train $(ARGS)
+
+test: $(STAMP) ## run the default (fast, CPU-only) test suite
+	$(PY) -m pytest -q $(ARGS)
+
+test-full: $(STAMP) ## run every test, slow and multi-process (dist) ones included
+	$(PY) -m pytest -q -m "not gpu" $(ARGS)
+
+test-dist: $(STAMP) ## run the 2-process gloo (DDP / FSDP2) tests
+	$(PY) -m pytest -q -m dist $(ARGS)
+
+lint: $(STAMP) ## ruff lint
+	$(VENV)/bin/ruff check tsfm tests experiments
+
+format: $(STAMP) ## ruff format + autofix
+	$(VENV)/bin/ruff format tsfm tests experiments
+	$(VENV)/bin/ruff check --fix tsfm tests experiments
+
+eval: $(STAMP) ## evaluate; ARGS="model=seasonal_naive eval=dev"
+	$(PY) -m tsfm.evaluate $(ARGS)
+
+bench: $(STAMP) ## run every benchmark script under experiments/benchmarks (prints figures)
+	for f in experiments/benchmarks/*.py; do echo "== $$f"; $(PY) $$f $(ARGS) || exit 1; done
+
+clean: ## remove caches and run outputs (keeps .venv and data/)
+	rm -rf .pytest_cache .ruff_cache logs outputs multirun lightning_logs
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +

@@ -1,0 +1,110 @@
+"""TSFMModule: non-finite guard, optimizer wiring, FSDP2 sharding under ModelParallelStrategy."""
+
+import lightning as L
+import pytest
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+from tsfm.training.module import NonFiniteLossError, TSFMModule
+
+
+class Blocks(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.layers = nn.ModuleList([nn.Linear(4, 4) for _ in range(2)])
+
+    def forward(self, x):
+        for layer in self.layers:
+            x = layer(x)
+        return x
+
+
+class Toy(TSFMModule):
+    family = "toy"
+
+    def __init__(self, optim=None, max_nonfinite=10):
+        super().__init__(optim=optim, max_nonfinite=max_nonfinite)
+        self.model = Blocks()
+
+    def compute_loss(self, batch):
+        return (self.model(batch["x"]) ** 2).mean()
+
+
+def _loader(batches):
+    return DataLoader(batches, batch_size=None)
+
+
+def _trainer(tmp_path, steps, **kw):
+    return L.Trainer(
+        max_steps=steps, accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
+        enable_progress_bar=False, enable_model_summary=False, default_root_dir=tmp_path, **kw,
+    )
+
+
+def test_nan_batch_skips_update_and_is_reported(tmp_path, caplog):
+    torch.manual_seed(0)
+    module = Toy(optim={"lr": 0.1, "max_steps": 10})
+    before = [p.detach().clone() for p in module.parameters()]
+    bad = {"x": torch.full((3, 4), float("nan"))}
+    with caplog.at_level("ERROR"):
+        _trainer(tmp_path, 1).fit(module, _loader([bad]))
+    assert module.nonfinite_batches == 1
+    assert "non-finite loss" in caplog.text and "x" in caplog.text
+    assert all(torch.equal(a, b) for a, b in zip(before, module.parameters()))
+
+
+def test_good_batch_updates_weights(tmp_path):
+    module = Toy(optim={"lr": 0.1, "max_steps": 10})
+    before = [p.detach().clone() for p in module.parameters()]
+    _trainer(tmp_path, 1).fit(module, _loader([{"x": torch.randn(3, 4)}]))
+    assert any(not torch.equal(a, b) for a, b in zip(before, module.parameters()))
+
+
+def test_too_many_nonfinite_batches_raise(tmp_path):
+    module = Toy(optim={"lr": 0.1, "max_steps": 10}, max_nonfinite=2)
+    bad = {"x": torch.full((3, 4), float("inf"))}
+    with pytest.raises(NonFiniteLossError, match="consecutive batches"):
+        _trainer(tmp_path, 5).fit(module, _loader([bad] * 5))
+
+
+def test_configure_optimizers_follows_trainer_max_steps(tmp_path):
+    module = Toy(optim={"lr": 0.1, "max_steps": 10, "warmup_steps": 0})
+    _trainer(tmp_path, 3).fit(module, _loader([{"x": torch.randn(2, 4)}] * 3))
+    assert module.optim_cfg.max_steps == 3
+
+
+_FSDP_SCRIPT = """
+import json, sys
+import lightning as L, torch
+from lightning.pytorch.strategies import ModelParallelStrategy
+from torch.utils.data import DataLoader
+sys.path.insert(0, {tests!r})
+from training.test_module import Toy
+from tsfm.training.parallelize import is_sharded
+
+module = Toy(optim={{"lr": 0.1, "max_steps": 2}})
+trainer = L.Trainer(max_steps=2, accelerator="cpu", devices=2, strategy=ModelParallelStrategy(), logger=False,
+                    enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+                    default_root_dir={root!r})
+trainer.fit(module, DataLoader([{{"x": torch.randn(4, 4)}}] * 2, batch_size=None))
+print("RESULT", json.dumps({{"rank": trainer.global_rank, "world": trainer.world_size,
+                            "sharded": is_sharded(module.model)}}))
+"""
+
+
+@pytest.mark.dist
+def test_fsdp2_on_cpu_shards_blocks(tmp_path):
+    """Lightning's ModelParallelStrategy + our configure_model shard the blocks over 2 gloo ranks."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = tmp_path / "fsdp_toy.py"
+    script.write_text(_FSDP_SCRIPT.format(tests=str(Path(__file__).parents[1]), root=str(tmp_path)))
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-3000:]
+    results = [json.loads(line.split(" ", 1)[1]) for line in out.stdout.splitlines() if line.startswith("RESULT")]
+    assert sorted(r["rank"] for r in results) == [0, 1]
+    assert all(r["world"] == 2 and r["sharded"] for r in results)

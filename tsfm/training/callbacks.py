@@ -1,0 +1,75 @@
+"""Training monitoring: throughput, step time, gradient norm, memory, and model FLOPs use."""
+
+from __future__ import annotations
+
+import resource
+import time
+from typing import Any
+
+import lightning as L
+import torch
+from lightning.pytorch.utilities import grad_norm
+
+# Dense matmul peaks measured on the development CPU (DESIGN §4), per process with 2 threads.
+CPU_PEAK_FLOPS = {"32": 170e9, "bf16": 400e9}
+
+
+class TrainingMonitor(L.Callback):
+    """Logs ``perf/*`` (samples/s, tokens/s, step time, MFU when the module reports FLOPs),
+    ``grad/norm_total`` before each optimizer step and ``mem/*`` peaks.
+
+    A module may define ``tokens_in_batch(batch) -> int`` and ``flops_per_token() -> float``
+    (forward+backward) to get tokens/s and MFU.
+    """
+
+    def __init__(self, log_every_n_steps: int = 10, peak_flops: float | None = None) -> None:
+        self.log_every_n_steps = max(1, int(log_every_n_steps))
+        self.peak_flops = peak_flops
+        self._t0: float | None = None
+        self._samples = 0
+        self._tokens = 0
+        self._steps = 0
+
+    def _peak(self, trainer: L.Trainer) -> float | None:
+        if self.peak_flops:
+            return self.peak_flops
+        if trainer.accelerator.__class__.__name__ == "CPUAccelerator":
+            return CPU_PEAK_FLOPS["bf16" if "bf16" in str(trainer.precision) else "32"]
+        return None
+
+    def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int) -> None:
+        if self._t0 is None:
+            self._t0 = time.perf_counter()
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int) -> None:
+        self._steps += 1
+        if isinstance(batch, dict):
+            first = next((v for v in batch.values() if isinstance(v, torch.Tensor) and v.ndim > 0), None)
+            self._samples += int(first.shape[0]) if first is not None else 0
+            if hasattr(pl_module, "tokens_in_batch"):
+                self._tokens += int(pl_module.tokens_in_batch(batch))
+        if self._steps % self.log_every_n_steps:
+            return
+        dt = time.perf_counter() - (self._t0 or time.perf_counter())
+        if dt <= 0:
+            return
+        metrics = {
+            "perf/step_time_s": dt / self._steps,
+            "perf/samples_per_s": self._samples / dt,
+        }
+        if self._tokens:
+            metrics["perf/tokens_per_s"] = self._tokens / dt
+            peak = self._peak(trainer)
+            if peak and hasattr(pl_module, "flops_per_token"):
+                metrics["perf/mfu"] = self._tokens / dt * pl_module.flops_per_token() / peak
+        if torch.cuda.is_available():
+            metrics["mem/cuda_max_allocated_gib"] = torch.cuda.max_memory_allocated() / 2**30
+        metrics["mem/max_rss_gib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+        pl_module.log_dict(metrics, on_step=True, on_epoch=False)
+        self._t0, self._samples, self._tokens, self._steps = time.perf_counter(), 0, 0, 0
+
+    def on_before_optimizer_step(self, trainer: L.Trainer, pl_module: L.LightningModule, optimizer: Any) -> None:
+        if trainer.global_step % self.log_every_n_steps == 0:
+            norms = grad_norm(pl_module, norm_type=2)
+            if "grad_2.0_norm_total" in norms:
+                pl_module.log("grad/norm_total", norms["grad_2.0_norm_total"], on_step=True, on_epoch=False)

@@ -1,0 +1,35 @@
+"""Small OmegaConf resolvers used by conf/ and helpers shared by the Hydra entry points."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+log = logging.getLogger(__name__)
+
+_RESOLVERS = {
+    "min": lambda *xs: min(xs),
+    "max": lambda *xs: max(xs),
+    "div": lambda a, b: int(a) // int(b),
+    "mul": lambda *xs: __import__("math").prod(xs),
+    "ceil_to": lambda a, m: -(-int(a) // int(m)) * int(m),  # round a up to a multiple of m
+}
+
+
+def register_resolvers() -> None:
+    """Register tsfm's resolvers once (idempotent): ``${min:a,b}``, ``${div:a,b}``, ..."""
+    for name, fn in _RESOLVERS.items():
+        if not OmegaConf.has_resolver(name):
+            OmegaConf.register_new_resolver(name, fn)
+
+
+register_resolvers()
+
+
+def to_plain(cfg: DictConfig | Any) -> Any:
+    """Resolve a config node to plain Python containers (what library code accepts)."""
+    if isinstance(cfg, DictConfig) or OmegaConf.is_config(cfg):
+        return OmegaConf.to_container(cfg, resolve=True)
+    return cfg
