@@ -304,17 +304,35 @@ def detect_family(config: dict) -> str | None:
     return None
 
 
+def resolve_local(path: str | Path) -> Path:
+    """A local path as given, or a Hub id (``amazon/chronos-2``) found in the local HF cache.
+
+    Never downloads: an uncached Hub id resolves to the (missing) literal path and the caller's
+    error explains how to fetch it.
+    """
+    p = Path(path).expanduser()
+    if p.exists() or str(path).count("/") != 1 or str(path).startswith((".", "/", "~")):
+        return p
+    try:
+        from huggingface_hub import snapshot_download
+
+        return Path(snapshot_download(str(path), local_files_only=True))
+    except Exception:  # noqa: BLE001 - not cached (or hub lib unavailable): fall back to the literal path
+        return p
+
+
 def load_forecaster(path: str | Path, device: str | torch.device = "cpu", **kwargs: Any) -> Forecaster:
     """Load any supported checkpoint: a tsfm ``.ckpt`` or a checkpoint directory (official or exported).
 
     The family is read from the directory's ``config.json`` (or the ``.ckpt`` hyperparameters).
     A Hugging Face Hub id is accepted only if it is already a local directory: nothing is downloaded.
     """
-    p = Path(path).expanduser()
+    p = resolve_local(path)
     if not p.exists():
         raise FileNotFoundError(
-            f"{p}: no such file or directory. load_forecaster takes a local checkpoint directory "
-            "(config.json + model.safetensors) or a tsfm .ckpt file; download Hub models first."
+            f"{p}: no such file or directory (nor a Hub id in the local cache). load_forecaster takes a "
+            "local checkpoint directory (config.json + model.safetensors) or a tsfm .ckpt file; nothing is "
+            f"downloaded at run time: fetch Hub models first, e.g. `huggingface-cli download {path} --local-dir DIR`."
         )
     if p.is_file():
         try:

@@ -1,0 +1,91 @@
+"""HTTP endpoint: round trip, bad requests, health — against a local server on a free port."""
+
+import json
+import threading
+import urllib.error
+import urllib.request
+
+import numpy as np
+import pytest
+
+from tsfm.forecast import Forecaster
+from tsfm.serve import make_server
+
+
+class LastValue(Forecaster):
+    """Test double: every quantile = last observed value + level (exact, easy to assert)."""
+
+    family = "test"
+
+    def __init__(self):
+        import torch
+
+        super().__init__(torch.nn.Identity())
+
+    @classmethod
+    def from_pretrained(cls, path, **kw):
+        return cls()
+
+    @classmethod
+    def from_checkpoint(cls, ckpt, **kw):
+        return cls()
+
+    def _quantiles(self, inputs, prediction_length, quantile_levels, **kw):
+        out = []
+        for t in inputs.targets:
+            last = np.array([row[~np.isnan(row)][-1] for row in t])  # [V]
+            out.append(np.broadcast_to(last[:, None, None] + np.array(quantile_levels), (len(t), prediction_length, len(quantile_levels))))
+        return out
+
+
+@pytest.fixture
+def server():
+    srv = make_server(LastValue(), port=0)
+    th = threading.Thread(target=srv.serve_forever, daemon=True)
+    th.start()
+    yield f"http://127.0.0.1:{srv.server_address[1]}"
+    srv.shutdown()
+    srv.server_close()
+
+
+def _post(url, payload):
+    req = urllib.request.Request(url + "/predict", data=json.dumps(payload).encode(), method="POST",
+                                 headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read())
+
+
+def test_predict_round_trip(server):
+    status, out = _post(server, {"context": [[1, 2, None, 4], [5, 6]], "prediction_length": 3, "quantile_levels": [0.1, 0.9]})
+    assert status == 200
+    q = np.array(out["quantiles"])
+    assert q.shape == (2, 3, 2)
+    np.testing.assert_allclose(q[0, :, 0], 4.1, rtol=1e-6)
+    np.testing.assert_allclose(q[1, :, 1], 6.9, rtol=1e-6)
+    assert out["quantile_levels"] == [0.1, 0.9] and out["latency_ms"] >= 0
+
+
+@pytest.mark.parametrize(
+    "payload, match",
+    [
+        ({"prediction_length": 3}, "required"),
+        ({"context": [], "prediction_length": 3}, "non-empty"),
+        ({"context": [[1, 2]], "prediction_length": 0}, "prediction_length"),
+        ({"context": [["a", "b"]], "prediction_length": 2}, "list of numbers"),
+        ({"context": [[1, 2]], "prediction_length": 2, "bogus": 1}, "unknown fields"),
+        ({"context": [[1, 2]], "prediction_length": 2, "options": {"rm": 1}}, "unknown options"),
+    ],
+)
+def test_bad_requests_get_400_with_reason(server, payload, match):
+    status, out = _post(server, payload)
+    assert status == 400 and match in out["error"]
+
+
+def test_health_counts_requests(server):
+    _post(server, {"context": [[1.0]], "prediction_length": 1})
+    with urllib.request.urlopen(server + "/health", timeout=10) as r:
+        h = json.loads(r.read())
+    assert h == {"status": "ok", "family": "test", "requests": 1}

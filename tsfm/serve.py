@@ -1,0 +1,184 @@
+"""Low-latency HTTP forecasting endpoint: ``python -m tsfm.serve --ckpt PATH [--port 8000]``.
+
+The model is loaded once and kept warm; requests are JSON over a threaded stdlib HTTP server
+(no extra dependency). Concurrent requests are serialised on the model with a lock, and each
+request is a single batched forward over all its series.
+
+    POST /predict  {"context": [[...], ...], "prediction_length": 24,
+                    "quantile_levels": [0.1, 0.5, 0.9],            # optional
+                    "past_covariates": [{"x": [...]}, ...],        # optional
+                    "future_covariates": [{"x": [...]}, ...]}      # optional
+      -> {"quantiles": [N][H][Q] (or [N][V][H][Q]), "quantile_levels": [...], "latency_ms": ...}
+    GET  /health   -> {"status": "ok", "family": ..., "requests": n}
+
+Request bodies are size-checked before parsing; values are JSON data only; nothing in a request
+reaches a shell or the filesystem.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import threading
+import time
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import numpy as np
+
+from tsfm.forecast import DEFAULT_QUANTILES, Forecaster, load_forecaster
+
+log = logging.getLogger(__name__)
+MAX_BODY_BYTES = 32 * 2**20
+MAX_SERIES = 10_000
+MAX_HORIZON = 10_000
+
+
+class BadRequest(ValueError):
+    pass
+
+
+def _parse_request(body: dict[str, Any]) -> dict[str, Any]:
+    if not isinstance(body, dict):
+        raise BadRequest("request body must be a JSON object")
+    unknown = set(body) - {"context", "prediction_length", "quantile_levels", "past_covariates", "future_covariates", "options"}
+    if unknown:
+        raise BadRequest(f"unknown fields {sorted(unknown)}")
+    if "context" not in body or "prediction_length" not in body:
+        raise BadRequest("'context' (list of series) and 'prediction_length' (int) are required")
+    ctx = body["context"]
+    if not isinstance(ctx, list) or not ctx:
+        raise BadRequest("'context' must be a non-empty list of series (lists of numbers, null = missing)")
+    if len(ctx) > MAX_SERIES:
+        raise BadRequest(f"at most {MAX_SERIES} series per request, got {len(ctx)}")
+    h = body["prediction_length"]
+    if not isinstance(h, int) or not 0 < h <= MAX_HORIZON:
+        raise BadRequest(f"'prediction_length' must be an integer in [1, {MAX_HORIZON}]")
+
+    def arr(x: Any, what: str) -> np.ndarray:
+        try:
+            return np.asarray(x, dtype=np.float32)  # JSON null -> NaN (missing)
+        except (TypeError, ValueError):
+            raise BadRequest(f"{what}: must be a list of numbers (or list of lists for multivariate)") from None
+
+    out = {
+        "context": [arr(c, f"context[{i}]") for i, c in enumerate(ctx)],
+        "prediction_length": h,
+        "quantile_levels": tuple(body.get("quantile_levels") or DEFAULT_QUANTILES),
+        "options": body.get("options") or {},
+    }
+    for key in ("past_covariates", "future_covariates"):
+        if body.get(key) is not None:
+            out[key] = [{k: arr(v, f"{key}[{i}][{k!r}]") for k, v in d.items()} for i, d in enumerate(body[key])]
+    allowed_opts = {"num_samples", "patch_size", "context_length", "cross_learning", "batch_size"}
+    if set(out["options"]) - allowed_opts:
+        raise BadRequest(f"unknown options {sorted(set(out['options']) - allowed_opts)}; allowed: {sorted(allowed_opts)}")
+    return out
+
+
+class ForecastService:
+    """Holds the warm model; thread-safe ``predict``."""
+
+    def __init__(self, forecaster: Forecaster) -> None:
+        self.forecaster = forecaster
+        self.lock = threading.Lock()
+        self.requests = 0
+
+    def predict(self, body: dict[str, Any]) -> dict[str, Any]:
+        req = _parse_request(body)
+        t0 = time.perf_counter()
+        with self.lock:
+            q = self.forecaster.predict_quantiles(
+                req["context"], req["prediction_length"], req["quantile_levels"],
+                past_covariates=req.get("past_covariates"), future_covariates=req.get("future_covariates"),
+                **req["options"],
+            )
+            self.requests += 1
+        q = np.asarray(q, dtype=np.float64)
+        return {
+            "quantiles": [[_clean(x) for x in row] for row in q.tolist()] if q.ndim == 2 else _nested_clean(q.tolist()),
+            "quantile_levels": list(req["quantile_levels"]),
+            "latency_ms": (time.perf_counter() - t0) * 1e3,
+        }
+
+
+def _clean(x: float) -> float | None:
+    return None if isinstance(x, float) and not math.isfinite(x) else x
+
+
+def _nested_clean(x: Any) -> Any:
+    return [_nested_clean(v) for v in x] if isinstance(x, list) else _clean(x)
+
+
+def make_handler(service: ForecastService) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        def _send(self, status: int, payload: dict[str, Any]) -> None:
+            data = json.dumps(payload).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def do_GET(self) -> None:  # noqa: N802
+            if self.path == "/health":
+                self._send(HTTPStatus.OK, {"status": "ok", "family": service.forecaster.family, "requests": service.requests})
+            else:
+                self._send(HTTPStatus.NOT_FOUND, {"error": "use GET /health or POST /predict"})
+
+        def do_POST(self) -> None:  # noqa: N802
+            if self.path != "/predict":
+                self._send(HTTPStatus.NOT_FOUND, {"error": "use POST /predict"})
+                return
+            length = int(self.headers.get("Content-Length") or 0)
+            if length <= 0 or length > MAX_BODY_BYTES:
+                self._send(HTTPStatus.REQUEST_ENTITY_TOO_LARGE if length > 0 else HTTPStatus.BAD_REQUEST,
+                           {"error": f"body must be 1..{MAX_BODY_BYTES} bytes of JSON"})
+                return
+            try:
+                body = json.loads(self.rfile.read(length))
+                self._send(HTTPStatus.OK, service.predict(body))
+            except (BadRequest, ValueError, TypeError) as e:
+                self._send(HTTPStatus.BAD_REQUEST, {"error": str(e)})
+            except Exception as e:  # noqa: BLE001 - the server must keep serving
+                log.exception("predict failed")
+                self._send(HTTPStatus.INTERNAL_SERVER_ERROR, {"error": f"{type(e).__name__}: {e}"})
+
+        def log_message(self, fmt: str, *args: Any) -> None:
+            log.debug("%s - %s", self.address_string(), fmt % args)
+
+    return Handler
+
+
+def make_server(forecaster: Forecaster, host: str = "127.0.0.1", port: int = 8000) -> ThreadingHTTPServer:
+    return ThreadingHTTPServer((host, port), make_handler(ForecastService(forecaster)))
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(
+        prog="python -m tsfm.serve",
+        description="Serve forecasts over HTTP from a tsfm checkpoint (.ckpt) or a checkpoint directory "
+        "(official Moirai / Chronos / Chronos-2 layout or a tsfm export).",
+    )
+    p.add_argument("--ckpt", required=True, help="checkpoint file or directory (local; nothing is downloaded)")
+    p.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda:0")
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    forecaster = load_forecaster(args.ckpt, device=args.device)
+    server = make_server(forecaster, args.host, args.port)
+    log.info("serving %s (%s) on http://%s:%d  (POST /predict, GET /health)", args.ckpt, forecaster.family, args.host, args.port)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+
+
+if __name__ == "__main__":
+    main()
