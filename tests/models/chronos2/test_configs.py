@@ -1,0 +1,47 @@
+"""The Chronos-2 Hydra configs compose and instantiate (tiny) with coupled values interpolated."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.utils import instantiate
+from omegaconf import OmegaConf
+
+import tsfm.utils.config  # noqa: F401  (registers ${div:...} and friends)
+
+CONF = Path(__file__).resolve().parents[3] / "conf"
+
+
+def _compose(overrides):
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        return compose(overrides=overrides)
+
+
+@pytest.mark.parametrize("size,layers,d_model", [("chronos2_tiny", 2, 64), ("chronos2_small", 6, 512), ("chronos2_base", 12, 768)])
+def test_model_configs_compose(size, layers, d_model):
+    cfg = _compose([f"+model={size}"])
+    m = OmegaConf.to_container(cfg.model, resolve=True)
+    assert m["module"]["config"]["num_layers"] == layers and m["module"]["config"]["d_model"] == d_model
+    assert m["task"]["context_length"] == m["module"]["config"]["context_length"] == m["context_length"]
+    assert m["module"]["config"]["max_output_patches"] == 4
+
+
+def test_tiny_instantiates_module_and_task():
+    cfg = _compose(["+model=chronos2_tiny", "+optim=chronos2_finetune", "+trainer.max_steps=1000"])
+    optim = OmegaConf.to_container(cfg.optim, resolve=True)
+    assert optim["lr"] == 1e-6 and optim["scheduler"] == "linear" and optim["max_steps"] == 1000
+    task = instantiate(cfg.model.task, _convert_="all")
+    module = instantiate(cfg.model.module, optim=optim, _convert_="all")
+    assert module.config.context_length == task.context_length == 256
+    assert module.hparams["family"] == "chronos2"
+
+
+def test_context_extension_experiments():
+    s1 = _compose(["+model=chronos2_tiny", "+experiment=chronos2_context_extension_stage1"])
+    s2 = _compose(["+model=chronos2_tiny", "+experiment=chronos2_context_extension_stage2", "stage1_ckpt=/tmp/s1.ckpt"])
+    assert s1.model.module.config.d_model == 512  # the experiment picks chronos2_small
+    assert s1.model.context_length == 2048 and s1.model.task.context_length == 2048
+    assert s2.model.module.config.context_length == 8192 and s2.model.task.context_length == 8192
+    assert s2.model.module.pretrained == "/tmp/s1.ckpt"

@@ -1,0 +1,76 @@
+"""Chronos2Task: group samples with covariates, random cut points, collation."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tsfm.data.types import Series, TaskBuilder
+from tsfm.models.chronos2.task import Chronos2Task
+
+
+def _series(v=1, c=0, t=200, seed=0):
+    rng = np.random.default_rng(seed)
+    covs = rng.standard_normal((c, t)).astype(np.float32) if c else None
+    return Series(rng.standard_normal((v, t)).astype(np.float32), "D", item_id=f"s{seed}", past_feat_dynamic_real=covs)
+
+
+def test_univariate_sample_is_a_singleton_group():
+    task = Chronos2Task(context_length=64, prediction_length=20, min_past=10)
+    assert isinstance(task, TaskBuilder) and task.min_length == 30 and task.num_output_patches == 2
+    s = _series(t=200)
+    sample = task(s, np.random.default_rng(0))
+    ctx, fut = sample["context"], sample["future_target"]
+    assert ctx.shape[0] == 1 and 10 <= ctx.shape[1] <= 64 and fut.shape == (1, 20)
+    # context and future are contiguous windows of the series at one cut point
+    row = s.target[0]
+    start = int(np.flatnonzero(np.isclose(row, fut[0, 0]))[0])
+    np.testing.assert_array_equal(row[start - ctx.shape[1] : start], ctx[0])
+    assert np.isnan(sample["future_covariates"]).all()
+
+
+def test_covariates_past_only_and_known():
+    s = _series(v=2, c=3)
+    past = Chronos2Task(64, 16, known_covariate_prob=0.0)(s, np.random.default_rng(1))
+    assert past["context"].shape[0] == 5 and past["n_targets"] == 2
+    assert np.isnan(past["future_target"][2:]).all() and np.isfinite(past["future_target"][:2]).all()
+    assert np.isnan(past["future_covariates"]).all()
+    known = Chronos2Task(64, 16, known_covariate_prob=1.0)(s, np.random.default_rng(1))
+    assert np.isfinite(known["future_covariates"][2:]).all() and np.isnan(known["future_covariates"][:2]).all()
+
+
+def test_group_cap_and_too_short_series():
+    task = Chronos2Task(64, 16, max_group_size=3)
+    sample = task(_series(v=2, c=5), np.random.default_rng(0))
+    assert sample["context"].shape[0] == 3 and sample["n_targets"] == 2
+    assert task(_series(t=20), np.random.default_rng(0)) is None  # 20 < min_past 16 + 16
+
+
+def test_random_cut_is_reproducible_and_varies():
+    task = Chronos2Task(32, 8, min_past=8)
+    s = _series(t=300)
+    a = task(s, np.random.default_rng(5))["future_target"]
+    b = task(s, np.random.default_rng(5))["future_target"]
+    np.testing.assert_array_equal(a, b)
+    firsts = {float(task(s, np.random.default_rng(i))["future_target"][0, 0]) for i in range(10)}
+    assert len(firsts) > 5
+
+
+def test_collate_left_pads_and_numbers_groups():
+    task = Chronos2Task(64, 16, min_past=4, known_covariate_prob=1.0)
+    samples = [task(_series(t=30, seed=0), np.random.default_rng(0)), task(_series(v=2, c=1, t=200, seed=1), np.random.default_rng(0))]
+    batch = task.collate(samples)
+    assert batch["context"].shape[0] == 4 and batch["group_ids"].tolist() == [0, 1, 1, 1]
+    assert batch["future_target"].shape == (4, 16)
+    n0 = samples[0]["context"].shape[1]
+    assert np.isnan(batch["context"][0, : batch["context"].shape[1] - n0].numpy()).all()
+
+
+def test_bad_series_and_options():
+    with pytest.raises(ValueError, match="past_feat_dynamic_real has shape"):
+        bad = Series(np.zeros((1, 50), np.float32), "D", item_id="x", past_feat_dynamic_real=np.zeros((1, 49), np.float32))
+        Chronos2Task(32, 8)(bad, np.random.default_rng(0))
+    with pytest.raises(ValueError, match="known_covariate_prob must be in"):
+        Chronos2Task(known_covariate_prob=2.0)
+    with pytest.raises(ValueError, match="empty list"):
+        Chronos2Task().collate([])

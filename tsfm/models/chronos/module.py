@@ -1,0 +1,121 @@
+"""LightningModule for Chronos-T5: cross-entropy pretraining and fine-tuning.
+
+Random init from a config (``config: {...}`` in ``conf/model/chronos_*.yaml``), or fine-tuning
+from ``pretrained``: an official ``amazon/chronos-t5-*`` directory, a tsfm-exported directory,
+or a tsfm ``.ckpt`` (read with ``weights_only=True``). The optimizer recipe (AdamW 1e-3, linear
+decay to 0, wd 0.01) comes from ``conf/optim/chronos.yaml`` through :class:`TSFMModule`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from tsfm.models.chronos.config import ChronosConfig
+from tsfm.models.chronos.convert import export_pretrained, load_pretrained, model_from_state_dict
+from tsfm.models.chronos.model import ChronosModel
+from tsfm.training.module import TSFMModule
+from tsfm.training.optim import OptimConfig
+
+
+def _load_pretrained(path: str, overrides: dict[str, Any]) -> ChronosModel:
+    p = Path(path).expanduser()
+    if p.is_dir():
+        model = load_pretrained(p)
+    elif p.is_file():
+        ckpt = torch.load(p, map_location="cpu", weights_only=True)
+        hp = ckpt.get("hyper_parameters", {}) if isinstance(ckpt, dict) else {}
+        if hp.get("family") != "chronos" or "config" not in hp:
+            raise ValueError(f"{p}: not a tsfm Chronos checkpoint (family={hp.get('family')!r})")
+        state = {k.removeprefix("model."): v for k, v in ckpt["state_dict"].items() if k.startswith("model.")}
+        model = model_from_state_dict(ChronosConfig(**hp["config"]), state, source=str(p))
+    else:
+        raise FileNotFoundError(
+            f"pretrained={path!r}: no such directory or .ckpt file (nothing is downloaded)"
+        )
+    # only settings that do not change the weights' shapes may be overridden when fine-tuning
+    allowed = {
+        "dropout_rate",
+        "context_length",
+        "prediction_length",
+        "num_samples",
+        "temperature",
+        "top_k",
+        "top_p",
+    }
+    bad = sorted(k for k, v in overrides.items() if k not in allowed and getattr(model.config, k, v) != v)
+    if bad:
+        raise ValueError(
+            f"pretrained={path!r}: config keys {bad} differ from the checkpoint's; only {sorted(allowed)} "
+            "may change when fine-tuning (drop the others from model.module.config)"
+        )
+    if overrides:
+        cfg = ChronosConfig(
+            **{**model.config.to_dict(), **{k: v for k, v in overrides.items() if k in allowed}}
+        )
+        model.config = cfg
+        model.tokenizer.config = cfg
+        for m in model.t5.modules():  # dropout modules read the rate at construction
+            if isinstance(m, torch.nn.Dropout):
+                m.p = cfg.dropout_rate
+    return model
+
+
+class ChronosModule(TSFMModule):
+    """Chronos-T5 training: teacher-forced token cross-entropy on tokenised batches from :class:`ChronosTask`."""
+
+    family = "chronos"
+
+    def __init__(
+        self,
+        config: dict[str, Any] | None = None,
+        size: str | None = None,
+        pretrained: str | None = None,
+        optim: dict | OptimConfig | None = None,
+        max_nonfinite: int = 10,
+        family: str = "chronos",
+        initialized_from: str | None = None,
+    ) -> None:
+        super().__init__(optim=optim, max_nonfinite=max_nonfinite)
+        if family != self.family:
+            raise ValueError(f"ChronosModule got family={family!r}; this module trains 'chronos'")
+        overrides = dict(config or {})
+        if pretrained:
+            self.model = _load_pretrained(pretrained, overrides)
+        else:
+            cfg = ChronosConfig.from_name(size, **overrides) if size else ChronosConfig(**overrides)
+            self.model = ChronosModel(cfg)
+        self.model.train()
+        self.save_hyperparameters(
+            {
+                "family": self.family,
+                "config": self.model.config.to_dict(),  # resolved: a checkpoint rebuilds without `pretrained`
+                "size": size,
+                # the resolved config + state dict rebuild the model; the source dir is not needed again
+                "pretrained": None,
+                "initialized_from": str(pretrained) if pretrained else None,
+                "optim": dict(vars(self.optim_cfg)) | {"betas": list(self.optim_cfg.betas)},
+                "max_nonfinite": max_nonfinite,
+            }
+        )
+
+    @property
+    def config(self) -> ChronosConfig:
+        return self.model.config
+
+    def compute_loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        return self.model(batch["input_ids"], batch["attention_mask"].bool(), batch["labels"])
+
+    def forecaster(self):
+        """A :class:`ChronosForecaster` sharing this module's weights (puts the model in eval mode)."""
+        from tsfm.models.chronos.forecast import ChronosForecaster
+
+        return ChronosForecaster(self.model, device=self.device)
+
+    def save_pretrained(self, path: str | Path) -> Path:
+        """Write the official checkpoint layout (loads in ``ChronosPipeline`` and ``load_forecaster``)."""
+        return export_pretrained(self.model, path)
+
+    export = save_pretrained

@@ -1,0 +1,1 @@
+"""Chronos-2: group-attention encoder with covariates (weight-compatible with amazon/chronos-2)."""
