@@ -1,0 +1,76 @@
+"""python -m tsfm.data: build, synth, inspect, help and error exits."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import datasets
+import pandas as pd
+import pytest
+
+from tsfm.data.__main__ import main
+
+
+def test_build_packaged_and_inspect(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    assert main(["build", "packaged", "m3_other", "prison", "--out", str(tmp_path / "pk")]) == 0
+    out = capsys.readouterr().out
+    assert "wrote 174 series" in out and "wrote 64 series" in out
+    assert main(["inspect", str(tmp_path / "pk")]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["prison"]["num_series"] == 64 and info["prison"]["freq"] == ["QS-JAN"]
+    assert info["m3_other"]["length"]["min"] == 71 and info["m3_other"]["missing_pct"] == 0.0
+    assert info["prison"]["schema"]["target"] == "list<item: float>"
+
+
+def test_build_csv_with_skips_and_synth(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    df = pd.DataFrame(
+        {
+            "item_id": ["a"] * 5 + ["b"] * 2,
+            "timestamp": list(pd.date_range("2020", periods=5, freq="D")) * 1
+            + list(pd.date_range("2020", periods=2, freq="D")),
+            "target": range(7),
+        }
+    )
+    df.to_csv(tmp_path / "x.csv", index=False)
+    assert (
+        main(
+            [
+                "build",
+                "csv",
+                str(tmp_path / "x.csv"),
+                "--min-length",
+                "3",
+                "--freq",
+                "D",
+                "--out",
+                str(tmp_path / "x"),
+            ]
+        )
+        == 0
+    )
+    assert "skipped 1 series (shorter than 3): b" in capsys.readouterr().out
+    assert datasets.load_from_disk(str(tmp_path / "x")).num_rows == 1
+    assert (
+        main(["synth", "kernelsynth", "--num-series", "3", "--length", "64", "--out", str(tmp_path / "ks")])
+        == 0
+    )
+    assert datasets.load_from_disk(str(tmp_path / "ks")).num_rows == 3
+
+
+def test_bad_input_exits_with_a_message(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    pd.DataFrame({"item_id": ["a", "a"], "timestamp": ["2020-01-02", "2020-01-01"], "target": [1, 2]}).to_csv(
+        tmp_path / "bad.csv", index=False
+    )
+    assert main(["build", "csv", str(tmp_path / "bad.csv"), "--freq", "D", "--out", str(tmp_path / "o")]) == 2
+    assert "error: item 'a': timestamps are not increasing" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
+
+
+def test_help_is_useful() -> None:
+    res = subprocess.run(
+        [sys.executable, "-m", "tsfm.data", "build", "--help"], capture_output=True, text=True, check=True
+    )
+    assert "--out" in res.stdout and "packaged" in res.stdout and "--min-length" in res.stdout

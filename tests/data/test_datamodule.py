@@ -1,0 +1,137 @@
+"""TSDataModule: generated-on-first-use corpus, Lightning training, exact resume, validation stream."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import lightning as L
+import pytest
+import torch
+
+from tsfm.data.datamodule import STEP_KEY, TSDataModule
+from tsfm.data.tasks import FixedWindowTask
+
+KS = {"name": "ks", "generator": "kernelsynth", "num_series": 12, "seed": 0, "length": 128}
+
+
+class Recorder(L.LightningModule):
+    """Tiny model that records the batches it trains and validates on."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lin = torch.nn.Linear(24, 6)
+        self.seen: list[torch.Tensor] = []
+        self.val_seen: list[torch.Tensor] = []
+
+    def training_step(self, batch: dict, idx: int) -> torch.Tensor:
+        assert STEP_KEY not in batch  # the data module strips its bookkeeping
+        self.seen.append(batch["context"].clone())
+        return ((self.lin(batch["context"]) - batch["target"]) ** 2).mean()
+
+    def validation_step(self, batch: dict, idx: int) -> None:
+        self.val_seen.append(batch["context"].clone())
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return torch.optim.SGD(self.parameters(), lr=0.01)
+
+
+def make_dm(tmp_path: Path, **kw) -> TSDataModule:
+    return TSDataModule(
+        [KS], FixedWindowTask(24, 6), batch_size=4, cache_dir=str(tmp_path / "cache"), val_batches=2, **kw
+    )
+
+
+def fit(dm: TSDataModule, steps: int, ckpt: str | None = None, val: bool = False) -> Recorder:
+    model = Recorder()
+    trainer = L.Trainer(
+        max_steps=steps,
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        limit_val_batches=2 if val else 0,
+        val_check_interval=3 if val else None,
+    )
+    trainer.fit(model, datamodule=dm, ckpt_path=ckpt)
+    model.trainer_ref = trainer  # type: ignore[attr-defined]
+    return model
+
+
+def test_prepare_data_generates_and_caches_the_corpus(tmp_path: Path) -> None:
+    dm = make_dm(tmp_path)
+    dm.prepare_data()
+    built = list((tmp_path / "cache").iterdir())
+    assert len(built) == 1 and built[0].name.startswith("ks-")
+    mtime = built[0].stat().st_mtime_ns
+    make_dm(tmp_path).prepare_data()  # cached: not rebuilt
+    assert built[0].stat().st_mtime_ns == mtime
+    dm.setup("fit")
+    assert len(dm.corpus.datasets[0]) == 12
+    other = TSDataModule([{**KS, "seed": 1}], FixedWindowTask(24, 6), cache_dir=str(tmp_path / "cache"))
+    other.prepare_data()
+    assert len(list((tmp_path / "cache").iterdir())) == 2  # different settings -> separate cache entry
+
+
+def test_resume_from_checkpoint_sees_exactly_the_same_batches(tmp_path: Path) -> None:
+    full = fit(make_dm(tmp_path), 8)
+    first = fit(make_dm(tmp_path), 5)
+    ckpt = tmp_path / "half.ckpt"
+    first.trainer_ref.save_checkpoint(ckpt)  # type: ignore[attr-defined]
+    state = torch.load(ckpt, weights_only=True)["TSDataModule"]
+    assert state == {"consumed": 5, "seed": 0, "batch_size": 4}
+    rest = fit(make_dm(tmp_path), 8, ckpt=str(ckpt))
+    assert len(full.seen) == 8 and len(first.seen) == 5 and len(rest.seen) == 3
+    for a, b in zip(full.seen, first.seen + rest.seen):
+        assert torch.equal(a, b)
+    assert not torch.equal(full.seen[0], full.seen[1])
+
+
+def test_validation_stream_is_fixed(tmp_path: Path) -> None:
+    model = fit(make_dm(tmp_path), 6, val=True)
+    assert len(model.val_seen) == 4  # two validations x val_batches
+    assert torch.equal(model.val_seen[0], model.val_seen[2]) and torch.equal(
+        model.val_seen[1], model.val_seen[3]
+    )
+    assert not any(torch.equal(model.val_seen[0], t) for t in model.seen)
+
+
+def test_bad_configs_have_clear_errors(tmp_path: Path) -> None:
+    with pytest.raises(TypeError, match="task must implement TaskBuilder"):
+        TSDataModule([KS], task=object())  # type: ignore[arg-type]
+    with pytest.raises(
+        ValueError, match=r"needs exactly one of \('path', 'lotsa_root', 'packaged', 'generator'\)"
+    ):
+        TSDataModule([{"weight": 1.0}], FixedWindowTask(4, 1))
+    with pytest.raises(FileNotFoundError, match=r"LOTSA root .*lotsa_data does not exist"):
+        TSDataModule([{"lotsa_root": str(tmp_path / "lotsa_data")}], FixedWindowTask(4, 1))
+    dm = TSDataModule([{"path": str(tmp_path / "nope")}], FixedWindowTask(4, 1))
+    with pytest.raises(FileNotFoundError, match=r"sub-dataset 'nope': .*nope does not exist; fix its path"):
+        dm.prepare_data()
+
+
+def test_packaged_entry_and_hydra_configs_compose(tmp_path: Path) -> None:
+    from hydra import compose, initialize_config_dir
+    from hydra.utils import instantiate
+
+    conf = Path(__file__).resolve().parents[2] / "conf"
+    with initialize_config_dir(config_dir=str(conf), version_base="1.3"):
+        for name in ("synthetic", "chronos_mix", "lotsa"):
+            cfg = compose("train", overrides=[f"data={name}", f"paths.data_dir={tmp_path}"])
+            if name == "lotsa":
+                with pytest.raises(Exception, match=rf"LOTSA root {tmp_path}/lotsa_data does not exist"):
+                    instantiate(cfg.data, task=FixedWindowTask(8, 2), _convert_="all")
+                continue
+            dm = instantiate(cfg.data, task=FixedWindowTask(8, 2), _convert_="all")
+            assert isinstance(dm, TSDataModule) and dm.entries[0].path.parent == tmp_path
+    dm = TSDataModule(
+        [{"packaged": "m3_other"}],
+        FixedWindowTask(16, 8),
+        batch_size=3,
+        cache_dir=str(tmp_path),
+        val_batches=0,
+    )
+    dm.prepare_data()
+    batch = next(iter(dm.train_dataloader()))
+    assert batch["context"].shape == (3, 16) and batch["target"].shape == (3, 8)

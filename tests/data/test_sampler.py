@@ -1,0 +1,108 @@
+"""Weighted sampling, length-proportional item choice, determinism, workers, ranks, page release."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch.utils.data import DataLoader
+
+from tests.data.conftest import make_series
+from tsfm.data.corpus import Corpus
+from tsfm.data.datamodule import BatchStream
+from tsfm.data.format import write_dataset
+from tsfm.data.sampler import WindowSampler
+from tsfm.data.tasks import FixedWindowTask
+
+
+def corpus_of(tmp_path: Path, sizes: dict[str, list[int]], weights: list[float] | None = None) -> Corpus:
+    for i, (name, lengths) in enumerate(sizes.items()):
+        write_dataset(make_series(len(lengths), lengths, seed=i, prefix=f"{name}_"), tmp_path / name)
+    return Corpus.open([tmp_path / n for n in sizes], weights)
+
+
+def test_probabilities_capped_at_epsilon_then_renormalised(tmp_path: Path) -> None:
+    corpus = corpus_of(tmp_path, {"big": [1000] * 8, "mid": [100] * 8, "small": [100]})
+    obs = np.array([8000, 800, 100], float)
+    np.testing.assert_allclose(corpus.probabilities(), obs / obs.sum())
+    capped = np.minimum(obs / obs.sum(), 0.05)
+    np.testing.assert_allclose(corpus.probabilities(epsilon=0.05), capped / capped.sum())
+    corpus.weights = [1.0, 2.0, 0.0]
+    np.testing.assert_allclose(corpus.probabilities("explicit"), [1 / 3, 2 / 3, 0])
+    with pytest.raises(ValueError, match="weighting must be 'observations' or 'explicit'"):
+        corpus.probabilities("uniform")
+
+
+def test_items_drawn_proportional_to_length_and_short_ones_never(tmp_path: Path) -> None:
+    corpus = corpus_of(tmp_path, {"d": [100, 300, 600, 5]})
+    sampler = WindowSampler(corpus, FixedWindowTask(8, 2), batch_size=1)
+    assert sampler.skipped_short == 1
+    ids = [s.item_id for s in sampler.draw(np.random.default_rng(0), 20000)]
+    freq = np.array([ids.count(f"d_{i}") for i in range(4)]) / len(ids)
+    np.testing.assert_allclose(freq, [0.1, 0.3, 0.6, 0.0], atol=0.015)
+
+
+def test_dataset_mix_follows_probabilities(tmp_path: Path) -> None:
+    corpus = corpus_of(tmp_path, {"a": [200] * 4, "b": [200] * 4}, weights=[0.9, 0.1])
+    sampler = WindowSampler(corpus, FixedWindowTask(16, 4), batch_size=4000, weighting="explicit")
+    frac_a = np.mean([s["dataset"] == "a" for s in sampler.sample(0)])
+    assert abs(frac_a - 0.9) < 0.02
+
+
+def test_steps_are_deterministic_and_rank_specific(tmp_path: Path) -> None:
+    corpus = corpus_of(tmp_path, {"d": [300] * 20})
+    task = FixedWindowTask(32, 8)
+
+    def windows(rank: int, step: int, seed: int = 0) -> np.ndarray:
+        s = WindowSampler(corpus, task, batch_size=16, seed=seed, rank=rank)
+        return np.stack([x["window"] for x in s.sample(step)])
+
+    np.testing.assert_array_equal(windows(0, 5), windows(0, 5))
+    assert not np.array_equal(windows(0, 5), windows(1, 5))
+    assert not np.array_equal(windows(0, 5), windows(0, 6))
+    assert not np.array_equal(windows(0, 5), windows(0, 5, seed=1))
+
+
+def test_task_rejections_are_counted(tmp_path: Path) -> None:
+    items = make_series(4, [100] * 4)
+    for s in items[:2]:
+        s.target[:] = np.nan  # all missing -> every context empty -> the task rejects it
+    items[0].target[0, 0] = 1.0  # keep it a non-empty series on disk
+    items[1].target[0, -1] = 1.0
+    write_dataset(items, tmp_path / "d")
+    sampler = WindowSampler(Corpus.open([tmp_path / "d"]), FixedWindowTask(10, 2), batch_size=200)
+    batch = sampler.sample(0)
+    assert len(batch) == 200 and sampler.skipped_by_task > 50
+    assert all(not np.isnan(x["window"][:10]).all() for x in batch)
+
+
+def test_dataloader_workers_yield_the_same_stream_as_one_process(tmp_path: Path) -> None:
+    corpus = corpus_of(tmp_path, {"d": [300] * 20})
+    task = FixedWindowTask(32, 8)
+    sampler = WindowSampler(corpus, task, batch_size=8)
+
+    def run(num_workers: int, start: int = 0) -> list[torch.Tensor]:
+        loader = DataLoader(
+            BatchStream(sampler, start, 6, tag=True), batch_size=None, num_workers=num_workers
+        )
+        return [b["context"] for b in loader]
+
+    single, multi = run(0), run(2)
+    assert len(single) == len(multi) == 6
+    assert all(torch.equal(a, b) for a, b in zip(single, multi))
+    resumed = run(2, start=3)  # steps 3..8: the first three equal steps 3..5 of the full run
+    assert all(torch.equal(a, b) for a, b in zip(single[3:], resumed[:3]))
+
+
+def test_release_bounds_mapped_pages(tmp_path: Path) -> None:
+    corpus = corpus_of(tmp_path, {"d": [300] * 20})
+    calls = []
+    corpus.release = lambda: calls.append(1)  # type: ignore[method-assign]
+    sampler = WindowSampler(corpus, FixedWindowTask(32, 8), batch_size=100, page_budget_mb=0)
+    for step in range(4):
+        sampler.sample(step)
+    assert len(calls) >= 3
+    corpus.datasets[0].release()  # the real madvise works on the mapping
+    assert corpus.datasets[0].series(3).target.shape == (1, 300)

