@@ -27,7 +27,7 @@ import torch
 log = logging.getLogger(__name__)
 
 DEFAULT_QUANTILES: tuple[float, ...] = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
-FAMILIES = ("moirai", "chronos", "chronos2")
+FAMILIES = ("moirai", "chronos", "chronos2", "baseline")
 # family -> module holding ``FORECASTER`` (a Forecaster subclass)
 _FORECASTER_MODULES = {f: f"tsfm.models.{f}.forecast" for f in FAMILIES}
 

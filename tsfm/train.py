@@ -81,7 +81,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
             log.info("lr finder suggests %.3g (was %.3g)", suggestion, module.optim_cfg.lr)
             module.optim_cfg.lr = float(suggestion)
     trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
-    if cfg.get("export") and trainer.is_global_zero and hasattr(module, "save_pretrained"):
+    if cfg.get("export") and trainer.is_global_zero:
         out = Path(cfg.paths.output_dir) / "export"
         module.save_pretrained(out)
         log.info("exported final weights to %s", out)

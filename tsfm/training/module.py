@@ -47,6 +47,11 @@ class TSFMModule(L.LightningModule):
         """A :class:`tsfm.forecast.Forecaster` over the current weights (for in-training benchmarks)."""
         raise NotImplementedError(f"{type(self).__name__} does not provide a forecaster")
 
+    def save_pretrained(self, path: str | Path) -> Path:
+        """Export the current weights as a checkpoint directory (config.json + model.safetensors)
+        in the family's official layout, loadable by ``load_forecaster``."""
+        raise NotImplementedError(f"{type(self).__name__} does not export checkpoint directories")
+
     def trainable_module(self) -> torch.nn.Module:
         """The module whose parameters the optimizer sees (override to freeze parts)."""
         return self

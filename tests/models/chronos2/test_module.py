@@ -69,7 +69,7 @@ def test_lora_trains_only_adapters_and_exports(tmp_path, c2_dir):
     task = Chronos2Task(context_length=256, prediction_length=16)
     trainer = _fit(module, _batches(task, 3), 3)
     assert all(torch.equal(p, frozen[n]) for n, p in module.named_parameters() if n in frozen)
-    out = module.export_pretrained(tmp_path / "lora_export")
+    out = module.save_pretrained(tmp_path / "lora_export")
     f = load_forecaster(out)
     ctx = [np.sin(np.arange(100) / 5).astype(np.float32)]
     np.testing.assert_allclose(f.predict_quantiles(ctx, 16), module.forecaster().predict_quantiles(ctx, 16), rtol=1e-5, atol=1e-5)

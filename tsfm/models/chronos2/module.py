@@ -138,6 +138,6 @@ class Chronos2Module(TSFMModule):
     def forecaster(self) -> Chronos2Forecaster:
         return Chronos2Forecaster(self.merged_model(), device=self.device)
 
-    def export_pretrained(self, path: str | Path) -> Path:
+    def save_pretrained(self, path: str | Path) -> Path:
         """Write the weights in the official ``amazon/chronos-2`` layout."""
         return save_pretrained(self.merged_model(), path)
