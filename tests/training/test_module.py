@@ -61,6 +61,20 @@ def test_good_batch_updates_weights(tmp_path):
     assert any(not torch.equal(a, b) for a, b in zip(before, module.parameters()))
 
 
+class InfGrad(Toy):
+    def compute_loss(self, batch):
+        w = self.model.layers[0].weight
+        return (self.model(batch["x"]) ** 2).mean() + torch.sqrt(w[0, 0] * 0)  # finite loss, NaN grad
+
+
+def test_nonfinite_gradients_skip_the_update(tmp_path):
+    module = InfGrad(optim={"lr": 0.1, "max_steps": 10})
+    before = [p.detach().clone() for p in module.parameters()]
+    _trainer(tmp_path, 1).fit(module, _loader([{"x": torch.randn(3, 4)}]))
+    assert module.nonfinite_batches == 1
+    assert all(torch.equal(a, b) for a, b in zip(before, module.parameters()))
+
+
 def test_too_many_nonfinite_batches_raise(tmp_path):
     module = Toy(optim={"lr": 0.1, "max_steps": 10}, max_nonfinite=2)
     bad = {"x": torch.full((3, 4), float("inf"))}

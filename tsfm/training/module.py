@@ -75,7 +75,8 @@ class TSFMModule(L.LightningModule):
         # A finite loss can still give non-finite gradients (overflow in backward): drop them
         # so AdamW leaves the weights untouched for this step.
         grads = [p.grad for g in optimizer.param_groups for p in g["params"] if p.grad is not None]
-        if grads and not all(torch.isfinite(g).all() for g in grads):
+        # one fused reduction (a NaN/inf anywhere makes the total norm non-finite), one host sync
+        if grads and not torch.isfinite(torch.nn.utils.get_total_norm(grads)):
             log.warning("step %d: non-finite gradients, skipping the update", self.global_step)
             self.nonfinite_batches += 1
             for g in optimizer.param_groups:
