@@ -1,0 +1,126 @@
+"""Lightning module for Moirai pretraining and fine-tuning.
+
+``mode="pretrain"`` trains every parameter from ``config`` (or from ``pretrained``).
+``mode="finetune"`` starts from ``pretrained`` (an official checkpoint directory or a tsfm
+``.ckpt``) and trains ``finetune="full"`` (everything), ``"freeze_ffn"`` (encoder FFNs frozen) or
+``"head_only"`` (only ``param_proj``), the reference's three patterns. The loss (train and
+validation) is the packed NLL of :meth:`MoiraiModel.loss`. The optimizer recipe lives in
+``conf/optim`` (TSFMModule builds it, excluding norms, biases and embeddings from weight decay).
+
+``gradient_checkpointing`` recomputes each encoder layer in backward. Under Lightning's
+``ModelParallelStrategy`` (``self.device_mesh`` set), ``configure_model`` applies FSDP2
+``fully_shard`` to every encoder layer, then to the whole model.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from tsfm.models.moirai.config import MoiraiConfig
+from tsfm.models.moirai.convert import load_official, load_state, save_official
+from tsfm.models.moirai.model import MoiraiModel
+from tsfm.training.module import TSFMModule
+from tsfm.training.parallelize import apply_fsdp2, is_sharded
+
+log = logging.getLogger(__name__)
+MODES = ("pretrain", "finetune")
+FINETUNE = ("full", "freeze_ffn", "head_only")
+_DROPOUT_KEYS = ("attn_dropout_p", "dropout_p")
+
+
+def load_pretrained(path: str | Path, overrides: dict[str, Any] | None = None) -> MoiraiModel:
+    """An official/exported checkpoint directory, or a tsfm Lightning ``.ckpt`` (weights_only)."""
+    p = Path(path).expanduser()
+    if p.is_dir():
+        model = load_official(p)
+    elif p.is_file():
+        try:
+            ckpt = torch.load(p, map_location="cpu", weights_only=True)
+        except Exception as e:  # noqa: BLE001 - any decoding failure is reported with the file
+            raise ValueError(f"{p}: not a readable tsfm checkpoint ({type(e).__name__}: {e})") from None
+        hp = ckpt.get("hyper_parameters", {})
+        if hp.get("family") != "moirai":
+            raise ValueError(f"{p}: checkpoint of family {hp.get('family')!r}, expected 'moirai'")
+        model = MoiraiModel(MoiraiConfig.from_dict(hp["config"]))
+        state = {k[len("model.") :]: v for k, v in ckpt["state_dict"].items() if k.startswith("model.")}
+        load_state(model, state, str(p))
+    else:
+        raise FileNotFoundError(f"pretrained={p}: no such checkpoint directory or .ckpt file")
+    for k, v in (overrides or {}).items():  # dropouts may differ when fine-tuning
+        if k in _DROPOUT_KEYS:
+            setattr(model.cfg, k, float(v))
+            for m in model.modules():
+                if isinstance(m, torch.nn.Dropout):
+                    m.p = float(model.cfg.dropout_p)
+                if hasattr(m, "dropout_p") and not isinstance(m, torch.nn.Dropout):
+                    m.dropout_p = float(model.cfg.attn_dropout_p)
+    return model
+
+
+class MoiraiModule(TSFMModule):
+    """Moirai in Lightning; ``self.model`` is the single-device :class:`MoiraiModel`."""
+
+    family = "moirai"
+
+    def __init__(
+        self,
+        config: dict[str, Any] | None = None,
+        mode: str = "pretrain",
+        finetune: str = "full",
+        pretrained: str | None = None,
+        gradient_checkpointing: bool = False,
+        optim: dict[str, Any] | None = None,
+        max_nonfinite: int = 10,
+    ) -> None:
+        super().__init__(optim=optim, max_nonfinite=max_nonfinite)
+        if mode not in MODES:
+            raise ValueError(f"mode={mode!r}: use one of {MODES}")
+        if finetune not in FINETUNE:
+            raise ValueError(f"finetune={finetune!r}: use one of {FINETUNE}")
+        if mode == "finetune" and not pretrained:
+            raise ValueError("mode='finetune' needs `pretrained`: an official Moirai directory or a tsfm .ckpt")
+        config = dict(config or {})
+        if pretrained:
+            self.model = load_pretrained(pretrained, {k: config[k] for k in _DROPOUT_KEYS if k in config})
+        else:
+            self.model = MoiraiModel(MoiraiConfig.from_dict(config))
+        self.model.encoder.gradient_checkpointing = bool(gradient_checkpointing)
+        self.save_hyperparameters()
+        # the resolved model config (from `pretrained` if given) makes the checkpoint self-contained
+        self.hparams["config"] = self.model.cfg.to_dict()
+        self.hparams["family"] = self.family
+        if mode == "finetune":
+            self._apply_finetune_pattern(finetune)
+
+    def _apply_finetune_pattern(self, pattern: str) -> None:
+        for name, p in self.model.named_parameters():
+            if pattern == "freeze_ffn" and ".ffn." in name:
+                p.requires_grad_(False)
+            elif pattern == "head_only" and not name.startswith("param_proj."):
+                p.requires_grad_(False)
+        n_train = sum(p.numel() for p in self.model.parameters() if p.requires_grad)
+        log.info("finetune=%s: %d trainable parameters", pattern, n_train)
+
+    def compute_loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        return self.model(batch)
+
+    def forecaster(self):
+        """A forecaster sharing this module's weights (Lightning restores train mode after eval)."""
+        from tsfm.models.moirai.forecast import MoiraiForecaster
+
+        return MoiraiForecaster(self.model, device=self.device)
+
+    def configure_model(self) -> None:
+        mesh = getattr(self, "device_mesh", None)
+        if mesh is None or is_sharded(self.model):
+            return
+        dp_mesh = mesh["data_parallel"] if mesh.mesh_dim_names and "data_parallel" in mesh.mesh_dim_names else mesh
+        apply_fsdp2(self.model, dp_mesh, blocks=list(self.model.encoder.layers))
+
+    def save_pretrained(self, path: str | Path) -> Path:
+        """Export the weights as an official-layout directory (loads in uni2ts and in tsfm)."""
+        return save_official(self.model, path)
