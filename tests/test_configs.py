@@ -51,6 +51,7 @@ def test_fsdp_64gpu_is_8_nodes_of_8():
     t = _resolve(_compose(["trainer=fsdp_64gpu"]))["trainer"]
     assert (t["num_nodes"], t["devices"], t["accelerator"]) == (8, 8, "gpu")
     assert t["strategy"]["_target_"].endswith("ModelParallelStrategy")
+    assert t["strategy"]["data_parallel_size"] == 64
 
 
 # values an option declares mandatory (???) and a user must pass

@@ -22,6 +22,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from tsfm.training.checkpoint_io import AtomicCheckpointIO
+from tsfm.training.parallelize import full_state_dict, is_sharded
 from tsfm.utils.config import register_resolvers, to_plain
 
 log = logging.getLogger(__name__)
@@ -68,6 +69,25 @@ def resolve_ckpt_path(cfg: DictConfig) -> str | None:
     return str(path)
 
 
+def export(cfg: DictConfig, module: L.LightningModule, trainer: L.Trainer, out: Path) -> None:
+    """Write the final weights as a checkpoint directory on rank 0.
+
+    Under FSDP2 the shards are gathered first (collective) and loaded into a fresh, unsharded
+    instance of the same module, so each family's ``save_pretrained`` works unchanged.
+    """
+    if is_sharded(module.model):
+        state = full_state_dict(module.model)
+        if trainer.is_global_zero:
+            plain = instantiate(cfg.model.module, optim=to_plain(cfg.optim), _convert_="all")
+            plain.model.load_state_dict(state)
+            plain.save_pretrained(out)
+    elif trainer.is_global_zero:
+        module.save_pretrained(out)
+    if trainer.is_global_zero:
+        log.info("exported final weights to %s", out)
+    trainer.strategy.barrier("tsfm-export")
+
+
 def train(cfg: DictConfig) -> dict[str, float]:
     """Fit, export the final weights, return the logged metrics (for sweepers)."""
     module, datamodule, trainer = build(cfg)
@@ -81,10 +101,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
             log.info("lr finder suggests %.3g (was %.3g)", suggestion, module.optim_cfg.lr)
             module.optim_cfg.lr = float(suggestion)
     trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
-    if cfg.get("export") and trainer.is_global_zero:
-        out = Path(cfg.paths.output_dir) / "export"
-        module.save_pretrained(out)
-        log.info("exported final weights to %s", out)
+    if cfg.get("export"):
+        export(cfg, module, trainer, Path(cfg.paths.output_dir) / "export")
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
     log.info("final metrics: %s", metrics)
     for cb in trainer.checkpoint_callbacks:

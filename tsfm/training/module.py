@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 from pathlib import Path
 from typing import Any
 
@@ -98,6 +99,13 @@ class TSFMModule(L.LightningModule):
         if self.trainer is not None and self.trainer.max_steps and self.trainer.max_steps > 0:
             self.optim_cfg.max_steps = self.trainer.max_steps
         return build_optimizer(self.trainable_module(), self.optim_cfg)
+
+    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
+        # Model randomness (dropout, in-model augmentation) is drawn from a stream keyed by
+        # (seed, global step, rank), like the data stream: a resumed run repeats it exactly,
+        # whatever else consumed the global RNG (dataloader iterators, validation).
+        base = int(os.environ.get("PL_GLOBAL_SEED", 0))
+        torch.manual_seed((base * 1_000_003 + self.global_step * 9_176 + self.global_rank) % 2**63)
 
     # -- helpers --------------------------------------------------------------------------
     @staticmethod

@@ -1,0 +1,100 @@
+"""The training entry point end to end: train -> checkpoint -> export -> load_forecaster; exact resume;
+FSDP2 on 2 CPU processes; a Hydra multirun sweep. Runs `python -m tsfm.train` in subprocesses."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from tsfm.forecast import load_forecaster
+
+ROOT = Path(__file__).resolve().parents[1]
+FAST = ["callbacks=none", "logger=csv", "trainer.limit_val_batches=1", "data.batch_size=8", "data.val_batches=1",
+        "data.corpus.0.num_series=64"]  # a small synthetic corpus, generated per test under tmp
+
+
+def run_train(tmp_path: Path, run: str, *overrides: str, timeout: int = 600) -> Path:
+    run_dir = tmp_path / run
+    env = {**os.environ, "PROJECT_ROOT": str(tmp_path)}  # corpus cache + logs under tmp
+    cmd = [sys.executable, "-m", "tsfm.train", f"hydra.run.dir={run_dir}", *FAST, *overrides]
+    out = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
+    assert out.returncode == 0, f"{' '.join(cmd)}\n{out.stdout[-2000:]}\n{out.stderr[-4000:]}"
+    return run_dir
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("train")
+    run = run_train(
+        tmp, "run", "model=chronos2_tiny", "trainer.max_steps=4", "trainer.val_check_interval=2",
+        "+callbacks.ckpt._target_=lightning.pytorch.callbacks.ModelCheckpoint",
+        f"+callbacks.ckpt.dirpath={tmp}/run/checkpoints", "+callbacks.ckpt.every_n_train_steps=2",
+        "+callbacks.ckpt.save_top_k=-1", "+callbacks.ckpt.save_last=true",
+    )
+    return tmp, run
+
+
+def test_train_writes_checkpoints_and_an_export_that_forecasts(trained):
+    _, run = trained
+    ckpts = sorted(p.name for p in (run / "checkpoints").glob("*.ckpt"))
+    assert "last.ckpt" in ckpts and len(ckpts) == 3
+    assert (run / "export" / "config.json").exists() and (run / "export" / "model.safetensors").exists()
+    assert (run / ".hydra" / "config.yaml").exists()
+    ctx = [np.sin(np.arange(100) / 5.0).astype(np.float32)]
+    for path in (run / "export", run / "checkpoints" / "last.ckpt"):
+        q = load_forecaster(path).predict_quantiles(ctx, prediction_length=8)
+        assert q.shape == (1, 8, 9) and np.isfinite(q).all()
+    # export and last.ckpt hold the same weights -> identical forecasts
+    a = load_forecaster(run / "export").predict_quantiles(ctx, prediction_length=8)
+    b = load_forecaster(run / "checkpoints" / "last.ckpt").predict_quantiles(ctx, prediction_length=8)
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+
+
+def test_resume_reproduces_the_uninterrupted_run(trained):
+    tmp, run = trained
+    first = sorted((run / "checkpoints").glob("epoch=*step=2*.ckpt")) or sorted((run / "checkpoints").glob("*step=2*.ckpt"))
+    assert first, sorted(p.name for p in (run / "checkpoints").iterdir())
+    resumed = run_train(
+        tmp, "resumed", "model=chronos2_tiny", "trainer.max_steps=4", "trainer.val_check_interval=2",
+        f"ckpt_path='{first[0]}'",  # quoted: the file name contains '='
+    )
+    full = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
+    from safetensors.torch import load_file
+
+    exported = load_file(str(resumed / "export" / "model.safetensors"))
+    for k, v in exported.items():
+        torch.testing.assert_close(v, full[f"model.{k}"], rtol=0, atol=0, msg=f"{k} differs after resume")
+
+
+def test_resume_last_without_checkpoint_is_a_clear_error(tmp_path):
+    env = {**os.environ, "PROJECT_ROOT": str(tmp_path)}
+    out = subprocess.run(
+        [sys.executable, "-m", "tsfm.train", f"hydra.run.dir={tmp_path}/r", "ckpt_path=last", *FAST],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
+    )
+    assert out.returncode != 0 and "does not exist" in out.stderr
+
+
+@pytest.mark.dist
+def test_fsdp2_two_cpu_processes_train_and_export(tmp_path):
+    run = run_train(tmp_path, "fsdp", "model=moirai_tiny", "trainer=fsdp", "trainer.accelerator=cpu",
+                    "trainer.max_steps=3", "trainer.val_check_interval=3")
+    q = load_forecaster(run / "export").predict_quantiles([np.arange(64, dtype=np.float32)], prediction_length=4)
+    assert q.shape == (1, 4, 9)
+
+
+@pytest.mark.slow
+def test_multirun_sweep_runs_every_job(tmp_path):
+    env = {**os.environ, "PROJECT_ROOT": str(tmp_path)}
+    cmd = [sys.executable, "-m", "tsfm.train", "-m", "model=moirai_tiny,chronos2_tiny", "trainer.max_steps=2",
+           "trainer.val_check_interval=2", f"hydra.sweep.dir={tmp_path}/sweep", *FAST]
+    out = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert sorted(p.name for p in (tmp_path / "sweep").iterdir() if p.is_dir()) == ["0", "1"]
+    assert all((tmp_path / "sweep" / j / "export" / "config.json").exists() for j in ("0", "1"))
