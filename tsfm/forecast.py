@@ -162,6 +162,7 @@ class Forecaster(ABC):
 
     family: str = ""
     samples: bool = False  # whether predict_samples is supported
+    accepts_freq: bool = False  # whether a `freq=` keyword changes the forecast (Moirai patch sizes)
 
     def __init__(self, model: torch.nn.Module, device: str | torch.device = "cpu") -> None:
         self.model = model.eval().to(device)

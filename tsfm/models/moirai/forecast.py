@@ -35,6 +35,7 @@ class MoiraiForecaster(Forecaster):
 
     family = "moirai"
     samples = True
+    accepts_freq = True
 
     def __init__(self, model: MoiraiModel, device: str | torch.device = "cpu", patch_size: int | str = "auto") -> None:
         super().__init__(model, device)

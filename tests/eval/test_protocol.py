@@ -1,0 +1,75 @@
+"""Windows, skipping, failure handling, relative scores and aggregation."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tsfm.data.types import Series
+from tsfm.eval.protocol import (
+    Score,
+    aggregate,
+    geometric_mean,
+    make_windows,
+    relative_scores,
+    score_forecasts,
+)
+
+
+def _s(n: int, item: str = "a") -> Series:
+    return Series(np.arange(n, dtype=np.float32)[None], "D", item)
+
+
+def test_windows_are_the_last_non_overlapping_blocks() -> None:
+    w = make_windows([_s(20)], prediction_length=4, num_windows=3, season_length=1)
+    assert w.num_windows == 3 and w.labels.shape == (3, 1, 4)
+    np.testing.assert_array_equal(w.labels[:, 0, 0], [8, 12, 16])  # windows end at the series' end
+    assert [c.shape[-1] for c in w.contexts] == [8, 12, 16]  # full history before each window
+    np.testing.assert_allclose(w.season_error, 1.0)  # |y_t - y_{t-1}| = 1 everywhere
+
+
+def test_short_series_are_skipped_and_counted() -> None:
+    w = make_windows([_s(20, "long"), _s(9, "short"), _s(13, "exact")], prediction_length=4, num_windows=3)
+    # needs 1 + 3 * 4 = 13 points
+    assert w.skipped == 1 and w.num_series == 2
+    assert sorted(set(w.item_ids)) == ["exact", "long"]
+
+
+def test_all_missing_context_is_counted() -> None:
+    y = np.full((1, 10), np.nan, np.float32)
+    y[0, -2:] = 1.0
+    w = make_windows([Series(y, "D", "x"), _s(10, "ok")], prediction_length=2)
+    assert w.skipped_unobserved == 1 and w.num_windows == 1
+
+
+def test_mixed_variate_counts_rejected() -> None:
+    with pytest.raises(ValueError, match="one variate count"):
+        make_windows([_s(10), Series(np.zeros((2, 10), np.float32), "D", "b")], 2)
+
+
+def test_nan_forecasts_fail_the_dataset_with_count() -> None:
+    w = make_windows([_s(10, "a"), _s(10, "b"), _s(10, "c")], prediction_length=2)
+    q = np.repeat(w.labels[..., None], 3, axis=-1).astype(np.float64)
+    assert score_forecasts(w, q, [0.1, 0.5, 0.9]).metrics["wql"] == pytest.approx(0.0)
+    q[1, 0, 0, 2] = np.inf
+    q[2, 0, 1, 0] = np.nan
+    s = score_forecasts(w, q, [0.1, 0.5, 0.9])
+    assert s.failed == 2 and not s.ok and s.metrics == {}
+    with pytest.raises(ValueError, match=r"\[N, V, H, Q\]"):
+        score_forecasts(w, q[..., :2], [0.1, 0.5, 0.9])
+
+
+def test_geometric_mean_and_relative() -> None:
+    assert geometric_mean([1.0, 4.0]) == pytest.approx(2.0)
+    assert np.isnan(geometric_mean([1.0, np.nan])) and np.isnan(geometric_mean([]))
+    assert relative_scores({"wql": 0.5, "mase": 2.0}, {"wql": 1.0, "mase": 0.0}) == pytest.approx(
+        {"wql": 0.5, "mase": np.nan}, nan_ok=True)
+
+
+def test_aggregate_excludes_and_names_failed_datasets() -> None:
+    model = {"a": Score({"wql": 0.5}), "b": Score({"wql": 2.0}), "c": Score({}, failed=3)}
+    ref = {"a": Score({"wql": 1.0}), "b": Score({"wql": 1.0}), "c": Score({"wql": 1.0})}
+    agg = aggregate(model, ref, ["wql"])
+    assert agg["rel_wql"] == pytest.approx(1.0)  # sqrt(0.5 * 2)
+    assert agg["avg_wql"] == pytest.approx(1.25)
+    assert agg["failed_datasets"] == ["c"] and agg["num_datasets"] == 2

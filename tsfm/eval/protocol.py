@@ -1,0 +1,197 @@
+"""The evaluation protocol: rolling windows, per-dataset scoring, relative scores, aggregation.
+
+Chronos benchmark protocol (DESIGN §5): the last ``num_windows`` non-overlapping windows of
+length ``H`` at the end of every series are forecast from everything before them; WQL and
+MASE are computed per dataset, divided by Seasonal Naive's on the same windows, and the
+ratios are aggregated across datasets by the geometric mean.
+
+Series too short for the requested windows are skipped and *counted*; a dataset whose
+forecasts contain NaN/inf is reported as failed (with the number of bad windows) instead of
+getting a score.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from tsfm.data.types import Series
+from tsfm.eval.metrics import compute_metrics, seasonal_errors_at
+
+
+@dataclass
+class EvalWindows:
+    """All forecast windows of one dataset, flattened over (series, window).
+
+    ``contexts[i]`` is ``[V, T_i]`` float32 (the full history before window ``i``),
+    ``labels`` ``[N, V, H]``, ``season_error`` ``[N, V]``.
+    """
+
+    contexts: list[np.ndarray]
+    labels: np.ndarray  # [N, V, H]
+    season_error: np.ndarray  # [N, V]
+    item_ids: list[str]
+    window_index: list[int]
+    prediction_length: int
+    num_series: int = 0
+    skipped: int = 0  # series shorter than the windows requested
+    skipped_unobserved: int = 0  # windows whose context has no observed value
+
+    @property
+    def num_windows(self) -> int:
+        return len(self.contexts)
+
+
+def make_windows(
+    series: Sequence[Series],
+    prediction_length: int,
+    num_windows: int = 1,
+    season_length: int = 1,
+    min_context: int = 1,
+    stride: int | None = None,
+    offset: int | None = None,
+) -> EvalWindows:
+    """Cut the last ``num_windows`` windows (spaced ``stride``, default ``H``) off every series.
+
+    ``offset`` (negative, default ``-H * num_windows``) is where the first window starts,
+    counted from the end — as gluonts' ``split(offset=...)`` and the Chronos benchmark configs
+    (e.g. ETTm: offset -96 with H 24). A series needs ``min_context - offset`` points and the
+    windows must fit, else it is skipped and counted in :attr:`EvalWindows.skipped`.
+    Series must share the variate count.
+    """
+    if prediction_length <= 0 or num_windows <= 0:
+        raise ValueError(f"prediction_length and num_windows must be positive, got {prediction_length}, {num_windows}")
+    h, stride = prediction_length, stride or prediction_length
+    contexts, labels, serr, ids, widx = [], [], [], [], []
+    skipped = unobserved = used = 0
+    n_var = None
+    for s in series:
+        y = np.asarray(s.target, dtype=np.float32)  # [V, T]
+        if y.ndim == 1:
+            y = y[None]
+        if n_var is None:
+            n_var = y.shape[0]
+        elif y.shape[0] != n_var:
+            raise ValueError(
+                f"series {s.item_id!r} has {y.shape[0]} variates but earlier ones have {n_var}; "
+                "a dataset must have one variate count"
+            )
+        t = y.shape[-1]
+        if offset is None:
+            cutoffs = [t - h - k * stride for k in range(num_windows - 1, -1, -1)]
+        else:
+            cutoffs = [t + offset + k * stride for k in range(num_windows)]
+        if cutoffs[0] < min_context or cutoffs[-1] + h > t:
+            skipped += 1
+            continue
+        used += 1
+        se = np.stack([seasonal_errors_at(y[v], cutoffs, season_length) for v in range(y.shape[0])], axis=1)
+        for k, c in enumerate(cutoffs):
+            ctx = y[:, :c]
+            if not np.isfinite(ctx).any():
+                unobserved += 1
+                continue
+            contexts.append(ctx)
+            labels.append(y[:, c:c + h])
+            serr.append(se[k])
+            ids.append(s.item_id)
+            widx.append(k)
+    v = n_var or 1
+    return EvalWindows(
+        contexts=contexts,
+        labels=np.stack(labels) if labels else np.zeros((0, v, h), np.float32),
+        season_error=np.stack(serr) if serr else np.zeros((0, v)),
+        item_ids=ids,
+        window_index=widx,
+        prediction_length=h,
+        num_series=used,
+        skipped=skipped,
+        skipped_unobserved=unobserved,
+    )
+
+
+@dataclass
+class Score:
+    """One forecaster's scores on one dataset (``failed`` > 0 means no valid score)."""
+
+    metrics: dict[str, float] = field(default_factory=dict)
+    failed: int = 0  # windows whose forecast contains NaN/inf
+    seconds: float = 0.0
+    fallbacks: int = 0  # baselines: series that fell back to Seasonal Naive / Naive
+
+    @property
+    def ok(self) -> bool:
+        return self.failed == 0 and bool(self.metrics)
+
+
+def score_forecasts(
+    windows: EvalWindows,
+    quantiles: np.ndarray,
+    levels: Sequence[float],
+    metrics: Sequence[str] = ("wql", "mase"),
+) -> Score:
+    """Score ``quantiles [N, V, H, Q]`` against ``windows``; NaN/inf forecasts fail the dataset."""
+    q = np.asarray(quantiles, dtype=np.float64)
+    n, v, h = windows.labels.shape
+    if q.shape != (n, v, h, len(levels)):
+        raise ValueError(f"forecasts have shape {q.shape}, expected {(n, v, h, len(levels))} = [N, V, H, Q]")
+    bad = ~np.isfinite(q).reshape(n, -1).all(axis=1)
+    if bad.any():
+        return Score(metrics={}, failed=int(bad.sum()))
+    if n == 0:
+        return Score(metrics={})
+    vals = compute_metrics(
+        windows.labels.reshape(n * v, h),
+        q.reshape(n * v, h, len(levels)),
+        levels,
+        windows.season_error.reshape(n * v),
+        metrics,
+    )
+    return Score(metrics=vals)
+
+
+def geometric_mean(values: Sequence[float]) -> float:
+    """Geometric mean of positive finite values; NaN if any is missing or not positive."""
+    x = np.asarray(list(values), dtype=np.float64)
+    if x.size == 0 or not np.all(np.isfinite(x)) or np.any(x <= 0):
+        return float("nan")
+    return float(np.exp(np.log(x).mean()))
+
+
+def relative_scores(model: dict[str, float], reference: dict[str, float]) -> dict[str, float]:
+    """``model[m] / reference[m]`` for every metric both have (NaN where undefined)."""
+    out = {}
+    for m, v in model.items():
+        r = reference.get(m)
+        out[m] = float(v / r) if r not in (None, 0) and math.isfinite(r) and math.isfinite(v) else float("nan")
+    return out
+
+
+def aggregate(
+    per_dataset: dict[str, Score],
+    reference: dict[str, Score] | None,
+    metrics: Sequence[str],
+) -> dict:
+    """Aggregate one forecaster over datasets.
+
+    With a reference (Seasonal Naive): geometric mean of the relative scores (``rel_<m>``) and
+    arithmetic mean of the raw scores (``avg_<m>``). Failed datasets are excluded and listed
+    under ``failed_datasets``, so the aggregate says it covers fewer datasets.
+    """
+    ok = {d: s for d, s in per_dataset.items() if s.ok}
+    failed = sorted(d for d, s in per_dataset.items() if not s.ok)
+    out: dict = {"num_datasets": len(ok), "failed_datasets": failed}
+    for m in metrics:
+        vals = [s.metrics[m] for s in ok.values() if m in s.metrics]
+        out[f"avg_{m}"] = float(np.mean(vals)) if vals else float("nan")
+        if reference is not None:
+            rel = [
+                relative_scores({m: s.metrics[m]}, reference[d].metrics)[m]
+                for d, s in ok.items()
+                if d in reference and reference[d].ok and m in s.metrics
+            ]
+            out[f"rel_{m}"] = geometric_mean(rel)
+    return out

@@ -1,0 +1,197 @@
+"""Reports of a :class:`~tsfm.eval.runner.SuiteResult`: rich table, CSV, JSON, markdown, PNG fan charts.
+
+One row per (dataset, forecaster) in the CSV; the JSON holds, per dataset, every forecaster's
+metrics and relative scores plus the skip / failure counts, and the aggregates.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from tsfm.eval.runner import SuiteResult
+
+
+def _num(x: float | None) -> float | None:
+    return None if x is None or not math.isfinite(x) else float(x)
+
+
+def to_dict(res: SuiteResult) -> dict[str, Any]:
+    """JSON-ready summary (NaN -> null)."""
+    datasets = {}
+    for name, d in res.datasets.items():
+        entry: dict[str, Any] = {
+            "prediction_length": d.spec.prediction_length,
+            "num_windows_per_series": d.spec.num_windows,
+            "season_length": d.spec.seasonality,
+            "num_series": d.num_series,
+            "num_windows": d.num_windows,
+            "skipped_short_series": d.skipped,
+            "skipped_unobserved_windows": d.skipped_unobserved,
+            "scores": {},
+        }
+        for f, s in d.scores.items():
+            rel = d.relative(f, res.reference) if res.reference else {}
+            entry["scores"][f] = {
+                **{m: _num(v) for m, v in s.metrics.items()},
+                **{f"rel_{m}": _num(v) for m, v in rel.items()},
+                "failed_windows": s.failed,
+                "fallbacks": s.fallbacks,
+                "status": "ok" if s.ok else ("failed" if s.failed else "empty"),
+                "seconds": round(s.seconds, 3),
+            }
+        datasets[name] = entry
+    aggs = {f: {k: (_num(v) if isinstance(v, float) else v) for k, v in a.items()} for f, a in res.aggregates.items()}
+    return {"suite": res.suite, "model": res.model, "metrics": res.metrics, "reference": res.reference,
+            "datasets": datasets, "aggregate": aggs}
+
+
+def to_frame(res: SuiteResult) -> pd.DataFrame:
+    """Long table: one row per (dataset, forecaster) with metrics, relative scores and counts."""
+    rows = []
+    for name, d in to_dict(res)["datasets"].items():
+        for f, s in d["scores"].items():
+            rows.append({"dataset": name, "forecaster": f, **s, "num_series": d["num_series"],
+                         "num_windows": d["num_windows"], "skipped_short_series": d["skipped_short_series"]})
+    return pd.DataFrame(rows)
+
+
+def _fmt(v: Any, digits: int = 3) -> str:
+    if v is None or (isinstance(v, float) and not math.isfinite(v)):
+        return "—"
+    return f"{v:.{digits}f}" if isinstance(v, float) else str(v)
+
+
+def table_rows(res: SuiteResult) -> tuple[list[str], list[list[str]]]:
+    """Header and rows of the per-dataset table: the model then each baseline, metric and relative metric."""
+    data = to_dict(res)
+    others = [f for f in dict.fromkeys(f for d in data["datasets"].values() for f in d["scores"]) if f != res.model]
+    forecasters = [res.model, *others]
+    header = ["dataset", "series", "skipped"]
+    for f in forecasters:
+        for m in res.metrics:
+            header.append(f"{f} {m}")
+        if res.reference and f != res.reference:
+            header += [f"{f} rel_{m}" for m in res.metrics]
+    rows = []
+    for name, d in data["datasets"].items():
+        row = [name, str(d["num_series"]), str(d["skipped_short_series"] + d["skipped_unobserved_windows"])]
+        for f in forecasters:
+            s = d["scores"].get(f, {})
+            failed = s.get("status") == "failed"
+            for m in res.metrics:
+                row.append(f"FAILED ({s['failed_windows']} NaN/inf)" if failed else _fmt(s.get(m)))
+            if res.reference and f != res.reference:
+                row += [_fmt(s.get(f"rel_{m}")) for m in res.metrics]
+        rows.append(row)
+    agg_row = ["aggregate", "", ""]
+    for f in forecasters:
+        a = data["aggregate"].get(f, {})
+        agg_row += [_fmt(a.get(f"avg_{m}")) for m in res.metrics]
+        if res.reference and f != res.reference:
+            agg_row += [_fmt(a.get(f"rel_{m}")) for m in res.metrics]
+    rows.append(agg_row)
+    return header, rows
+
+
+def aggregate_note(res: SuiteResult) -> str:
+    """One sentence per forecaster whose aggregate leaves out failed datasets."""
+    notes = []
+    for f, a in res.aggregates.items():
+        if a.get("failed_datasets"):
+            notes.append(f"{f}: aggregate over {a['num_datasets']} datasets; FAILED (NaN/inf forecasts): "
+                         f"{', '.join(a['failed_datasets'])}")
+    return "\n".join(notes)
+
+
+def to_markdown(res: SuiteResult) -> str:
+    header, rows = table_rows(res)
+    lines = [f"# Evaluation: {res.model} on suite `{res.suite}`", ""]
+    if res.reference:
+        lines += [f"Relative scores (rel_*) divide by `{res.reference}` on the same windows; the aggregate row "
+                  "holds the arithmetic mean of raw scores and the geometric mean of relative scores.", ""]
+    lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    note = aggregate_note(res)
+    if note:
+        lines += ["", note]
+    skipped = {n: d for n, d in res.datasets.items() if d.skipped or d.skipped_unobserved}
+    if skipped:
+        lines += ["", "Skipped (not silently dropped):"]
+        lines += [f"- {n}: {d.skipped} series shorter than {d.spec.num_windows}×{d.spec.prediction_length}, "
+                  f"{d.skipped_unobserved} windows with no observed context" for n, d in skipped.items()]
+    return "\n".join(lines) + "\n"
+
+
+def plot_fan_charts(res: SuiteResult, path: str | Path, levels: list[float]) -> Path | None:
+    """PNG grid: per dataset (rows) a few series (columns), context tail, truth and 10–90% / median fans."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ds = [(n, d.plot) for n, d in res.datasets.items() if d.plot and d.plot.get("item_ids")]
+    if not ds:
+        return None
+    ncol = max(len(p["item_ids"]) for _, p in ds)
+    fig, axes = plt.subplots(len(ds), ncol, figsize=(3.2 * ncol, 2.2 * len(ds)), squeeze=False)
+    lv = np.asarray(levels)
+    lo, hi, mid = int(np.argmin(lv)), int(np.argmax(lv)), int(np.argmin(np.abs(lv - 0.5)))
+    for r, (name, p) in enumerate(ds):
+        for c in range(ncol):
+            ax = axes[r, c]
+            if c >= len(p["item_ids"]):
+                ax.axis("off")
+                continue
+            ctx, lab, q = np.asarray(p["contexts"][c]), np.asarray(p["labels"][c]), np.asarray(p["quantiles"][c])
+            t0, t1 = np.arange(len(ctx)), np.arange(len(ctx), len(ctx) + len(lab))
+            ax.plot(t0, ctx, color="k", lw=0.8)
+            ax.plot(t1, lab, color="k", lw=0.8, ls="--")
+            ax.fill_between(t1, q[:, lo], q[:, hi], color="C0", alpha=0.3, label=f"{lv[lo]:g}–{lv[hi]:g}")
+            ax.plot(t1, q[:, mid], color="C0", lw=1.0, label="median")
+            ax.set_title(f"{name}: {p['item_ids'][c]}"[:40], fontsize=7)
+            ax.tick_params(labelsize=6)
+    fig.suptitle(f"{res.model} on {res.suite}", fontsize=9)
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+    return path
+
+
+def write_reports(res: SuiteResult, out_dir: str | Path, levels: list[float], plot: bool = True) -> dict[str, Path]:
+    """Write ``results.csv``, ``results.json``, ``report.md`` (and ``forecasts.png``) under ``out_dir``."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {"csv": out / "results.csv", "json": out / "results.json", "markdown": out / "report.md"}
+    to_frame(res).to_csv(paths["csv"], index=False)
+    paths["json"].write_text(json.dumps(to_dict(res), indent=2))
+    paths["markdown"].write_text(to_markdown(res))
+    if plot:
+        png = plot_fan_charts(res, out / "forecasts.png", levels)
+        if png is not None:
+            paths["png"] = png
+    return paths
+
+
+def print_table(res: SuiteResult, console: Any | None = None) -> None:
+    """Print the per-dataset table and the aggregate with rich."""
+    from rich.console import Console
+    from rich.table import Table
+
+    console = console or Console()
+    header, rows = table_rows(res)
+    t = Table(title=f"{res.model} on {res.suite}", show_lines=False)
+    for h in header:
+        t.add_column(h, justify="left" if h == "dataset" else "right")
+    for i, r in enumerate(rows):
+        t.add_row(*r, end_section=(i == len(rows) - 2))
+    console.print(t)
+    note = aggregate_note(res)
+    if note:
+        console.print(f"[bold red]{note}[/]")

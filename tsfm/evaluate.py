@@ -1,0 +1,89 @@
+"""``python -m tsfm.evaluate``: benchmark a model or a baseline on an eval suite (Hydra app).
+
+``model=<tsfm .ckpt | checkpoint directory | baseline name>`` (alias of ``ckpt=``) and
+``eval=<suite>`` (``conf/eval/``). Prints the per-dataset table and the aggregate, writes CSV,
+JSON, markdown and a PNG of fan charts under the run directory; the last printed line is the
+JSON file's path.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+import hydra
+from omegaconf import DictConfig
+
+from tsfm.utils.config import to_plain
+
+log = logging.getLogger(__name__)
+
+
+_GENERIC = {"checkpoint", "checkpoints", "export", "model", "last", ""}
+
+
+def model_label(model: str) -> str:
+    """Short name of a model argument: the baseline name, or the checkpoint's file/dir name
+    (prefixed with its parent's when the name alone says nothing, e.g. ``chronos2_tiny/checkpoint``)."""
+    p = Path(model)
+    name = p.stem if p.suffix == ".ckpt" else p.name
+    parent = p.parent.parent if p.parent.name == "checkpoints" else p.parent
+    return f"{parent.name}/{name}" if name in _GENERIC and parent.name else (name or str(model))
+
+
+def evaluate(cfg: DictConfig) -> Path:
+    """Run the evaluation described by ``cfg`` and return the path of the JSON results."""
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from tsfm.eval.report import print_table, write_reports
+    from tsfm.eval.runner import evaluate_suite, resolve_forecaster
+
+    suite = to_plain(cfg.eval)
+    model = str(cfg.ckpt)
+    forecaster = resolve_forecaster(model, device=cfg.device, max_context=suite.get("max_context", 2500),
+                                    n_jobs=suite.get("baseline_jobs", 1))
+    console = Console(stderr=True)
+    with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                  TimeElapsedColumn(), console=console, disable=not cfg.progress) as progress:
+        task = progress.add_task(f"{suite.get('name', 'suite')}", total=len(suite["datasets"]))
+
+        def on_dataset(name: str, i: int, n: int) -> None:
+            progress.update(task, completed=i, description=f"{suite.get('name')}: {name}")
+
+        res = evaluate_suite(
+            forecaster, suite, model_name=model_label(model), cache_dir=cfg.cache_dir,
+            batch_size=cfg.batch_size, forecast_kwargs=to_plain(cfg.forecast_kwargs), plot_series=cfg.plot_series,
+            on_dataset=on_dataset, pass_freq=cfg.get("pass_freq"),
+        )
+        progress.update(task, completed=len(suite["datasets"]), description=f"{suite.get('name')}: done")
+    out_dir = Path(cfg.paths.output_dir)
+    paths = write_reports(res, out_dir, [float(q) for q in suite["quantile_levels"]], plot=cfg.plot_series > 0)
+    print_table(res, Console() if sys.stdout.isatty() else Console(width=220))
+    for kind, p in paths.items():
+        log.info("wrote %s: %s", kind, p)
+    return paths["json"]
+
+
+CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")
+
+
+@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="evaluate")
+def _app(cfg: DictConfig) -> None:
+    json_path = evaluate(cfg)
+    print(json_path, flush=True)
+
+
+def _rewrite_argv(argv: list[str]) -> list[str]:
+    """``model=X`` -> ``ckpt=X``: conf/model/ is a config group, so Hydra would read ``model=`` as a group choice."""
+    return [("ckpt=" + a[len("model="):]) if a.startswith("model=") else a for a in argv]
+
+
+def main() -> None:
+    sys.argv = _rewrite_argv(sys.argv)
+    _app()
+
+
+if __name__ == "__main__":
+    main()
