@@ -330,6 +330,11 @@ def load_forecaster(path: str | Path, device: str | torch.device = "cpu", **kwar
     """
     p = resolve_local(path)
     if not p.exists():
+        from tsfm.registry import _BY_NAME, local_path  # a registered short name ("chronos-2")
+
+        card = _BY_NAME.get(str(path))
+        p = (local_path(card) if card else None) or p
+    if not p.exists():
         raise FileNotFoundError(
             f"{p}: no such file or directory (nor a Hub id in the local cache). load_forecaster takes a "
             "local checkpoint directory (config.json + model.safetensors) or a tsfm .ckpt file; nothing is "
