@@ -65,3 +65,38 @@ def test_load_forecaster_errors(tmp_path):
     bad.write_bytes(b"garbage")
     with pytest.raises(ValueError, match="not a readable tsfm checkpoint"):
         load_forecaster(bad)
+
+
+def _last_value():
+    from tests.test_serve import LastValue
+
+    return LastValue()
+
+
+def _frame(ids):
+    import pandas as pd
+
+    ts = pd.date_range("2024-01-01", periods=6, freq="D")
+    return pd.DataFrame({"item_id": np.repeat(ids, 6), "timestamp": np.tile(ts, len(ids)),
+                         "target": np.arange(6 * len(ids), dtype=float)})
+
+
+def test_dataframe_round_trip_keeps_id_type_and_dates():
+    import pandas as pd
+
+    out = _last_value().predict_quantiles(_frame([3, 7]), prediction_length=2, quantile_levels=[0.5])
+    assert out["item_id"].tolist() == [3, 3, 7, 7]  # ints stay ints: results merge back on item_id
+    assert out["timestamp"].iloc[0] == pd.Timestamp("2024-01-07")
+    np.testing.assert_allclose(out["0.5"].to_numpy(), [5.5, 5.5, 11.5, 11.5])
+    np.testing.assert_allclose(out["predictions"].to_numpy(), out["0.5"].to_numpy())
+
+
+def test_dataframe_with_list_covariates_is_an_error():
+    with pytest.raises(ValueError, match="covariates are columns"):
+        _last_value().predict_quantiles(_frame(["a"]), prediction_length=2, future_covariates=[{"c": np.ones(2)}])
+
+
+def test_dataframe_item_too_short_for_a_frequency():
+    df = _frame(["a"]).iloc[:2]
+    with pytest.raises(ValueError, match="at least 3 regular steps"):
+        _last_value().predict_quantiles(df, prediction_length=2)

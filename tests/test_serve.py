@@ -77,11 +77,22 @@ def test_predict_round_trip(server):
         ({"context": [["a", "b"]], "prediction_length": 2}, "list of numbers"),
         ({"context": [[1, 2]], "prediction_length": 2, "bogus": 1}, "unknown fields"),
         ({"context": [[1, 2]], "prediction_length": 2, "options": {"rm": 1}}, "unknown options"),
+        ({"context": [[1, 2]], "prediction_length": 2, "options": {"num_samples": 10**9}}, "num_samples"),
+        ({"context": [[1, 2]], "prediction_length": 2, "quantile_levels": 0.5}, "quantile_levels"),
+        ({"context": [[1, 2]], "prediction_length": 2, "past_covariates": [[1, 2]]}, "one object"),
     ],
 )
 def test_bad_requests_get_400_with_reason(server, payload, match):
     status, out = _post(server, payload)
     assert status == 400 and match in out["error"]
+
+
+def test_series_with_different_variate_counts(server):
+    status, out = _post(server, {"context": [[[1, 2, 3], [4, 5, 6]], [[7, 8, 9]]], "prediction_length": 2,
+                                 "quantile_levels": [0.5]})
+    assert status == 200
+    assert np.array(out["quantiles"][0]).shape == (2, 2, 1) and np.array(out["quantiles"][1]).shape == (1, 2, 1)
+    assert out["quantiles"][0][1][0][0] == pytest.approx(6.5)
 
 
 def test_health_counts_requests(server):

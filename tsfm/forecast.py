@@ -140,17 +140,22 @@ def _df_to_inputs(
     df = df.sort_values([id_column, timestamp_column])
     ids, ctx, past, stamps = [], [], [], []
     for item, g in df.groupby(id_column, sort=False):
-        ids.append(str(item))
+        ids.append(item)  # keep the caller's id type so results merge back on id_column
         arr = g[targets].to_numpy(dtype=np.float32).T
         ctx.append(arr[0] if len(targets) == 1 else arr)
         past.append({c: g[c].to_numpy() for c in cov_cols})
         stamps.append(pd.DatetimeIndex(g[timestamp_column]))
+        if len(g) < 3:
+            raise ValueError(f"item {item!r}: {len(g)} timestamp(s) cannot fix a frequency; give it at least 3 regular steps")
     fut = None
     if future_df is not None:
+        missing_cols = [c for c in (id_column, timestamp_column) if c not in future_df.columns]
+        if missing_cols:
+            raise ValueError(f"future DataFrame lacks columns {missing_cols}; it has {list(future_df.columns)}")
         fut_groups = dict(tuple(future_df.sort_values([id_column, timestamp_column]).groupby(id_column, sort=False)))
         fut = []
         for item in ids:
-            g = fut_groups.get(item) if item in fut_groups else fut_groups.get(type(next(iter(fut_groups)))(item))
+            g = fut_groups.get(item)
             if g is None:
                 raise ValueError(f"future DataFrame has no rows for item_id {item!r}")
             fut.append({c: g[c].to_numpy() for c in g.columns if c not in {id_column, timestamp_column}})
@@ -210,6 +215,11 @@ class Forecaster(ABC):
         if not levels or any(not 0.0 < q < 1.0 for q in levels):
             raise ValueError(f"quantile_levels must be a non-empty list of values in (0, 1), got {levels}")
         if isinstance(context, pd.DataFrame):
+            if past_covariates is not None or not (future_covariates is None or isinstance(future_covariates, pd.DataFrame)):
+                raise ValueError(
+                    "with a DataFrame context, covariates are columns of that DataFrame (past) and of a future "
+                    "DataFrame passed as future_covariates (known future); lists of dicts are for numpy inputs"
+                )
             ids, ctx, past, fut, stamps = _df_to_inputs(
                 context, future_covariates if isinstance(future_covariates, pd.DataFrame) else None,
                 id_column, timestamp_column, target,

@@ -35,6 +35,8 @@ log = logging.getLogger(__name__)
 MAX_BODY_BYTES = 32 * 2**20
 MAX_SERIES = 10_000
 MAX_HORIZON = 10_000
+# request options and their upper bounds (None: not an integer size)
+_OPTION_LIMITS = {"num_samples": 10_000, "context_length": 100_000, "batch_size": 4_096, "patch_size": 128, "cross_learning": None}
 
 
 class BadRequest(ValueError):
@@ -64,18 +66,30 @@ def _parse_request(body: dict[str, Any]) -> dict[str, Any]:
         except (TypeError, ValueError):
             raise BadRequest(f"{what}: must be a list of numbers (or list of lists for multivariate)") from None
 
+    levels = body.get("quantile_levels") or DEFAULT_QUANTILES
+    if not isinstance(levels, list | tuple) or not all(isinstance(q, int | float) for q in levels):
+        raise BadRequest("'quantile_levels' must be a list of numbers in (0, 1)")
+    options = body.get("options") or {}
+    if not isinstance(options, dict):
+        raise BadRequest("'options' must be an object")
     out = {
         "context": [arr(c, f"context[{i}]") for i, c in enumerate(ctx)],
         "prediction_length": h,
-        "quantile_levels": tuple(body.get("quantile_levels") or DEFAULT_QUANTILES),
-        "options": body.get("options") or {},
+        "quantile_levels": tuple(levels),
+        "options": options,
     }
     for key in ("past_covariates", "future_covariates"):
         if body.get(key) is not None:
+            if not isinstance(body[key], list) or not all(isinstance(d, dict) for d in body[key]):
+                raise BadRequest(f"'{key}' must be a list with one object {{name: [values]}} per series")
             out[key] = [{k: arr(v, f"{key}[{i}][{k!r}]") for k, v in d.items()} for i, d in enumerate(body[key])]
-    allowed_opts = {"num_samples", "patch_size", "context_length", "cross_learning", "batch_size"}
-    if set(out["options"]) - allowed_opts:
-        raise BadRequest(f"unknown options {sorted(set(out['options']) - allowed_opts)}; allowed: {sorted(allowed_opts)}")
+    unknown = set(options) - set(_OPTION_LIMITS)
+    if unknown:
+        raise BadRequest(f"unknown options {sorted(unknown)}; allowed: {sorted(_OPTION_LIMITS)}")
+    for name, limit in _OPTION_LIMITS.items():
+        v = options.get(name)
+        if limit and v is not None and v != "auto" and (not isinstance(v, int) or not 0 < v <= limit):
+            raise BadRequest(f"option {name!r} must be an integer in [1, {limit}], got {v!r}")
     return out
 
 
@@ -97,9 +111,12 @@ class ForecastService:
                 **req["options"],
             )
             self.requests += 1
-        q = np.asarray(q, dtype=np.float64)
+        if isinstance(q, np.ndarray) and q.dtype == object:  # series with different variate counts
+            quantiles = [_nested_clean(np.asarray(a, dtype=np.float64).tolist()) for a in q]
+        else:
+            quantiles = _nested_clean(np.asarray(q, dtype=np.float64).tolist())
         return {
-            "quantiles": [[_clean(x) for x in row] for row in q.tolist()] if q.ndim == 2 else _nested_clean(q.tolist()),
+            "quantiles": quantiles,
             "quantile_levels": list(req["quantile_levels"]),
             "latency_ms": (time.perf_counter() - t0) * 1e3,
         }

@@ -161,3 +161,14 @@ def test_samples_match_moments(model):
     assert ((s.mean(0) - mean).abs() / std).max() < 0.1
     # heavy tails (Student-t with df close to 2) make the sample std converge slowly
     assert ((s.std(0) / std) - 1).abs().median() < 0.1 and ((s.std(0) / std) - 1).abs().max() < 0.4
+
+
+def test_oversized_or_degenerate_config_is_refused_before_allocation():
+    import pytest
+
+    from tsfm.models.moirai.config import MoiraiConfig
+
+    with pytest.raises(ValueError, match="refusing to allocate"):
+        MoiraiConfig(d_model=16384, num_layers=512)
+    with pytest.raises(ValueError, match="head_dim must be positive"):
+        MoiraiConfig(d_model=64, num_layers=2, head_dim=0)

@@ -19,7 +19,7 @@ DEFAULT_QUANTILES: list[float] = [0.01, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0
 _MAX_WIDTH = 65_536
 _MAX_LAYERS = 512
 _MAX_CONTEXT = 1 << 20
-_MAX_PARAMS = 20_000_000_000
+_MAX_PARAMS = 2_000_000_000  # 8 GB of fp32 weights; the official model has 120M
 
 
 @dataclass

@@ -23,6 +23,8 @@ _COMPONENT_TARGETS = {
     "uni2ts.distribution.log_normal.LogNormalOutput": "log_normal",
 }
 _MIXTURE_TARGET = "uni2ts.distribution.mixture.MixtureOutput"
+# Largest model a config may describe (8 GB of fp32 weights); official ones are far smaller.
+MAX_PARAMS = 2_000_000_000
 COMPONENTS = tuple(_COMPONENT_TARGETS.values())
 
 # DESIGN §1: patch sizes allowed per frequency family (Moirai paper / reference constraints).
@@ -108,6 +110,8 @@ class MoiraiConfig:
     def __post_init__(self) -> None:
         self.patch_sizes = tuple(int(p) for p in self.patch_sizes)
         self.components = tuple(self.components)
+        if self.head_dim <= 0:
+            raise ValueError(f"head_dim must be positive, got {self.head_dim}; check config.json")
         if self.d_model <= 0 or self.d_model % self.head_dim:
             raise ValueError(f"d_model={self.d_model} must be a positive multiple of head_dim={self.head_dim}")
         if self.d_model > 65536 or self.num_layers > 1024 or not 0 < self.num_layers:
@@ -122,6 +126,16 @@ class MoiraiConfig:
         self.num_heads = self.d_model // self.head_dim
         self.d_ff = (int(4 * self.d_model * 2 / 3) + 7) // 8 * 8  # GLU hidden size of the reference
         self.max_patch_size = max(self.patch_sizes)
+        # size check before anything is allocated: encoder (attention 4d^2 + GLU 3*d*d_ff per layer)
+        # plus one input and one output projection per patch size
+        approx = self.num_layers * (4 * self.d_model**2 + 3 * self.d_model * self.d_ff) + sum(
+            self.patch_sizes
+        ) * self.d_model * 2 * (1 + 16)
+        if approx > MAX_PARAMS:
+            raise ValueError(
+                f"config describes ~{approx:,} parameters (> {MAX_PARAMS:,}, the largest official Moirai "
+                "has 311M); refusing to allocate. Check d_model / num_layers in config.json"
+            )
 
     # -- (de)serialisation ----------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
