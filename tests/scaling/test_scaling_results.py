@@ -1,0 +1,119 @@
+"""Reading a multirun sweep (config.yaml + CSVLogger metrics) and the ``tsfm.scaling fit`` CLI."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from omegaconf import OmegaConf
+
+from tsfm.models.baseline.config import BaselineConfig
+from tsfm.scaling.__main__ import main
+from tsfm.scaling.results import best_per_size, compute_frontier, read_sweep
+
+CONF = Path(__file__).resolve().parents[2] / "conf"
+SIZES = ("tiny", "mini", "small", "base")
+ALPHA = {"enc": 0.25, "dec": 0.15}
+
+
+def _law(arch: str, n: float, steps: float) -> float:
+    return 40.0 * n ** -ALPHA[arch] + 5.0 / steps + 0.3
+
+
+def _write_job(root: Path, idx: int, model: str, overrides: list[str], loss_offset: float = 0.0) -> int:
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose(config_name="train", overrides=[f"model={model}", "trainer.max_steps=400", *overrides])
+    job = root / str(idx)
+    (job / ".hydra").mkdir(parents=True)
+    OmegaConf.save(cfg, job / ".hydra" / "config.yaml")
+    OmegaConf.save(OmegaConf.create([f"model={model}", *overrides]), job / ".hydra" / "overrides.yaml")
+    n = BaselineConfig.from_dict(
+        OmegaConf.to_container(cfg.model.module.config, resolve=True)
+    ).non_embedding_params()
+    rows = []
+    for step in (99, 199, 299, 399):  # Lightning logs validation at global_step - 1
+        rows.append({"epoch": 0, "step": step, "train/loss": 1.0, "val/loss": np.nan})
+        rows.append(
+            {
+                "epoch": 0,
+                "step": step,
+                "train/loss": np.nan,
+                "val/loss": _law(model.split("_")[1], n, step + 1) + loss_offset,
+            }
+        )
+    csv = job / "csv" / "version_0"
+    csv.mkdir(parents=True)
+    pd.DataFrame(rows).to_csv(csv / "metrics.csv", index=False)
+    return n
+
+
+@pytest.fixture(scope="module")
+def sweep(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("multirun")
+    i = 0
+    for size in SIZES:
+        for arch in ("enc", "dec"):
+            _write_job(root, i, f"baseline_{arch}_{size}", [])
+            i += 1
+    # a worse learning rate for one size: the fit must keep the best run per size
+    _write_job(root, i, "baseline_enc_tiny", ["optim.lr=0.01"], loss_offset=0.5)
+    # another training objective is its own group, never "the best run" of the encoder
+    _write_job(root, i + 1, "baseline_enc_tiny", ["model.module.encoder_mask=random"], loss_offset=-0.5)
+    (root / "multirun.yaml").write_text("{}")
+    return root
+
+
+def test_read_sweep_gets_n_d_and_curves(sweep):
+    runs = read_sweep(sweep)
+    assert len(runs) == 10 and {r.label for r in runs} == {"encoder", "decoder", "encoder-random"}
+    r = next(r for r in runs if r.architecture == "decoder" and r.params == max(x.params for x in runs))
+    assert r.tokens_per_step == 32 * (512 + 64) // 32  # batch x patches per window
+    np.testing.assert_array_equal(r.steps, [100, 200, 300, 400])
+    assert r.final_tokens == 400 * 32 * 18
+    np.testing.assert_allclose(r.compute, 6.0 * r.params * r.tokens)
+    best = best_per_size(runs)
+    assert len(best) == 9
+    assert all("optim.lr=0.01" not in b.overrides for b in best)
+    assert [b.objective for b in best if b.label == "encoder-random"] == ["random"]
+
+
+def test_compute_frontier_is_the_lower_envelope(sweep):
+    c, loss = compute_frontier([r for r in read_sweep(sweep) if r.label == "encoder"])
+    assert np.all(np.diff(c) > 0) and np.all(np.diff(loss) < 0)
+
+
+def test_cli_fits_the_planted_exponents(sweep, tmp_path, capsys):
+    assert main(["fit", str(sweep), "--out", str(tmp_path), "--bootstrap", "10"]) == 0
+    out = capsys.readouterr().out
+    assert "encoder          L(N)" in out and "decoder          L(N)" in out
+    result = json.loads((tmp_path / "scaling_fit.json").read_text())
+    assert (tmp_path / "scaling_fit.png").stat().st_size > 10_000
+    for arch, key in (("encoder", "enc"), ("decoder", "dec")):
+        fit = result["fits"][arch]["L(N)"]["fit"]
+        assert fit["alpha"] == pytest.approx(ALPHA[key], rel=1e-3)  # losses are exactly A N^-a + const
+        assert fit["E"] == pytest.approx(0.3 + 5.0 / 400, rel=1e-3)
+        assert len(result["fits"][arch]["L(D)"]["x"]) == 4
+    assert len(result["runs"]) == 9
+    assert "need at least 3 distinct x" in result["fits"]["encoder-random"]["L(N)"]["error"]
+
+
+def test_cli_errors_are_clear(tmp_path, capsys):
+    assert main(["fit", str(tmp_path / "missing")]) == 2
+    assert "not a directory" in capsys.readouterr().err
+    assert main(["fit", str(tmp_path)]) == 2
+    assert "no job directories" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["fit", str(tmp_path), "--form", "cubic"])
+
+
+def test_cli_pools_several_sweeps(sweep, tmp_path):
+    assert main(["fit", str(sweep), str(sweep), "--out", str(tmp_path), "--bootstrap", "0", "--no-plot"]) == 0
+    result = json.loads((tmp_path / "scaling_fit.json").read_text())
+    assert result["multirun_dirs"] == [str(sweep)] * 2 and len(result["runs"]) == 9  # duplicates collapse
+    assert not (tmp_path / "scaling_fit.png").exists()

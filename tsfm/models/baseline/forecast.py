@@ -1,0 +1,166 @@
+"""Baseline forecasts through the public :class:`tsfm.forecast.Forecaster` API.
+
+The models are univariate: every variate of every series becomes one row. Rows are cut to the
+last ``context_length`` steps (default: the training context) and left-padded with NaN to a
+multiple of the patch size (fully padded patches are hidden from attention). Encoders forecast
+all ``ceil(H / P)`` patches in one pass; decoders sample patch by patch. Quantiles are empirical
+quantiles of ``num_samples`` paths (default from the config, 100).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors.torch import load_file
+
+from tsfm.forecast import Forecaster, ForecastInput, read_json
+from tsfm.models.baseline.config import BaselineConfig
+from tsfm.models.baseline.model import BaselineModel
+from tsfm.models.baseline.module import CONFIG_NAME, WEIGHTS_NAME, model_from_state_dict
+
+log = logging.getLogger(__name__)
+
+
+class BaselineForecaster(Forecaster):
+    """Sampled forecasts. Options: ``num_samples``, ``context_length``, ``batch_size`` (rows per
+    forward), ``seed``, ``dtype`` (``"bfloat16"`` runs under autocast)."""
+
+    family = "baseline"
+    samples = True
+
+    def __init__(self, model: BaselineModel, device: str | torch.device = "cpu") -> None:
+        super().__init__(model, device)
+        self.model: BaselineModel
+        self.config: BaselineConfig = model.config
+        self._warned = False
+
+    @classmethod
+    def from_pretrained(
+        cls, path: str | Path, device: str | torch.device = "cpu", **kwargs: Any
+    ) -> BaselineForecaster:
+        p = Path(path)
+        if not (p / WEIGHTS_NAME).exists():
+            raise FileNotFoundError(
+                f"{p}: no {WEIGHTS_NAME}; expected a directory written by BaselineModule.save_pretrained"
+            )
+        config = BaselineConfig.from_dict(read_json(p / CONFIG_NAME), source=str(p / CONFIG_NAME))
+        return cls(
+            model_from_state_dict(config, load_file(str(p / WEIGHTS_NAME)), source=str(p)), device=device
+        )
+
+    @classmethod
+    def from_checkpoint(
+        cls, ckpt: dict, device: str | torch.device = "cpu", **kwargs: Any
+    ) -> BaselineForecaster:
+        hp = ckpt.get("hyper_parameters", {})
+        if hp.get("family") != "baseline" or "config" not in hp or "state_dict" not in ckpt:
+            raise ValueError(
+                f"not a tsfm baseline checkpoint (family={hp.get('family')!r}, needs hyper_parameters['config'] "
+                "and state_dict)"
+            )
+        config = BaselineConfig.from_dict(hp["config"], source="checkpoint hyper_parameters['config']")
+        state = {k.removeprefix("model."): v for k, v in ckpt["state_dict"].items() if k.startswith("model.")}
+        return cls(model_from_state_dict(config, state, source="checkpoint"), device=device)
+
+    # -- sampling -------------------------------------------------------------------------
+    def _rows(self, inputs: ForecastInput, context_length: int) -> tuple[torch.Tensor, list[int]]:
+        """All variates as NaN-left-padded rows ``[R, T]`` (T a multiple of P) and variate counts."""
+        p = self.config.patch_size
+        counts = [t.shape[0] for t in inputs.targets]
+        rows = [r[-context_length:] for t in inputs.targets for r in t]
+        width = -(-max(len(r) for r in rows) // p) * p
+        out = np.full((len(rows), width), np.nan, dtype=np.float32)
+        for i, r in enumerate(rows):
+            out[i, width - len(r) :] = r
+        return torch.from_numpy(out), counts
+
+    @torch.no_grad()
+    def sample_paths(
+        self,
+        context: torch.Tensor,  # [R, T] NaN-left-padded, T multiple of P
+        prediction_length: int,
+        num_samples: int | None = None,
+        batch_size: int = 256,
+        seed: int | None = None,
+        dtype: str | torch.dtype | None = None,
+    ) -> torch.Tensor:
+        """Paths ``[R, S, H]`` in data space."""
+        s = self.config.num_samples if num_samples is None else int(num_samples)
+        if s <= 0:
+            raise ValueError(f"num_samples must be positive, got {s}")
+        if batch_size <= 0:
+            raise ValueError(f"batch_size must be positive, got {batch_size}")
+        if seed is not None:
+            torch.manual_seed(seed)  # gamma draws use the global RNG (see StudentTMixture.sample)
+        gen = torch.Generator(device=self.device).manual_seed(seed) if seed is not None else None
+        num_patches = -(-prediction_length // self.config.patch_size)
+        if not self.model.is_decoder and num_patches > self.config.prediction_patches and not self._warned:
+            log.warning(
+                "prediction_length=%d needs %d mask patches but this encoder was trained with %d: the extra "
+                "patches are extrapolated (quality unknown)", prediction_length, num_patches,
+                self.config.prediction_patches,
+            )  # fmt: skip
+            self._warned = True
+        rows_per_batch = max(1, batch_size // s) if self.model.is_decoder else batch_size
+        chunks = []
+        with _autocast(self.device, dtype):
+            for start in range(0, context.shape[0], rows_per_batch):
+                ctx = context[start : start + rows_per_batch].to(self.device)
+                chunks.append(self.model.sample_paths(ctx, num_patches, s, generator=gen).float().cpu())
+        return torch.cat(chunks)[..., :prediction_length]
+
+    def _paths(self, inputs: ForecastInput, prediction_length: int, num_samples: int | None, **kwargs: Any):
+        if any(inputs.past_covariates) or any(inputs.future_covariates):
+            raise ValueError("baseline models do not use covariates; drop past_covariates/future_covariates")
+        context_length = int(kwargs.pop("context_length", None) or self.config.context_length)
+        if context_length <= 0:
+            raise ValueError(f"context_length must be positive, got {context_length}")
+        unknown = sorted(set(kwargs) - {"batch_size", "seed", "dtype"})
+        if unknown:
+            raise TypeError(
+                f"unknown baseline forecast options {unknown}; use num_samples, context_length, batch_size, seed, dtype"
+            )
+        context, counts = self._rows(inputs, context_length)
+        return self.sample_paths(context, prediction_length, num_samples, **kwargs), counts
+
+    def _samples(
+        self, inputs: ForecastInput, prediction_length: int, num_samples: int, **kwargs: Any
+    ) -> list[np.ndarray]:
+        paths, counts = self._paths(inputs, prediction_length, num_samples, **kwargs)
+        paths = paths.numpy()  # [R, S, H]
+        out, i = [], 0
+        for v in counts:
+            out.append(np.ascontiguousarray(paths[i : i + v].transpose(1, 0, 2)))  # [S, V, H]
+            i += v
+        return out
+
+    def _quantiles(
+        self, inputs: ForecastInput, prediction_length: int, quantile_levels: Sequence[float], **kwargs: Any
+    ) -> list[np.ndarray]:
+        num_samples = kwargs.pop("num_samples", None)
+        paths, counts = self._paths(inputs, prediction_length, num_samples, **kwargs)  # [R, S, H]
+        levels = torch.tensor(list(quantile_levels), dtype=paths.dtype)
+        q = torch.quantile(paths, levels, dim=1).permute(1, 2, 0).numpy()  # [R, H, Q]
+        out, i = [], 0
+        for v in counts:
+            out.append(q[i : i + v])  # [V, H, Q]
+            i += v
+        return out
+
+
+def _autocast(device: torch.device, dtype: str | torch.dtype | None):
+    if dtype is None or dtype in ("float32", torch.float32):
+        return nullcontext()
+    dt = getattr(torch, dtype, None) if isinstance(dtype, str) else dtype
+    if dt not in (torch.bfloat16, torch.float16):
+        raise ValueError(f"dtype={dtype!r}: use float32, bfloat16 or float16")
+    return torch.autocast(device.type, dtype=dt)
+
+
+FORECASTER = BaselineForecaster

@@ -1,0 +1,130 @@
+"""LightningModule of the baseline family: NLL training of encoder- or decoder-only patch Transformers.
+
+Training loss: encoder, NLL of the horizon (``encoder_mask="horizon"``) or, Moirai-style, of
+the last ``m`` patches of the whole window with the horizon fraction ``m / N`` drawn per sample
+from ``mask_ratio`` (``encoder_mask="random"``); decoder, NLL of every next patch of the window
+(``decoder_loss="all"``, the usual next-token objective) or of the horizon only. Validation
+always scores the horizon given the context (``val/loss``), the same quantity for both
+architectures, so scaling curves of the two are comparable.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import save_file
+
+from tsfm.models.baseline.config import BaselineConfig
+from tsfm.models.baseline.model import BaselineModel
+from tsfm.training.module import TSFMModule
+from tsfm.training.optim import OptimConfig
+
+CONFIG_NAME, WEIGHTS_NAME = "config.json", "model.safetensors"
+
+
+def export_pretrained(model: BaselineModel, path: str | Path) -> Path:
+    """Write ``config.json`` (with ``"tsfm_family": "baseline"``) and ``model.safetensors``."""
+    out = Path(path)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / CONFIG_NAME).write_text(
+        json.dumps({"tsfm_family": "baseline", **model.config.to_dict()}, indent=2)
+    )
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    save_file(state, str(out / WEIGHTS_NAME), metadata={"format": "pt"})
+    return out
+
+
+def model_from_state_dict(
+    config: BaselineConfig, state: dict[str, torch.Tensor], source: str
+) -> BaselineModel:
+    """Build a model and load ``state`` strictly, naming the mismatching keys on failure."""
+    model = BaselineModel(config)
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        raise ValueError(
+            f"{source}: weights do not match the baseline config (missing {sorted(missing)[:5]}, "
+            f"unexpected {sorted(unexpected)[:5]}); was it saved by a different architecture or size?"
+        )
+    return model
+
+
+class BaselineModule(TSFMModule):
+    """Trains :class:`BaselineModel` on batches of :class:`~tsfm.models.baseline.task.BaselineTask`."""
+
+    family = "baseline"
+
+    def __init__(
+        self,
+        config: dict[str, Any] | None = None,
+        decoder_loss: str = "all",
+        encoder_mask: str = "horizon",
+        mask_ratio: tuple[float, float] | list[float] = (0.15, 0.5),
+        optim: dict | OptimConfig | None = None,
+        max_nonfinite: int = 10,
+        family: str = "baseline",
+    ) -> None:
+        super().__init__(optim=optim, max_nonfinite=max_nonfinite)
+        if family != self.family:
+            raise ValueError(f"BaselineModule got family={family!r}; this module trains 'baseline'")
+        if decoder_loss not in ("all", "horizon"):
+            raise ValueError(f"decoder_loss={decoder_loss!r}: use 'all' (every next patch) or 'horizon'")
+        if encoder_mask not in ("horizon", "random"):
+            raise ValueError(f"encoder_mask={encoder_mask!r}: use 'horizon' or 'random' (Moirai-style)")
+        lo, hi = (float(r) for r in mask_ratio)
+        if not 0.0 < lo <= hi < 1.0:
+            raise ValueError(f"mask_ratio={list(mask_ratio)} must satisfy 0 < low <= high < 1")
+        cfg = BaselineConfig.from_dict(dict(config or {}), source="model.module.config")
+        self.model = BaselineModel(cfg)
+        self.decoder_loss = decoder_loss
+        self.encoder_mask, self.mask_ratio = encoder_mask, (lo, hi)
+        self.save_hyperparameters(
+            {
+                "family": self.family,
+                "config": cfg.to_dict(),
+                "decoder_loss": decoder_loss,
+                "encoder_mask": encoder_mask,
+                "mask_ratio": [lo, hi],
+                "optim": dict(vars(self.optim_cfg)) | {"betas": list(self.optim_cfg.betas)},
+                "max_nonfinite": max_nonfinite,
+            }
+        )
+
+    @property
+    def config(self) -> BaselineConfig:
+        return self.model.config
+
+    def compute_loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        if self.training and self.encoder_mask == "random" and not self.model.is_decoder:
+            window = torch.cat([batch["past_target"], batch["future_target"]], dim=1)  # [B, C+H]
+            n = window.shape[1] // self.config.patch_size
+            lo = min(n - 1, max(1, math.ceil(self.mask_ratio[0] * n)))
+            hi = min(n - 1, max(lo, math.floor(self.mask_ratio[1] * n)))
+            num_masked = torch.randint(lo, hi + 1, (window.shape[0],), device=window.device)
+            return self.model.masked_nll(window, num_masked)
+        horizon_only = not self.training or self.decoder_loss == "horizon"
+        return self.model.nll(batch["past_target"], batch["future_target"], horizon_only=horizon_only)
+
+    def tokens_in_batch(self, batch: dict[str, torch.Tensor]) -> int:
+        """Patches processed in ``batch`` (for tokens/s and MFU in the training monitor)."""
+        b, c = batch["past_target"].shape
+        return b * (c + batch["future_target"].shape[1]) // self.config.patch_size
+
+    def flops_per_token(self) -> float:
+        """Training FLOPs per token (forward + backward), see :meth:`BaselineConfig.flops_per_token`."""
+        return self.config.flops_per_token()
+
+    def forecaster(self):
+        """A :class:`BaselineForecaster` sharing this module's weights (puts the model in eval mode)."""
+        from tsfm.models.baseline.forecast import BaselineForecaster
+
+        return BaselineForecaster(self.model, device=self.device)
+
+    def save_pretrained(self, path: str | Path) -> Path:
+        """Export ``config.json`` + ``model.safetensors`` (loadable by ``load_forecaster``)."""
+        return export_pretrained(self.model, path)
+
+    export = save_pretrained

@@ -1,0 +1,116 @@
+"""Fit L(N), L(D), L(C) per architecture from a sweep and write the JSON + PNG report.
+
+* ``L(N)``: final validation loss of each size (best run per size, e.g. over learning rates).
+* ``L(D)``: validation curve of the largest model (loss after D tokens).
+* ``L(C)``: compute-efficient frontier over every validation of every size, ``C = 6 N D``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tsfm.scaling.fit import PowerLawFit, fit_power_law
+from tsfm.scaling.results import Run, best_per_size, compute_frontier
+
+log = logging.getLogger(__name__)
+AXES = {"N": "non-embedding parameters N", "D": "tokens (patches) seen D", "C": "compute C = 6ND (FLOPs)"}
+
+
+def _points(runs: list[Run], axis: str) -> tuple[np.ndarray, np.ndarray]:
+    if axis == "N":
+        return np.array([r.params for r in runs], float), np.array([r.final_loss for r in runs])
+    if axis == "D":
+        largest = max(runs, key=lambda r: r.params)
+        return largest.tokens.astype(float), largest.val_loss
+    return compute_frontier(runs)
+
+
+def analyze(runs: list[Run], form: str = "saturating", n_boot: int = 1000, seed: int = 0) -> dict[str, Any]:
+    """Per architecture and axis: the points and the fit (or the reason there is none)."""
+    if not runs:
+        raise ValueError("no baseline runs with a logged val/loss; nothing to fit")
+    runs = best_per_size(runs)
+    out: dict[str, Any] = {"form": form, "runs": [], "fits": {}}
+    for r in runs:
+        out["runs"].append(
+            {"job": r.job, "architecture": r.label, "N": r.params, "D": r.final_tokens,
+             "C": 6.0 * r.params * r.final_tokens, "final_val_loss": r.final_loss, "overrides": r.overrides}
+        )  # fmt: skip
+    for arch in sorted({r.label for r in runs}):
+        group = [r for r in runs if r.label == arch]
+        out["fits"][arch] = {}
+        for axis in AXES:
+            x, y = _points(group, axis)
+            entry: dict[str, Any] = {"x": x.tolist(), "loss": y.tolist()}
+            try:
+                entry["fit"] = fit_power_law(x, y, form=form, n_boot=n_boot, seed=seed).to_dict()
+            except (ValueError, RuntimeError) as e:
+                entry["error"] = str(e)
+            out["fits"][arch][f"L({axis})"] = entry
+    return out
+
+
+def format_table(result: dict[str, Any]) -> str:
+    """Human-readable summary: fitted exponents with CIs per architecture and axis."""
+    lines = [f"{'arch':16} {'law':5} {'alpha':>9} {'CI':>21} {'E':>9} {'A':>10} {'pts':>4}  note"]
+    for arch, fits in result["fits"].items():
+        for law, entry in fits.items():
+            if "fit" not in entry:
+                lines.append(
+                    f"{arch:16} {law:5} {'-':>9} {'':>21} {'':>9} {'':>10} {len(entry['x']):>4}  {entry['error']}"
+                )
+                continue
+            f = entry["fit"]
+            lo, hi = f["ci"].get("alpha", [float("nan")] * 2)
+            ci = f"[{lo:.3f}, {hi:.3f}]"
+            note = f"{f['bootstrap_used']} bootstrap fits" + (
+                f", loss shift {f['shift']:.3g}" if f["shift"] else ""
+            )
+            lines.append(
+                f"{arch:16} {law:5} {f['alpha']:9.4f} {ci:>21} {f['E']:9.4f} {f['A']:10.4g} {f['num_points']:>4}  {note}"
+            )
+    return "\n".join(lines)
+
+
+def plot(result: dict[str, Any], path: str | Path) -> Path:
+    """One panel per axis: points and fitted curves per architecture (log x)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(AXES), figsize=(5 * len(AXES), 4), constrained_layout=True)
+    for ax, (axis, label) in zip(axes, AXES.items()):
+        for i, (arch, fits) in enumerate(result["fits"].items()):
+            entry, color = fits[f"L({axis})"], f"C{i}"
+            x, y = np.array(entry["x"]), np.array(entry["loss"])
+            ax.scatter(x, y, color=color, label=arch)
+            if "fit" in entry and len(x):
+                f = entry["fit"]
+                grid = np.geomspace(x.min(), x.max(), 100)
+                fit = PowerLawFit(**{**f, "ci": {}})
+                ax.plot(grid, fit.predict(grid), color=color, label=f"{arch}: alpha={f['alpha']:.3f}")
+        ax.set_xscale("log")
+        ax.set_xlabel(label)
+        ax.set_ylabel("validation NLL (scaled)")
+        ax.legend(fontsize=8)
+    path = Path(path)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def write_report(result: dict[str, Any], out_dir: str | Path, make_plot: bool = True) -> list[Path]:
+    """``scaling_fit.json`` (+ ``scaling_fit.png``) under ``out_dir``."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = [out / "scaling_fit.json"]
+    paths[0].write_text(json.dumps(result, indent=2))
+    if make_plot:
+        paths.append(plot(result, out / "scaling_fit.png"))
+    return paths
