@@ -73,3 +73,17 @@ def test_aggregate_excludes_and_names_failed_datasets() -> None:
     assert agg["rel_wql"] == pytest.approx(1.0)  # sqrt(0.5 * 2)
     assert agg["avg_wql"] == pytest.approx(1.25)
     assert agg["failed_datasets"] == ["c"] and agg["num_datasets"] == 2
+
+
+def test_rolling_windows_with_stride_from_a_suite_spec():
+    from tsfm.data.types import Series
+    from tsfm.eval.protocol import make_windows
+    from tsfm.eval.suites import parse_suite
+
+    (spec,) = parse_suite({"datasets": [{"name": "x", "source": "packaged", "prediction_length": 4, "num_windows": 5,
+                                         "stride": 1}]})
+    assert spec.stride == 1
+    s = Series(target=np.arange(20, dtype=np.float32)[None], freq="h", item_id="a")
+    w = make_windows([s], spec.prediction_length, spec.num_windows, stride=spec.stride)
+    starts = [float(lab[0, 0]) for lab in w.labels]
+    assert starts == [12.0, 13.0, 14.0, 15.0, 16.0]  # last 5 windows of 4, one step apart

@@ -181,7 +181,7 @@ def evaluate_suite(
             on_dataset(spec.name, i, len(specs))
         series = load_dataset(spec, suite.get("data_dir"), suite.get("max_series"))
         w = make_windows(series, spec.prediction_length, spec.num_windows, spec.seasonality, spec.min_context,
-                         offset=spec.offset)
+                         stride=spec.stride, offset=spec.offset)
         dr = DatasetResult(spec, w.num_series, w.num_windows, w.skipped, w.skipped_unobserved)
         if w.skipped:
             log.warning("%s: skipped %d of %d series, shorter than %d window(s) of %d", spec.name, w.skipped,

@@ -46,6 +46,7 @@ class DatasetSpec:
     season_length: int | None = None
     min_context: int = 1
     offset: int | None = None  # where the first window starts, from the end (default -H * num_windows)
+    stride: int | None = None  # steps between window starts (default H: non-overlapping; 1: rolling)
     normalize: str | None = None  # "zscore" for the long-horizon protocol
     options: dict[str, Any] = field(default_factory=dict)  # source-specific (table, columns, path, ...)
 
@@ -66,7 +67,7 @@ class DatasetSpec:
 
 
 _SPEC_KEYS = {"name", "source", "prediction_length", "num_windows", "freq", "season_length", "min_context", "offset",
-              "normalize"}
+              "normalize", "stride"}
 
 
 def parse_suite(cfg: dict) -> list[DatasetSpec]:
