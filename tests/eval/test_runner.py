@@ -128,3 +128,22 @@ def test_freq_is_passed_only_to_forecasters_that_declare_it(tmp_path) -> None:
     assert f.seen == ["YS", "W-MON"]
     plain = LastValueForecaster()  # would raise TypeError on an unexpected freq= in a strict family
     evaluate_suite(plain, tiny_suite(baselines=[], reference=None), model_name="p", cache_dir=tmp_path)
+
+
+def test_nll_for_a_family_with_a_distribution(tmp_path, fixtures_dir) -> None:
+    """Moirai reports NLL of the observed labels; a baseline (no distribution) simply has none."""
+    from tsfm.forecast import load_forecaster
+
+    f = load_forecaster(fixtures_dir / "moirai_tiny" / "checkpoint")
+    suite = tiny_suite(metrics=["wql", "mase", "nll"])
+    res = evaluate_suite(f, suite, model_name="moirai", cache_dir=tmp_path, forecast_kwargs={"num_samples": 20})
+    for d in res.datasets.values():
+        assert np.isfinite(d.scores["moirai"].metrics["nll"])
+        assert "nll" not in d.scores["seasonal_naive"].metrics
+    # a worse future (shifted far away) is less likely under the same predictive distribution
+    ctx = [np.sin(np.arange(200) / 5).astype(np.float32) * 10 + 50]
+    good, bad = [np.sin(np.arange(200, 224) / 5) * 10 + 50], [np.sin(np.arange(200, 224) / 5) * 10 + 150]
+    assert f.mean_nll(ctx, bad, patch_size=16)[0] > f.mean_nll(ctx, good, patch_size=16)[0]
+    assert np.isnan(f.mean_nll([np.full(40, np.nan, np.float32)], [np.ones(8)])[0])
+    with pytest.raises(ValueError, match="one future per context"):
+        f.mean_nll(ctx, [])

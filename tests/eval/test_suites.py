@@ -26,7 +26,7 @@ def test_every_suite_config_composes_and_parses(suite: str) -> None:
     plain = OmegaConf.to_container(cfg.eval, resolve=True)
     specs = parse_suite(plain)
     assert specs and len({s.name for s in specs}) == len(specs)
-    assert set(plain["metrics"]) <= {"wql", "mase", "crps", "msis", "mae", "mse", "rmse", "smape", "mape"}
+    assert set(plain["metrics"]) <= {"wql", "mase", "crps", "msis", "mae", "mse", "rmse", "smape", "mape", "nll"}
 
 
 def test_dev_suite_matches_the_issue() -> None:

@@ -203,7 +203,15 @@ def evaluate_suite(
                                                  cache_dir, spec.name)
             else:
                 q = predict_windows(f, w, levels, spec, batch_size, forecast_kwargs, pass_freq)
-            score = score_forecasts(w, q, levels, metrics)
+            score = score_forecasts(w, q, levels, [m for m in metrics if m != "nll"])
+            if "nll" in metrics and score.ok and hasattr(f, "mean_nll"):
+                # families with a predictive distribution (Moirai): NLL of the observed labels
+                nll_kw = {k: v for k, v in (forecast_kwargs or {}).items() if k in {"patch_size", "context_length"}}
+                if spec.freq and (pass_freq or getattr(f, "accepts_freq", False)):
+                    nll_kw["freq"] = spec.freq
+                per_window = f.mean_nll(list(w.contexts), list(w.labels), **nll_kw)
+                if np.isfinite(per_window).any():
+                    score.metrics["nll"] = float(np.nanmean(np.where(np.isfinite(per_window), per_window, np.nan)))
             score.fallbacks = fallbacks
             score.seconds = time.perf_counter() - t0
             dr.scores[name] = score

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from tsfm.forecast import Forecaster, ForecastInput
+from tsfm.forecast import Forecaster, ForecastInput, normalize_inputs
 from tsfm.models.moirai.config import MoiraiConfig, allowed_patch_sizes, check_patch_size
 from tsfm.models.moirai.convert import load_official, load_state
 from tsfm.models.moirai.forecast_layout import convert_series, forecast_layout, stack_rows
@@ -168,6 +168,40 @@ class MoiraiForecaster(Forecaster):
                 for i, o in zip(chunk, outs):
                     results[i] = o.astype(np.float32)
         return results  # type: ignore[return-value]
+
+    def mean_nll(self, context: Sequence[np.ndarray], future: Sequence[np.ndarray], **kw: Any) -> np.ndarray:
+        """Mean negative log-likelihood of the observed ``future`` values of each series given its
+        ``context``, under the predictive mixture in the original scale: ``[N]``, NaN where the
+        context or the future has no observed value. Options as for forecasting (``patch_size``,
+        ``freq``, ``context_length``); ``"auto"`` picks the patch size on the context alone."""
+        fut = [np.asarray(f, dtype=np.float32) for f in future]
+        if len(fut) != len(context) or not fut:
+            raise ValueError(f"got {len(context)} contexts and {len(fut)} futures; pass one future per context")
+        h = fut[0].shape[-1]
+        if any(f.shape[-1] != h for f in fut):
+            raise ValueError("every future must have the same length (the horizon)")
+        ctx_in = normalize_inputs(list(context), h)
+        full = [np.concatenate([c, f.reshape(c.shape[0], h)], axis=-1) for c, f in zip(ctx_in.targets, fut)]
+        inputs = normalize_inputs(full, h)
+        patch_size = kw.pop("patch_size", self.default_patch_size)
+        freq = kw.pop("freq", None)
+        context_length = int(kw.pop("context_length", None) or DEFAULT_MAX_CONTEXT)
+        ps_list = self.model.cfg.patch_sizes  # type: ignore[union-attr]
+        if patch_size == "auto":
+            candidates = allowed_patch_sizes(freq, ps_list) if freq else list(ps_list)
+        else:
+            candidates = [check_patch_size(int(patch_size), freq, ps_list)]
+        valid = [i for i, t in enumerate(ctx_in.targets) if not np.isnan(t[:, -min(context_length, t.shape[1]) :]).all()]
+        chosen = self._choose_patch_sizes(ctx_in, valid, h, context_length, candidates, None) if valid else {}
+        out = np.full(len(full), np.nan)
+        for ps in sorted(set(chosen.values())):
+            members = [i for i in valid if chosen[i] == ps]
+            arrays = {i: self._prepare(inputs, i, h, context_length, backtest=True) for i in members}
+            members = [i for i in members if arrays[i] is not None and arrays[i]["observed"].any()]
+            if members:
+                nll = self._run([arrays[i] for i in members], h, ps, 0, None, backtest=True)
+                out[members] = [float(x) for x in nll]
+        return out
 
     def _quantiles(self, inputs: ForecastInput, prediction_length: int, quantile_levels: Sequence[float], **kw: Any) -> list[np.ndarray]:
         num_samples = int(kw.pop("num_samples", 100))
