@@ -40,7 +40,7 @@ _OPTION_LIMITS = {"num_samples": 10_000, "context_length": 100_000, "batch_size"
 
 
 class BadRequest(ValueError):
-    pass
+    """A request the client must change; answered with HTTP 400 and the reason."""
 
 
 def _parse_request(body: dict[str, Any]) -> dict[str, Any]:

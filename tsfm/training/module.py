@@ -42,7 +42,8 @@ class TSFMModule(L.LightningModule):
 
     # -- to implement ---------------------------------------------------------------------
     def compute_loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        raise NotImplementedError
+        """Scalar training loss of a collated batch (each family implements it)."""
+        raise NotImplementedError(f"{type(self).__name__} must implement compute_loss(batch)")
 
     def forecaster(self):
         """A :class:`tsfm.forecast.Forecaster` over the current weights (for in-training benchmarks)."""
