@@ -16,6 +16,7 @@ import json
 import logging
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -291,6 +292,16 @@ def _median_from(q: np.ndarray, levels: Sequence[float]) -> np.ndarray:
     if 0.5 in levels:
         return q[:, levels.index(0.5)]
     return np.array([np.interp(0.5, levels, row) for row in q])
+
+
+def inference_autocast(device: torch.device, dtype: str | torch.dtype | None):
+    """Context for a forecaster's ``dtype`` option: nothing for float32, autocast for bf16/fp16."""
+    if dtype is None or dtype in ("float32", torch.float32):
+        return nullcontext()
+    dt = getattr(torch, dtype, None) if isinstance(dtype, str) else dtype
+    if dt not in (torch.bfloat16, torch.float16):
+        raise ValueError(f"dtype={dtype!r}: use float32, bfloat16 or float16")
+    return torch.autocast(device.type, dtype=dt)
 
 
 def read_json(path: Path) -> dict:

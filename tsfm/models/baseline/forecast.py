@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +18,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file
 
-from tsfm.forecast import Forecaster, ForecastInput, read_json
+from tsfm.forecast import Forecaster, ForecastInput, inference_autocast, read_json
 from tsfm.models.baseline.config import BaselineConfig
 from tsfm.models.baseline.model import BaselineModel
 from tsfm.models.baseline.module import CONFIG_NAME, WEIGHTS_NAME, model_from_state_dict
@@ -109,7 +108,7 @@ class BaselineForecaster(Forecaster):
             self._warned = True
         rows_per_batch = max(1, batch_size // s) if self.model.is_decoder else batch_size
         chunks = []
-        with _autocast(self.device, dtype):
+        with inference_autocast(self.device, dtype):
             for start in range(0, context.shape[0], rows_per_batch):
                 ctx = context[start : start + rows_per_batch].to(self.device)
                 chunks.append(self.model.sample_paths(ctx, num_patches, s, generator=gen).float().cpu())
@@ -152,15 +151,6 @@ class BaselineForecaster(Forecaster):
             out.append(q[i : i + v])  # [V, H, Q]
             i += v
         return out
-
-
-def _autocast(device: torch.device, dtype: str | torch.dtype | None):
-    if dtype is None or dtype in ("float32", torch.float32):
-        return nullcontext()
-    dt = getattr(torch, dtype, None) if isinstance(dtype, str) else dtype
-    if dt not in (torch.bfloat16, torch.float16):
-        raise ValueError(f"dtype={dtype!r}: use float32, bfloat16 or float16")
-    return torch.autocast(device.type, dtype=dt)
 
 
 FORECASTER = BaselineForecaster

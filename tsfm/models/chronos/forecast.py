@@ -12,14 +12,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from tsfm.forecast import Forecaster, ForecastInput
+from tsfm.forecast import Forecaster, ForecastInput, inference_autocast
 from tsfm.models.chronos.config import ChronosConfig
 from tsfm.models.chronos.convert import load_pretrained, model_from_state_dict
 from tsfm.models.chronos.model import ChronosModel
@@ -104,7 +103,7 @@ class ChronosForecaster(Forecaster):
             )  # fmt: skip
             self._warned_long_horizon = True
         gen = torch.Generator(device=self.device).manual_seed(seed) if seed is not None else None
-        amp = _autocast(self.device, dtype)
+        amp = inference_autocast(self.device, dtype)
         chunks = []
         for start in range(0, context.shape[0], batch_size):
             rows = context[start : start + batch_size, -cfg.context_length :]  # [b, T]
@@ -156,15 +155,6 @@ class ChronosForecaster(Forecaster):
             out.append(q[i : i + v])  # [V, H, Q]
             i += v
         return out
-
-
-def _autocast(device: torch.device, dtype: str | torch.dtype | None):
-    if dtype is None or dtype in ("float32", torch.float32):
-        return nullcontext()
-    dt = getattr(torch, dtype) if isinstance(dtype, str) else dtype
-    if dt not in (torch.bfloat16, torch.float16):
-        raise ValueError(f"dtype={dtype!r}: use float32, bfloat16 or float16")
-    return torch.autocast(device.type, dtype=dt)
 
 
 def _reject_covariates(inputs: ForecastInput) -> None:
