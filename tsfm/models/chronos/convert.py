@@ -19,6 +19,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
+from tsfm.forecast import read_json
 from tsfm.models.chronos.config import ChronosConfig
 from tsfm.models.chronos.model import ChronosModel, build_t5
 
@@ -36,10 +37,7 @@ def read_config(path: str | Path) -> ChronosConfig:
         raise FileNotFoundError(
             f"{p}: no config.json (found {found}); expected an amazon/chronos-t5-* directory"
         )
-    try:
-        cfg = json.loads(cfg_path.read_text())
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{cfg_path}: not valid JSON ({e})") from None
+    cfg = read_json(cfg_path)
     return ChronosConfig.from_hf_dict(cfg, source=str(cfg_path))
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
+from tsfm.forecast import read_json
 from tsfm.models.chronos2.config import Chronos2Config
 from tsfm.models.chronos2.model import Chronos2Model
 
@@ -28,10 +29,7 @@ def read_config(path: str | Path) -> Chronos2Config:
     cfg_path = Path(path) / CONFIG_NAME
     if not cfg_path.is_file():
         raise FileNotFoundError(f"{path}: no {CONFIG_NAME}; expected an amazon/chronos-2 style directory")
-    try:
-        raw = json.loads(cfg_path.read_text())
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{cfg_path}: not valid JSON ({e})") from None
+    raw = read_json(cfg_path)
     return Chronos2Config.from_hf_dict(raw)
 
 

@@ -15,6 +15,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from tsfm.forecast import read_json
 from tsfm.models.moirai.config import MoiraiConfig
 from tsfm.models.moirai.model import MoiraiModel
 
@@ -27,10 +28,7 @@ def read_config(path: str | Path) -> MoiraiConfig:
     cfg_path = Path(path) / CONFIG_NAME
     if not cfg_path.is_file():
         raise FileNotFoundError(f"{cfg_path}: missing; a Moirai checkpoint directory needs config.json + {WEIGHTS_NAME}")
-    try:
-        raw = json.loads(cfg_path.read_text())
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{cfg_path}: not valid JSON ({e})") from None
+    raw = read_json(cfg_path)
     if raw.get("tsfm_family") not in (None, "moirai"):
         raise ValueError(f"{cfg_path}: this is a {raw['tsfm_family']!r} checkpoint, not a Moirai one")
     missing = [k for k in ("d_model", "num_layers", "patch_sizes", "distr_output") if k not in raw]
