@@ -96,6 +96,48 @@ def test_samples_in_one_row_do_not_interact(model):
     torch.testing.assert_close(model.loss(both), (2 * loss_a + loss_b) / 3, atol=1e-5, rtol=1e-5)
 
 
+def _dense_masks(sample_id: torch.Tensor, variate_id: torch.Tensor, dt: torch.dtype) -> dict:
+    """The reference's dense [B, 1, L, L] masks, written independently of the model."""
+    same_sample = (sample_id[:, :, None] == sample_id[:, None]).unsqueeze(1)
+    same_var = (variate_id[:, :, None] == variate_id[:, None]).unsqueeze(1)
+    mask = torch.zeros(same_sample.shape, dtype=dt).masked_fill(~same_sample, float("-inf"))
+    return {"blocks": None, "mask": mask, "same_var": same_var.to(dt),
+            "same_var_mask": mask.masked_fill(~same_var, float("-inf"))}
+
+
+def test_block_diagonal_attention_and_kept_tokens_match_dense(monkeypatch):
+    """Packed rows attend per sample (length buckets) and the loss computes only predicted tokens
+    in the last layer: the loss and every gradient equal the dense all-token computation."""
+    torch.manual_seed(0)
+    m = MoiraiModel(MoiraiConfig(**TINY)).train()
+    g = torch.Generator().manual_seed(7)
+    rows = [_pack([_sample(2, 9, 16, 3, g), _sample(1, 30, 16, 5, g), _sample(3, 4, 16, 1, g)], 64, 16),
+            _pack([_sample(4, 12, 16, 4, g)], 64, 16)]
+    batch = {k: torch.cat([r[k] for r in rows]) for k in rows[0]}
+
+    def run():
+        m.zero_grad()
+        loss = m.loss(batch)
+        loss.backward()
+        return loss.detach(), {n: p.grad.clone() for n, p in m.named_parameters() if p.grad is not None}
+
+    blocked = run()
+    with torch.no_grad():
+        h_keep = m.encode(**batch, keep=batch["prediction_mask"].reshape(-1).nonzero().squeeze(1))[0]
+        h_all = m.encode(**batch)[0]
+    monkeypatch.setattr(MoiraiModel, "attention_masks", staticmethod(_dense_masks))
+    dense = run()
+    with torch.no_grad():
+        h_dense = m.encode(**batch)[0]
+    torch.testing.assert_close(h_all, h_dense, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(h_keep, h_dense.reshape(-1, h_dense.shape[-1])[batch["prediction_mask"].reshape(-1)],
+                               atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(blocked[0], dense[0], atol=1e-6, rtol=1e-5)
+    assert blocked[1].keys() == dense[1].keys()
+    for n, ref in dense[1].items():  # float32 summation order differs: tolerance relative to the tensor's scale
+        torch.testing.assert_close(blocked[1][n], ref, atol=1e-4 * ref.abs().max().item(), rtol=1e-4, msg=n)
+
+
 def test_rel_bias_attention_gradients_exact():
     """The CPU fast path (flash + one extra pass) gives the same gradients as the math path."""
     g = torch.Generator().manual_seed(0)

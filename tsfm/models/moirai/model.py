@@ -10,7 +10,10 @@ Packed input, per row of L tokens (``P`` = the batch's widest patch, not necessa
 Efficiency versus the reference: only the active patch size's input/output projection is
 computed per token, scaler and loss use segment sums, RoPE cos/sin and the attention masks are
 built once per forward (no host sync per layer), attention runs on SDPA's flash kernel with
-one fused ``mask + delta_h * same_variate`` bias per layer (:mod:`tsfm.models.layers.attention`), and the head/loss only touch predicted tokens.
+one fused ``mask + delta_h * same_variate`` bias per layer (:mod:`tsfm.models.layers.attention`),
+rows packing several samples attend block-diagonally per sample
+(:mod:`tsfm.models.layers.sample_blocks`), and in training the last layer, the head and the
+loss only compute the predicted tokens.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from tsfm.models.layers.rope import (
     rope_inv_freq,
     rope_rotation_matrix,
 )
+from tsfm.models.layers.sample_blocks import SampleBlocks
 from tsfm.models.moirai.config import MoiraiConfig
 from tsfm.models.moirai.distribution import Mixture, MixtureHead
 from tsfm.models.moirai.scaler import make_series_id, packed_std_scale, per_series_mean_loss
@@ -87,7 +91,8 @@ class Attention(nn.Module):
         self.var_attn_bias = BinaryAttentionBias(self.h)
         self.dropout_p, self.eps = cfg.attn_dropout_p, cfg.norm_eps
 
-    def forward(self, x: torch.Tensor, ctx: dict[str, torch.Tensor]) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, ctx: dict, keep: torch.Tensor | None = None) -> torch.Tensor:
+        """``x`` [B, L, d] -> [B, L, d], or [K, d] for the flat token indices ``keep`` only."""
         b, seq, d = x.shape
         # one matmul for q, k, v; q/k RMS-normalised over head_dim, then RoPE, jointly for q and k
         w_qkv = torch.cat((self.q_proj.weight, self.k_proj.weight, self.v_proj.weight))  # [3d, d]
@@ -95,15 +100,25 @@ class Attention(nn.Module):
         w_qk = torch.stack((self.q_norm.weight, self.k_norm.weight)).view(2, 1, self.hd)
         qk = F.rms_norm(qkv[:, :, :2], (self.hd,), eps=self.eps).to(qkv.dtype) * w_qk.to(qkv.dtype)  # [B, L, 2, H, hd]
         qk = apply_rope_matmul(qk, ctx["cos"], ctx["sin"], ctx["rot"])
-        q, k, v = qk[:, :, 0].transpose(1, 2), qk[:, :, 1].transpose(1, 2), qkv[:, :, 2].transpose(1, 2)  # [B, H, L, hd]
         # softmax is shift invariant per query: bias = emb[0] + (emb[1]-emb[0]) * same_variate
         # reduces exactly to the delta term, fused with the sample mask into one op.
         w = self.var_attn_bias.emb.weight  # [2, H]
-        out = rel_bias_attention(  # [B, H, L, hd]
-            q, k, v, w[1] - w[0], ctx["mask"], ctx["same_var"], ctx["same_var_mask"],
-            dropout_p=self.dropout_p if self.training else 0.0,
-        )
-        return self.out_proj(out.transpose(1, 2).reshape(b, seq, d))
+        dropout_p = self.dropout_p if self.training else 0.0
+
+        def attend(q, k, v, mask, rel, rel_mask):  # [n, H, l, hd] each
+            return rel_bias_attention(q, k, v, w[1] - w[0], mask, rel, rel_mask, dropout_p=dropout_p)
+
+        if ctx["blocks"] is not None:  # several samples per row: attention within each sample only
+            n = b * seq
+            out = ctx["blocks"].attend(qk[:, :, 0].reshape(n, self.h, self.hd), qk[:, :, 1].reshape(n, self.h, self.hd),
+                                       qkv[:, :, 2].reshape(n, self.h, self.hd), attend)  # [N, d]
+        else:  # one sample per row: the whole row
+            q, k, v = qk[:, :, 0].transpose(1, 2), qk[:, :, 1].transpose(1, 2), qkv[:, :, 2].transpose(1, 2)
+            out = attend(q, k, v, ctx["mask"], ctx["same_var"], ctx["same_var_mask"]).transpose(1, 2)
+        out = out.reshape(b * seq, d)
+        if keep is not None:
+            return self.out_proj(out.index_select(0, keep))
+        return self.out_proj(out.view(b, seq, d))
 
 
 class GLUFeedForward(nn.Module):
@@ -126,8 +141,10 @@ class EncoderLayer(nn.Module):
         self.self_attn, self.ffn = Attention(cfg), GLUFeedForward(cfg)
         self.dropout = nn.Dropout(cfg.dropout_p)
 
-    def forward(self, x: torch.Tensor, ctx: dict[str, torch.Tensor]) -> torch.Tensor:
-        x = x + self.dropout(self.self_attn(self.norm1(x), ctx))
+    def forward(self, x: torch.Tensor, ctx: dict, keep: torch.Tensor | None = None) -> torch.Tensor:
+        """``keep``: compute the output only at these flat token indices (-> [K, d])."""
+        a = self.dropout(self.self_attn(self.norm1(x), ctx, keep))
+        x = (x if keep is None else x.reshape(-1, x.shape[-1]).index_select(0, keep)) + a
         return x + self.ffn(self.norm2(x))
 
 
@@ -138,12 +155,14 @@ class Encoder(nn.Module):
         self.norm = RMSNorm(cfg.d_model, eps=cfg.norm_eps)
         self.gradient_checkpointing = False
 
-    def forward(self, x: torch.Tensor, ctx: dict[str, torch.Tensor]) -> torch.Tensor:
-        for layer in self.layers:
+    def forward(self, x: torch.Tensor, ctx: dict, keep: torch.Tensor | None = None) -> torch.Tensor:
+        """``keep``: flat token indices whose output is needed (the last layer skips the rest)."""
+        for i, layer in enumerate(self.layers):
+            k = keep if i == len(self.layers) - 1 else None
             if self.gradient_checkpointing and self.training and torch.is_grad_enabled():
-                x = checkpoint(layer, x, ctx, use_reentrant=False)
+                x = checkpoint(layer, x, ctx, k, use_reentrant=False)
             else:
-                x = layer(x, ctx)
+                x = layer(x, ctx, k)
         return self.norm(x)
 
 
@@ -177,10 +196,13 @@ class MoiraiModel(nn.Module):
         prediction_mask: torch.Tensor,
         patch_size: torch.Tensor,
         series_id: torch.Tensor | None = None,
+        keep: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """Returns encoder output ``h`` [B, L, d], ``loc``/``scale`` [B, L, 1] and global series ids [B, L].
 
         ``series_id``, if given, numbers the (sample, variate) groups of each row with ids < L.
+        ``keep``, if given, are the flat token indices whose output is needed: ``h`` is then
+        [K, d] and the last layer computes nothing else (the loss needs predicted tokens only).
         """
         b, seq = sample_id.shape
         if series_id is None:  # global dense ids (one device sync)
@@ -197,18 +219,41 @@ class MoiraiModel(nn.Module):
         x = torch.where(prediction_mask.unsqueeze(-1), self.mask_encoding.weight[0], x)
         dt = torch.get_autocast_dtype(x.device.type) if torch.is_autocast_enabled(x.device.type) else x.dtype
         cos, sin = rope_full_tables(*rope_cos_sin(time_id, self.inv_freq), self.cfg.head_dim)  # [B, L, hd], once
-        same_sample = sample_id.unsqueeze(-1) == sample_id.unsqueeze(-2)  # [B, L, L]
-        same_var = (variate_id.unsqueeze(-1) == variate_id.unsqueeze(-2)).unsqueeze(1)  # [B, 1, L, L]
-        mask = torch.zeros(same_sample.shape, dtype=dt, device=x.device).masked_fill_(~same_sample, float("-inf")).unsqueeze(1)
         ctx = {
             "cos": cos[:, :, None, None].to(dt),  # [B, L, 1, 1, hd]
             "sin": sin[:, :, None, None].to(dt),
             "rot": self.rope_rot.to(dt),
-            "mask": mask,  # [B, 1, L, L] 0 / -inf: attention stays within a sample
-            "same_var": same_var.to(dt),
-            "same_var_mask": mask.masked_fill(~same_var, float("-inf")),
+            **self.attention_masks(sample_id, variate_id, dt),
         }
-        return self.encoder(x, ctx), loc, scale, series_id
+        return self.encoder(x, ctx, keep), loc, scale, series_id
+
+    @staticmethod
+    def attention_masks(sample_id: torch.Tensor, variate_id: torch.Tensor, dt: torch.dtype) -> dict:
+        """Masks of the any-variate attention, built once per forward.
+
+        Rows holding one sample attend densely (``mask`` 0/-inf keeps padding apart, ``same_var``,
+        ``same_var_mask``: [B, 1, L, L]); rows packing several samples attend block-diagonally
+        (``blocks``: :class:`SampleBlocks`, the same masks per length bucket).
+        """
+        b, seq = sample_id.shape
+        first = sample_id[:, :1]
+        if bool((sample_id == first).all()):  # one group per row (one host sync)
+            same_var = (variate_id.unsqueeze(-1) == variate_id.unsqueeze(-2)).unsqueeze(1)  # [B, 1, L, L]
+            mask = torch.zeros((b, 1, seq, seq), dtype=dt, device=sample_id.device)
+            return {"blocks": None, "mask": mask, "same_var": same_var.to(dt),
+                    "same_var_mask": mask.masked_fill(~same_var, float("-inf"))}
+        vid = torch.cat((variate_id.reshape(-1), variate_id.new_full((1,), -1)))  # padding slot: -1
+
+        def bucket_masks(index: torch.Tensor, valid: torch.Tensor) -> dict[str, torch.Tensor]:
+            w = index.shape[1]
+            diag = torch.eye(w, dtype=torch.bool, device=index.device)
+            mask = torch.zeros((index.shape[0], 1, w, w), dtype=dt, device=index.device)
+            mask.masked_fill_(~(valid[:, None, None, :] | diag), float("-inf"))
+            v = vid[index]
+            same_var = (v.unsqueeze(-1) == v.unsqueeze(-2)).unsqueeze(1)
+            return {"mask": mask, "rel": same_var.to(dt), "rel_mask": mask.masked_fill(~same_var, float("-inf"))}
+
+        return {"blocks": SampleBlocks.build(sample_id, bucket_masks)}
 
     # -- head -----------------------------------------------------------------------------
     def distribution(self, h: torch.Tensor, patch_size: int, width: int | None = None) -> Mixture:
@@ -245,17 +290,18 @@ class MoiraiModel(nn.Module):
     def loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """Packed NLL: mean over observed predicted values of each series, then over series."""
         keys = ("target", "observed_mask", "sample_id", "time_id", "variate_id", "prediction_mask", "patch_size")
-        h, loc, scale, series_id = self.encode(**{k: batch[k] for k in keys}, series_id=batch.get("series_id"))
         pred = batch["prediction_mask"].reshape(-1)
-        ps = batch["patch_size"].reshape(-1)
-        hf = h.reshape(-1, h.shape[-1])
+        keep = pred.nonzero().squeeze(1)  # the loss reads predicted tokens only
+        h, loc, scale, series_id = self.encode(**{k: batch[k] for k in keys}, series_id=batch.get("series_id"), keep=keep)
+        ps = batch["patch_size"].reshape(-1)[keep]  # h, ps: [K, ...] over the kept tokens
         tgt = batch["target"].reshape(-1, batch["target"].shape[-1])
         obs = batch["observed_mask"].reshape(tgt.shape)
         loc_f, scale_f, sid = loc.reshape(-1, 1), scale.reshape(-1, 1), series_id.reshape(-1)
         sums, counts, series = [], [], []
-        for p in self.present_patch_sizes(ps[pred]):
-            idx = (pred & (ps == p)).nonzero().squeeze(1)
-            distr = self.distribution(hf[idx], p)
+        for p in self.present_patch_sizes(ps):
+            j = (ps == p).nonzero().squeeze(1)
+            idx = keep[j]
+            distr = self.distribution(h[j], p)
             with torch.autocast(h.device.type, enabled=False):
                 lp = distr.log_prob(tgt[idx, :p], loc_f[idx], scale_f[idx])  # [N_p, p]
             m = obs[idx, :p]
