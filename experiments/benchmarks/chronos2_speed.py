@@ -29,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from flop_count import count_flops
 
 from tsfm.models.chronos2.config import Chronos2Config
 from tsfm.models.chronos2.convert import load_pretrained, save_pretrained
@@ -39,23 +40,24 @@ WORKER = Path(__file__).with_name("chronos2_reference_worker.py")
 ANCHOR_PY = "/tmp/tsfm-anchors/bin/python"
 
 
-def run_reference(spec: dict) -> list[float] | None:
+def run_reference(spec: dict) -> dict | None:
     try:
         r = subprocess.run([ANCHOR_PY, str(WORKER), json.dumps(spec)], capture_output=True, text=True, check=True)
     except (FileNotFoundError, subprocess.CalledProcessError) as e:
         print(f"reference run failed for {spec['kind']}: {getattr(e, 'stderr', e)!s:.500}", file=sys.stderr)
         return None
-    return json.loads(r.stdout.strip().splitlines()[-1])["times"]
+    return json.loads(r.stdout.strip().splitlines()[-1])
 
 
-def run_ours(spec: dict) -> list[float]:
+def run_ours(spec: dict) -> dict:
+    """``{"times": seconds per repeat, "gflop": counted GFLOP of one call}``."""
     torch.manual_seed(0)
     rng = np.random.default_rng(spec.get("seed", 0))
     b, t, h = spec["batch"], spec["context"], spec["horizon"]
     x = rng.standard_normal((b, t + h)).astype(np.float32).cumsum(-1)
     model = load_pretrained(spec["model_dir"])
     n = -(-h // 16)
-    times = []
+    times, flops = [], 0
     if spec["kind"] == "forecast":
         f = Chronos2Forecaster(model)
         inputs = list(x[:, :t])
@@ -64,6 +66,7 @@ def run_ours(spec: dict) -> list[float]:
             t0 = time.perf_counter()
             f.predict_quantiles(inputs, h, batch_size=spec.get("batch_size", 256))
             times.append(time.perf_counter() - t0)
+        flops = count_flops(lambda: f.predict_quantiles(inputs, h, batch_size=spec.get("batch_size", 256)))
     elif spec["kind"] == "forward":
         ctx, gids = torch.from_numpy(x[:, :t]), torch.arange(b) // spec["group_size"]
         with torch.no_grad():
@@ -72,21 +75,32 @@ def run_ours(spec: dict) -> list[float]:
                 t0 = time.perf_counter()
                 model(ctx, group_ids=gids, num_output_patches=n)
                 times.append(time.perf_counter() - t0)
+            flops = count_flops(lambda: model(ctx, group_ids=gids, num_output_patches=n))
     elif spec["kind"] == "train":
         model.train()
         ctx, fut, gids = torch.from_numpy(x[:, :t]), torch.from_numpy(x[:, t:]), torch.arange(b)
         opt = torch.optim.AdamW(model.parameters(), lr=1e-6)
         dtype = getattr(torch, spec.get("autocast") or "float32")
-        for i in range(spec["repeats"] + 1):
-            t0 = time.perf_counter()
+        def step() -> None:
             with torch.autocast("cpu", dtype=dtype, enabled=dtype != torch.float32):
                 loss = model(ctx, group_ids=gids, num_output_patches=n, future_target=fut).loss
             loss.backward()
             opt.step()
             opt.zero_grad(set_to_none=True)
+
+        for i in range(spec["repeats"] + 1):
+            t0 = time.perf_counter()
+            step()
             if i:
                 times.append(time.perf_counter() - t0)
-    return times
+        flops = count_flops(step)
+    return {"times": times, "gflop": flops / 1e9}
+
+
+def _wall(fn) -> float:  # noqa: ANN001
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
 
 
 def main() -> None:
@@ -125,16 +139,28 @@ def main() -> None:
         spec = base | spec
         ref = run_reference(spec)
         ours = run_ours(spec)
-        r_best = min(ref) if ref else float("nan")
-        o_best = min(ours)
+        r_best = min(ref["times"]) if ref else float("nan")
+        o_best = min(ours["times"])
+        r_gflop = ref["gflop"] if ref else float("nan")
         rows.append({"scenario": label, "ref_s": r_best, "ours_s": o_best, "ref_items_per_s": items / r_best,
-                     "ours_items_per_s": items / o_best, "speedup": r_best / o_best})  # fmt: skip
+                     "ours_items_per_s": items / o_best, "speedup": r_best / o_best,
+                     "ref_gflop": r_gflop, "ours_gflop": ours["gflop"]})  # fmt: skip
         print(f"{label:<40} ref {r_best:8.3f}s  ours {o_best:8.3f}s  speed-up {r_best / o_best:5.2f}x", flush=True)
 
+    a, w = torch.randn(9472, 512), torch.randn(2048, 512)  # an FFN-shaped fp32 GEMM: the ceiling now
+    a @ w.T
+    gemm = min(_wall(lambda: a @ w.T) for _ in range(10))
+    gemm = 2 * a.shape[0] * 512 * 2048 / 1e9 / gemm
     print(f"\nChronos-2 small shape, {args.threads} threads, min over {reps} repeats (shared machine)")
-    print(f"{'scenario':<40} {'reference/s':>12} {'tsfm/s':>10} {'speed-up':>9}")
+    print("GFLOP: matmuls + attention counted by torch.utils.flop_counter per call; fp32 GEMM now "
+          f"{gemm:.0f} GFLOP/s; ceiling = our GFLOP at that rate")
+    print(f"{'scenario':<40} {'reference/s':>12} {'tsfm/s':>10} {'speed-up':>9} {'GFLOP ref':>10} {'tsfm':>8}"
+          f" {'GFLOP/s ref':>12} {'tsfm':>6} {'ceiling':>8}")
     for r in rows:
-        print(f"{r['scenario']:<40} {r['ref_items_per_s']:12.1f} {r['ours_items_per_s']:10.1f} {r['speedup']:8.2f}x")
+        ceiling = r["ref_s"] / (r["ours_gflop"] / gemm)
+        print(f"{r['scenario']:<40} {r['ref_items_per_s']:12.1f} {r['ours_items_per_s']:10.1f} {r['speedup']:8.2f}x"
+              f" {r['ref_gflop']:10.1f} {r['ours_gflop']:8.1f} {r['ref_gflop'] / r['ref_s']:12.0f}"
+              f" {r['ours_gflop'] / r['ours_s']:6.0f} {ceiling:7.2f}x")
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2))
 

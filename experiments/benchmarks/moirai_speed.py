@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from flop_count import count_flops
 from safetensors.torch import save_file
 
 from tsfm.data.types import Series
@@ -106,7 +107,13 @@ def bench_ours(ckpt: Path, batch: dict[str, torch.Tensor], corpus: list[Series],
             opt.step()
             opt.zero_grad(set_to_none=True)
 
-        res[f"train_{dtype}_tokens_s"] = narrow["sample_id"].numel() / timed(step, args.repeats)
+        t = timed(step, args.repeats)
+        res[f"train_{dtype}_tokens_s"] = narrow["sample_id"].numel() / t
+        if dtype == "fp32":
+            res["train_fp32_gflop"] = count_flops(step) / 1e9
+            res["train_fp32_gflop_s"] = res["train_fp32_gflop"] / t
+    a, w = torch.randn(4096, 384), torch.randn(2048, 384)  # an FFN-shaped fp32 GEMM: this machine's ceiling now
+    res["gemm_gflop_s"] = 2 * 4096 * 384 * 2048 / 1e9 / timed(lambda: a @ w.T, 10)
     f = load_forecaster(ckpt)
     g = np.random.default_rng(1)
     ctx = [(g.normal(size=512).cumsum() + 50).astype(np.float32) for _ in range(args.series)]
@@ -131,6 +138,7 @@ REF_SCRIPT = r"""
 import json, sys, time
 import numpy as np, torch
 import jaxtyping_shim  # noqa: F401  (stands in for jaxtyping.PyTree)
+from flop_count import count_flops
 from safetensors.torch import load_file
 from uni2ts.model.moirai import MoiraiModule, MoiraiForecast, MoiraiPretrain
 from uni2ts.loss.packed import PackedNLLLoss
@@ -160,7 +168,10 @@ def step():
     loss = loss_fn(pred=distr, target=b["target"], prediction_mask=b["prediction_mask"], observed_mask=b["observed_mask"],
                    sample_id=b["sample_id"], variate_id=b["variate_id"])
     loss.backward(); opt.step(); opt.zero_grad(set_to_none=True)
-res["train_fp32_tokens_s"] = b["sample_id"].numel() / timed(step, args["repeats"])
+t = timed(step, args["repeats"])
+res["train_fp32_tokens_s"] = b["sample_id"].numel() / t
+res["train_fp32_gflop"] = count_flops(step) / 1e9
+res["train_fp32_gflop_s"] = res["train_fp32_gflop"] / t
 
 module.eval()
 n = args["series"]
@@ -204,7 +215,7 @@ def bench_reference(ckpt: Path, batch_file: Path, corpus: list[Series], tmp: Pat
     (tmp / "ref.py").write_text(REF_SCRIPT)
     cfg = {"ckpt": str(ckpt), "batch": str(batch_file), "corpus": str(tmp / "corpus.npz"), "freqs": str(tmp / "freqs.json"),
            "threads": args.threads, "repeats": args.repeats, "series": args.series}
-    env = {**os.environ, "PYTHONPATH": str(SHIM_DIR), "OMP_NUM_THREADS": str(args.threads)}
+    env = {**os.environ, "PYTHONPATH": f"{SHIM_DIR}{os.pathsep}{Path(__file__).parent}", "OMP_NUM_THREADS": str(args.threads)}
     out = subprocess.run([str(ANCHOR_PY), str(tmp / "ref.py"), json.dumps(cfg)], capture_output=True, text=True, env=env, timeout=3600)
     lines = [ln for ln in out.stdout.splitlines() if ln.startswith("RESULT ")]
     if out.returncode != 0 or not lines:
@@ -232,6 +243,8 @@ def main() -> None:
         ours = bench_ours(ckpt, batch, corpus, args)
     rows = [
         ("train step fp32 (tokens/s)", "train_fp32_tokens_s", "train_fp32_tokens_s", ">= 2x"),
+        ("  counted GFLOP per fp32 step (matmul+attention)", "train_fp32_gflop", "train_fp32_gflop", ""),
+        ("  achieved GFLOP/s in the fp32 step", "train_fp32_gflop_s", "train_fp32_gflop_s", ""),
         ("train step bf16 autocast (tokens/s)", "train_bf16_tokens_s", "train_fp32_tokens_s", ">= 1.6x our fp32"),
         ("forecast 64x(512->48), 100 samples (series/s)", "forecast_series_s", "forecast_series_s", ">= 2x"),
         ("task builder + packing (samples/s)", "task_samples_s", "task_samples_s", ">= 10x"),
@@ -247,6 +260,10 @@ def main() -> None:
         ratio = f"{mine / other:.2f}x" if other and "padding" not in ok else ""
         ref_s = "(ours fp32)" if ok == "train_bf16_tokens_s" else (fmt(other) if other is not None else "n/a")
         print(f"{name:48s} {fmt(mine):>12s} {ref_s:>12s} {ratio:>8s}  {target}")
+    tokens = batch["sample_id"].numel()
+    ceiling = tokens * ours["gemm_gflop_s"] / ours["train_fp32_gflop"]
+    print(f"\nfp32 GEMM on this machine now: {ours['gemm_gflop_s']:.0f} GFLOP/s, so our counted step can reach at most "
+          f"~{ceiling:,.0f} tokens/s" + (f" ({ceiling / ref['train_fp32_tokens_s']:.2f}x the reference)" if ref else ""))
     sys.stdout.flush()
 
 
