@@ -100,3 +100,26 @@ def test_dataframe_item_too_short_for_a_frequency():
     df = _frame(["a"]).iloc[:2]
     with pytest.raises(ValueError, match="at least 3 regular steps"):
         _last_value().predict_quantiles(df, prediction_length=2)
+
+
+def test_fine_tuning_from_a_checkpoint_of_another_family_or_a_missing_path_names_the_file(tmp_path):
+    """Every family's ``pretrained=`` goes through the same checkpoint reader."""
+    import torch
+
+    from tsfm.models.chronos.module import ChronosModule
+    from tsfm.models.chronos2.module import Chronos2Module
+    from tsfm.models.moirai.module import MoiraiModule
+
+    other = tmp_path / "baseline.ckpt"
+    torch.save({"state_dict": {}, "hyper_parameters": {"family": "baseline", "config": {}}}, other)
+    no_state = tmp_path / "no_state.ckpt"
+    torch.save({"hyper_parameters": {"family": "moirai"}}, no_state)
+    modules = {"moirai": lambda p: MoiraiModule(mode="finetune", pretrained=p),
+               "chronos": lambda p: ChronosModule(pretrained=p), "chronos2": lambda p: Chronos2Module(pretrained=p)}
+    for family, make in modules.items():
+        with pytest.raises(ValueError, match=rf"baseline.ckpt: checkpoint of family 'baseline', expected '{family}'"):
+            make(str(other))
+        with pytest.raises(ValueError, match="no_state.ckpt: not a tsfm Lightning checkpoint"):
+            make(str(no_state))
+        with pytest.raises(FileNotFoundError, match="nothing is downloaded"):
+            make(str(tmp_path / "missing"))

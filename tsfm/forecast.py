@@ -311,6 +311,28 @@ def read_json(path: Path) -> dict:
         raise ValueError(f"{path}: not valid JSON ({e})") from None
 
 
+def read_checkpoint(path: Path, family: str | None = None) -> dict:
+    """A tsfm Lightning ``.ckpt`` read with ``weights_only=True``; every failure names the file.
+
+    ``family``: the checkpoint's ``hyper_parameters["family"]`` must equal it.
+    """
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - report any decoding failure with the file name
+        raise ValueError(f"{path}: not a readable tsfm checkpoint ({type(e).__name__}: {e})") from None
+    if not isinstance(ckpt, dict) or not isinstance(ckpt.get("state_dict"), dict):
+        raise ValueError(f"{path}: not a tsfm Lightning checkpoint (no state_dict)")
+    got = ckpt.get("hyper_parameters", {}).get("family")
+    if family is not None and got != family:
+        raise ValueError(f"{path}: checkpoint of family {got!r}, expected {family!r}")
+    return ckpt
+
+
+def checkpoint_model_state(ckpt: dict) -> dict[str, torch.Tensor]:
+    """The wrapped model's weights of a Lightning checkpoint (``model.`` prefix removed)."""
+    return {k.removeprefix("model."): v for k, v in ckpt["state_dict"].items() if k.startswith("model.")}
+
+
 def detect_family(config: dict) -> str | None:
     """Family of a checkpoint directory from its config.json (official or tsfm-exported)."""
     if config.get("tsfm_family") in FAMILIES:
@@ -362,12 +384,8 @@ def load_forecaster(path: str | Path, device: str | torch.device = "cpu", **kwar
             f"downloaded at run time: fetch Hub models first, e.g. `huggingface-cli download {path} --local-dir DIR`."
         )
     if p.is_file():
-        try:
-            ckpt = torch.load(p, map_location="cpu", weights_only=True)
-        except Exception as e:  # noqa: BLE001 - report any decoding failure with the file name
-            raise ValueError(f"{p}: not a readable tsfm checkpoint ({type(e).__name__}: {e})") from None
-        hp = ckpt.get("hyper_parameters", {}) if isinstance(ckpt, dict) else {}
-        family = hp.get("family")
+        ckpt = read_checkpoint(p)
+        family = ckpt.get("hyper_parameters", {}).get("family")
         if family not in _FORECASTER_MODULES:
             raise ValueError(f"{p}: checkpoint hyperparameters name no known family (got {family!r}); expected one of {FAMILIES}")
         cls = importlib.import_module(_FORECASTER_MODULES[family]).FORECASTER

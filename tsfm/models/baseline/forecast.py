@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file
 
-from tsfm.forecast import Forecaster, ForecastInput, inference_autocast, read_json
+from tsfm.forecast import Forecaster, ForecastInput, checkpoint_model_state, inference_autocast, read_json
 from tsfm.models.baseline.config import BaselineConfig
 from tsfm.models.baseline.model import BaselineModel
 from tsfm.models.baseline.module import CONFIG_NAME, WEIGHTS_NAME, model_from_state_dict
@@ -64,7 +64,7 @@ class BaselineForecaster(Forecaster):
                 "and state_dict)"
             )
         config = BaselineConfig.from_dict(hp["config"], source="checkpoint hyper_parameters['config']")
-        state = {k.removeprefix("model."): v for k, v in ckpt["state_dict"].items() if k.startswith("model.")}
+        state = checkpoint_model_state(ckpt)
         return cls(model_from_state_dict(config, state, source="checkpoint"), device=device)
 
     # -- sampling -------------------------------------------------------------------------

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from tsfm.forecast import Forecaster, ForecastInput, inference_autocast
+from tsfm.forecast import Forecaster, ForecastInput, checkpoint_model_state, inference_autocast
 from tsfm.models.chronos.config import ChronosConfig
 from tsfm.models.chronos.convert import load_pretrained, model_from_state_dict
 from tsfm.models.chronos.model import ChronosModel
@@ -56,7 +56,7 @@ class ChronosForecaster(Forecaster):
                 "checkpoint lacks hyper_parameters['config'] or state_dict; not a tsfm Chronos checkpoint"
             )
         config = ChronosConfig(**hp["config"])
-        state = {k.removeprefix("model."): v for k, v in ckpt["state_dict"].items() if k.startswith("model.")}
+        state = checkpoint_model_state(ckpt)
         return cls(model_from_state_dict(config, state, source="checkpoint"), device=device)
 
     # -- sampling -------------------------------------------------------------------------

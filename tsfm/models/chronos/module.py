@@ -13,6 +13,7 @@ from typing import Any
 
 import torch
 
+from tsfm.forecast import checkpoint_model_state, read_checkpoint
 from tsfm.models.chronos.config import ChronosConfig
 from tsfm.models.chronos.convert import export_pretrained, load_pretrained, model_from_state_dict
 from tsfm.models.chronos.model import ChronosModel
@@ -25,12 +26,8 @@ def _load_pretrained(path: str, overrides: dict[str, Any]) -> ChronosModel:
     if p.is_dir():
         model = load_pretrained(p)
     elif p.is_file():
-        ckpt = torch.load(p, map_location="cpu", weights_only=True)
-        hp = ckpt.get("hyper_parameters", {}) if isinstance(ckpt, dict) else {}
-        if hp.get("family") != "chronos" or "config" not in hp:
-            raise ValueError(f"{p}: not a tsfm Chronos checkpoint (family={hp.get('family')!r})")
-        state = {k.removeprefix("model."): v for k, v in ckpt["state_dict"].items() if k.startswith("model.")}
-        model = model_from_state_dict(ChronosConfig(**hp["config"]), state, source=str(p))
+        hp = (ckpt := read_checkpoint(p, family="chronos"))["hyper_parameters"]
+        model = model_from_state_dict(ChronosConfig(**hp["config"]), checkpoint_model_state(ckpt), source=str(p))
     else:
         raise FileNotFoundError(
             f"pretrained={path!r}: no such directory or .ckpt file (nothing is downloaded)"

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from tsfm.forecast import Forecaster, ForecastInput
+from tsfm.forecast import Forecaster, ForecastInput, checkpoint_model_state
 from tsfm.models.chronos2.config import Chronos2Config
 from tsfm.models.chronos2.convert import load_pretrained, load_state_dict_checked
 from tsfm.models.chronos2.model import Chronos2Model
@@ -94,7 +94,7 @@ class Chronos2Forecaster(Forecaster):
         if not isinstance(cfg_dict, dict):
             raise ValueError("checkpoint has no Chronos-2 config (hyper_parameters['config'])")
         model = Chronos2Model(Chronos2Config.from_dict(dict(cfg_dict)))
-        state = {k[len("model."):]: v for k, v in ckpt["state_dict"].items() if k.startswith("model.")}
+        state = checkpoint_model_state(ckpt)
         if any("lora_" in k for k in state):
             from tsfm.models.chronos2.lora import apply_lora, merge_lora
 

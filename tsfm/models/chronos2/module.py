@@ -21,6 +21,7 @@ from typing import Any
 
 import torch
 
+from tsfm.forecast import checkpoint_model_state, read_checkpoint
 from tsfm.models.chronos2.config import Chronos2Config
 from tsfm.models.chronos2.convert import load_state_dict_checked, read_config, save_pretrained
 from tsfm.models.chronos2.forecast import Chronos2Forecaster
@@ -41,17 +42,17 @@ def _load_pretrained_weights(path: str | Path) -> tuple[Chronos2Config, dict[str
 
         return read_config(p), load_file(str(p / "model.safetensors"))
     if p.is_file():
-        ckpt = torch.load(p, map_location="cpu", weights_only=True)
-        cfg = ckpt.get("chronos2_config") or ckpt.get("hyper_parameters", {}).get("config")
+        ckpt = read_checkpoint(p, family="chronos2")
+        cfg = ckpt.get("chronos2_config") or ckpt["hyper_parameters"].get("config")
         if not isinstance(cfg, dict):
             raise ValueError(f"{p}: not a Chronos-2 tsfm checkpoint (no chronos2_config)")
-        state = {k[6:]: v for k, v in ckpt["state_dict"].items() if k.startswith("model.")}
+        state = checkpoint_model_state(ckpt)
         if any("lora_" in k for k in state):  # a LoRA run: fold its adapters first
             model = apply_lora(Chronos2Model(Chronos2Config.from_dict(cfg)), ckpt["hyper_parameters"].get("lora"))
             model.load_state_dict(state)
             state = merge_lora(model).state_dict()
         return Chronos2Config.from_dict(cfg), state
-    raise FileNotFoundError(f"pretrained={p}: no such checkpoint directory or .ckpt file")
+    raise FileNotFoundError(f"pretrained={p}: no such checkpoint directory or .ckpt file (nothing is downloaded)")
 
 
 class Chronos2Module(TSFMModule):

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from tsfm.forecast import Forecaster, ForecastInput, normalize_inputs
+from tsfm.forecast import Forecaster, ForecastInput, checkpoint_model_state, normalize_inputs
 from tsfm.models.moirai.config import MoiraiConfig, allowed_patch_sizes, check_patch_size
 from tsfm.models.moirai.convert import load_official, load_state
 from tsfm.models.moirai.forecast_layout import convert_series, forecast_layout, stack_rows
@@ -52,7 +52,7 @@ class MoiraiForecaster(Forecaster):
         if hp.get("family") != "moirai" or "config" not in hp:
             raise ValueError(f"not a Moirai tsfm checkpoint (family={hp.get('family')!r}, config present: {'config' in hp})")
         model = MoiraiModel(MoiraiConfig.from_dict(hp["config"]))
-        state = {k[len("model.") :]: v for k, v in ckpt["state_dict"].items() if k.startswith("model.")}
+        state = checkpoint_model_state(ckpt)
         return cls(load_state(model, state, "checkpoint state_dict"), device=device, **kwargs)
 
     # -- core ---------------------------------------------------------------------------------

@@ -20,6 +20,7 @@ from typing import Any
 
 import torch
 
+from tsfm.forecast import checkpoint_model_state, read_checkpoint
 from tsfm.models.moirai.config import MoiraiConfig
 from tsfm.models.moirai.convert import load_official, load_state, save_official
 from tsfm.models.moirai.model import MoiraiModel
@@ -38,18 +39,11 @@ def load_pretrained(path: str | Path, overrides: dict[str, Any] | None = None) -
     if p.is_dir():
         model = load_official(p)
     elif p.is_file():
-        try:
-            ckpt = torch.load(p, map_location="cpu", weights_only=True)
-        except Exception as e:  # noqa: BLE001 - any decoding failure is reported with the file
-            raise ValueError(f"{p}: not a readable tsfm checkpoint ({type(e).__name__}: {e})") from None
-        hp = ckpt.get("hyper_parameters", {})
-        if hp.get("family") != "moirai":
-            raise ValueError(f"{p}: checkpoint of family {hp.get('family')!r}, expected 'moirai'")
-        model = MoiraiModel(MoiraiConfig.from_dict(hp["config"]))
-        state = {k[len("model.") :]: v for k, v in ckpt["state_dict"].items() if k.startswith("model.")}
-        load_state(model, state, str(p))
+        ckpt = read_checkpoint(p, family="moirai")
+        model = MoiraiModel(MoiraiConfig.from_dict(ckpt["hyper_parameters"]["config"]))
+        load_state(model, checkpoint_model_state(ckpt), str(p))
     else:
-        raise FileNotFoundError(f"pretrained={p}: no such checkpoint directory or .ckpt file")
+        raise FileNotFoundError(f"pretrained={p}: no such checkpoint directory or .ckpt file (nothing is downloaded)")
     for k, v in (overrides or {}).items():  # dropouts may differ when fine-tuning
         if k in _DROPOUT_KEYS:
             setattr(model.cfg, k, float(v))
