@@ -110,6 +110,43 @@ def test_group_attention_equals_dense(group_ids):
         assert torch.isfinite(got).all()
 
 
+def test_singleton_training_fused_wov_gradients_and_attention_dropout(monkeypatch):
+    """Training on singleton groups: ``W_o W_v`` fused under autograd (more tokens than d_model)
+    gives the unfused gradients; with dropout, whole heads of a cell are dropped as the
+    reference's dropout on the single attention weight does."""
+    from tsfm.models.chronos2.group_attention import group_attention
+    from tsfm.models.chronos2.model import GroupSelfAttention
+
+    torch.manual_seed(3)
+    model = Chronos2Model(tiny_config()).train()  # dropout_rate 0
+    ctx, fut = torch.randn(6, 64).cumsum(-1), torch.randn(6, 32)  # 6 x (4 + 1 + 2) tokens = 42 > d_model 32
+
+    def grads():
+        model.zero_grad()
+        model(ctx, num_output_patches=2, future_target=fut).loss.backward()
+        return {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+    calls = []
+    fused = GroupSelfAttention._fused_ov
+    monkeypatch.setattr(GroupSelfAttention, "_fused_ov", lambda self, n: calls.append(w := fused(self, n)) or w)
+    g_fused = grads()
+    assert calls[0] is not None and calls[-1] is None  # last layer: 12 forecast tokens < d_model, unfused
+    monkeypatch.setattr(GroupSelfAttention, "_fused_ov", lambda self, n: None)
+    g_plain = grads()
+    assert g_plain.keys() == g_fused.keys() and "encoder.block.0.layer.1.self_attention.v.weight" in g_plain
+    for n, g in g_plain.items():
+        torch.testing.assert_close(g_fused[n], g, atol=1e-6, rtol=1e-4, msg=n)
+
+    v = torch.nn.Linear(32, 32, bias=False)
+    h = torch.randn(50, 40, 32)
+    out = group_attention(h, None, None, v, 4, GroupLayout.from_group_ids(None, 50), None, dropout_p=0.25)
+    full = v(h).view(50, 40, 4, 8).detach()
+    cells = out.view(50, 40, 4, 8).detach()
+    dropped = (cells == 0).all(-1)
+    assert abs(dropped.float().mean().item() - 0.25) < 0.02
+    torch.testing.assert_close(cells[~dropped], full[~dropped] / 0.75)
+
+
 def test_layout_kinds_and_sorting():
     assert GroupLayout.from_group_ids(None, 4).kind == "single"
     assert GroupLayout.from_group_ids(torch.tensor([4, 2, 9]), 3).kind == "single"

@@ -26,6 +26,7 @@ from torch import nn
 
 from tsfm.models.baseline.config import BaselineConfig
 from tsfm.models.layers.distributions import StudentTMixture, StudentTMixtureHead
+from tsfm.models.layers.dropout import Dropout
 from tsfm.models.layers.norm import RMSNorm
 from tsfm.models.layers.rope import apply_rope_half, rope_cos_sin, rope_inv_freq
 
@@ -61,7 +62,7 @@ class Block(nn.Module):
         self.out = nn.Linear(cfg.d_model, cfg.d_model, bias=False)
         self.ffn_norm = RMSNorm(cfg.d_model, eps=cfg.norm_eps)
         self.ffn = FeedForward(cfg.d_model, int(cfg.d_ff), cfg.ffn)  # type: ignore[arg-type]
-        self.drop = nn.Dropout(cfg.dropout)
+        self.drop = Dropout(cfg.dropout)
 
     def forward(
         self,

@@ -113,13 +113,17 @@ def group_attention(
     """Attention along the batch axis within groups, before the output projection.
 
     ``h``: normalised hidden states ``[B, S, D]``; returns ``[B, S, H*dk]``. Rows of singleton
-    groups get ``v(h)`` (attention over their single key). Cells whose keys are all masked
+    groups get ``v(h)`` (attention over their single key; in training, attention dropout drops
+    each head of a cell with probability ``dropout_p``, as dropout on that weight of 1 does). Cells whose keys are all masked
     hold an arbitrary finite value; they are masked keys for every other cell (time and group
     attention), so nothing downstream reads them.
     """
     b, s, _ = h.shape
     v_all = v_proj(h)  # [B, S, HD]
     if layout.kind == "single":
+        if dropout_p > 0.0:  # attention dropout on the single weight (1.0): drops whole heads of a cell
+            keep = torch.rand(b, s, num_heads, 1, device=h.device) >= dropout_p
+            return (v_all.view(b, s, num_heads, -1) * (keep / (1.0 - dropout_p)).to(v_all.dtype)).view(b, s, -1)
         return v_all
     hd = v_all.shape[-1]
     dk = hd // num_heads

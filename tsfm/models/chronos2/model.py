@@ -21,6 +21,7 @@ from torch import nn
 
 from tsfm.models.chronos2.config import Chronos2Config
 from tsfm.models.chronos2.group_attention import GroupLayout, group_attention
+from tsfm.models.layers.dropout import Dropout
 from tsfm.models.layers.norm import RMSNorm
 from tsfm.models.layers.rope import apply_rope_half, rope_cos_sin, rope_inv_freq
 
@@ -42,7 +43,7 @@ class ResidualBlock(nn.Module):
         self.hidden_layer = nn.Linear(in_dim, h_dim)
         self.output_layer = nn.Linear(h_dim, out_dim)
         self.residual_layer = nn.Linear(in_dim, out_dim)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         hid = F.relu(self.hidden_layer(x), inplace=True)
@@ -87,7 +88,7 @@ class TimeSelfAttention(nn.Module):
         self.layer_norm = RMSNorm(cfg.d_model, cfg.layer_norm_epsilon)
         self.self_attention = Projections(cfg.d_model, cfg.inner_dim)
         self.num_heads, self.d_kv, self.p = cfg.num_heads, cfg.d_kv, cfg.dropout_rate
-        self.dropout = nn.Dropout(cfg.dropout_rate)
+        self.dropout = Dropout(cfg.dropout_rate)
 
     def forward(
         self, x: torch.Tensor, keep: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, last: int | None = None
@@ -126,14 +127,21 @@ class GroupSelfAttention(nn.Module):
         self.layer_norm = RMSNorm(cfg.d_model, cfg.layer_norm_epsilon)
         self.self_attention = Projections(cfg.d_model, cfg.inner_dim)
         self.num_heads, self.p = cfg.num_heads, cfg.dropout_rate
-        self.dropout = nn.Dropout(cfg.dropout_rate)
+        self.dropout = Dropout(cfg.dropout_rate)
         self._fused: tuple[tuple, torch.Tensor] | None = None
 
-    def _fused_ov(self) -> torch.Tensor | None:
-        """``W_o @ W_v`` for inference on singleton groups (one matmul instead of two)."""
+    def _fused_ov(self, num_tokens: int) -> torch.Tensor | None:
+        """``W_o @ W_v`` for singleton groups (one token matmul instead of two).
+
+        Cached in inference. Under autograd it is rebuilt (differentiably) when it pays off
+        (more tokens than ``d_model``) and there is no attention dropout to apply per head.
+        """
         v, o = self.self_attention.v, self.self_attention.o
         if type(v) is not nn.Linear or type(o) is not nn.Linear:  # e.g. LoRA-wrapped layers
             return None
+        if torch.is_grad_enabled():
+            use = num_tokens > v.weight.shape[1] and not (self.training and self.p > 0)
+            return o.weight @ v.weight if use else None
         key = (v.weight._version, o.weight._version, v.weight.data_ptr(), o.weight.data_ptr(), v.weight.dtype)
         if self._fused is None or self._fused[0] != key:
             self._fused = (key, (o.weight @ v.weight).detach())
@@ -142,7 +150,7 @@ class GroupSelfAttention(nn.Module):
     def forward(self, x: torch.Tensor, layout: GroupLayout, mask: torch.Tensor | None) -> torch.Tensor:
         h = self.layer_norm(x)  # [B, S, D]
         a = self.self_attention
-        w = self._fused_ov() if layout.kind == "single" and not torch.is_grad_enabled() else None
+        w = self._fused_ov(h.shape[0] * h.shape[1]) if layout.kind == "single" else None
         if w is not None:
             out = F.linear(h, w)
         else:
@@ -158,7 +166,7 @@ class MLP(nn.Module):
         super().__init__()
         self.wi = nn.Linear(cfg.d_model, cfg.d_ff, bias=False)
         self.wo = nn.Linear(cfg.d_ff, cfg.d_model, bias=False)
-        self.dropout = nn.Dropout(cfg.dropout_rate)
+        self.dropout = Dropout(cfg.dropout_rate)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.wo(self.dropout(F.relu(self.wi(x), inplace=True)))
@@ -169,7 +177,7 @@ class FeedForward(nn.Module):
         super().__init__()
         self.layer_norm = RMSNorm(cfg.d_model, cfg.layer_norm_epsilon)
         self.mlp = MLP(cfg)
-        self.dropout = nn.Dropout(cfg.dropout_rate)
+        self.dropout = Dropout(cfg.dropout_rate)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x + self.dropout(self.mlp(self.layer_norm(x)))
@@ -192,7 +200,7 @@ class Encoder(nn.Module):
         self.cfg = cfg
         self.block = nn.ModuleList([EncoderBlock(cfg) for _ in range(cfg.num_layers)])
         self.final_layer_norm = RMSNorm(cfg.d_model, cfg.layer_norm_epsilon)
-        self.dropout = nn.Dropout(cfg.dropout_rate)
+        self.dropout = Dropout(cfg.dropout_rate)
 
     def forward(
         self, x: torch.Tensor, time_mask: torch.Tensor, layout: GroupLayout, last: int | None = None

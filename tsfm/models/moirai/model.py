@@ -24,6 +24,7 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from tsfm.models.layers.attention import rel_bias_attention
+from tsfm.models.layers.dropout import Dropout
 from tsfm.models.layers.rope import (
     apply_rope_matmul,
     rope_cos_sin,
@@ -127,7 +128,7 @@ class GLUFeedForward(nn.Module):
         self.fc1 = nn.Linear(cfg.d_model, cfg.d_ff, bias=False)
         self.fc_gate = nn.Linear(cfg.d_model, cfg.d_ff, bias=False)
         self.fc2 = nn.Linear(cfg.d_ff, cfg.d_model, bias=False)
-        self.dropout = nn.Dropout(cfg.dropout_p)
+        self.dropout = Dropout(cfg.dropout_p)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         gate, hidden = F.linear(x, torch.cat((self.fc_gate.weight, self.fc1.weight))).chunk(2, dim=-1)  # one matmul
@@ -139,7 +140,7 @@ class EncoderLayer(nn.Module):
         super().__init__()
         self.norm1, self.norm2 = RMSNorm(cfg.d_model, eps=cfg.norm_eps), RMSNorm(cfg.d_model, eps=cfg.norm_eps)
         self.self_attn, self.ffn = Attention(cfg), GLUFeedForward(cfg)
-        self.dropout = nn.Dropout(cfg.dropout_p)
+        self.dropout = Dropout(cfg.dropout_p)
 
     def forward(self, x: torch.Tensor, ctx: dict, keep: torch.Tensor | None = None) -> torch.Tensor:
         """``keep``: compute the output only at these flat token indices (-> [K, d])."""
