@@ -112,6 +112,10 @@ def test_fine_tuning_from_a_checkpoint_of_another_family_or_a_missing_path_names
 
     other = tmp_path / "baseline.ckpt"
     torch.save({"state_dict": {}, "hyper_parameters": {"family": "baseline", "config": {}}}, other)
+    no_config = tmp_path / "no_config.ckpt"
+    torch.save({"state_dict": {}, "hyper_parameters": {"family": "chronos"}}, no_config)
+    with pytest.raises(ValueError, match=r"no_config.ckpt: a chronos checkpoint without hyper_parameters\['config'\]"):
+        ChronosModule(pretrained=str(no_config))
     no_state = tmp_path / "no_state.ckpt"
     torch.save({"hyper_parameters": {"family": "moirai"}}, no_state)
     modules = {"moirai": lambda p: MoiraiModule(mode="finetune", pretrained=p),

@@ -314,7 +314,8 @@ def read_json(path: Path) -> dict:
 def read_checkpoint(path: Path, family: str | None = None) -> dict:
     """A tsfm Lightning ``.ckpt`` read with ``weights_only=True``; every failure names the file.
 
-    ``family``: the checkpoint's ``hyper_parameters["family"]`` must equal it.
+    ``family``: the checkpoint's ``hyper_parameters["family"]`` must equal it, and its
+    ``hyper_parameters["config"]`` (the model sizes) must be present.
     """
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
@@ -322,9 +323,13 @@ def read_checkpoint(path: Path, family: str | None = None) -> dict:
         raise ValueError(f"{path}: not a readable tsfm checkpoint ({type(e).__name__}: {e})") from None
     if not isinstance(ckpt, dict) or not isinstance(ckpt.get("state_dict"), dict):
         raise ValueError(f"{path}: not a tsfm Lightning checkpoint (no state_dict)")
-    got = ckpt.get("hyper_parameters", {}).get("family")
-    if family is not None and got != family:
-        raise ValueError(f"{path}: checkpoint of family {got!r}, expected {family!r}")
+    hp = ckpt.get("hyper_parameters")
+    if not isinstance(hp, dict):
+        raise ValueError(f"{path}: not a tsfm Lightning checkpoint (no hyper_parameters)")
+    if family is not None and hp.get("family") != family:
+        raise ValueError(f"{path}: checkpoint of family {hp.get('family')!r}, expected {family!r}")
+    if family is not None and not isinstance(hp.get("config"), dict):
+        raise ValueError(f"{path}: a {family} checkpoint without hyper_parameters['config']; re-save it with tsfm")
     return ckpt
 
 
@@ -385,7 +390,7 @@ def load_forecaster(path: str | Path, device: str | torch.device = "cpu", **kwar
         )
     if p.is_file():
         ckpt = read_checkpoint(p)
-        family = ckpt.get("hyper_parameters", {}).get("family")
+        family = ckpt["hyper_parameters"].get("family")
         if family not in _FORECASTER_MODULES:
             raise ValueError(f"{p}: checkpoint hyperparameters name no known family (got {family!r}); expected one of {FAMILIES}")
         cls = importlib.import_module(_FORECASTER_MODULES[family]).FORECASTER

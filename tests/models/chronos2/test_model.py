@@ -137,14 +137,21 @@ def test_singleton_training_fused_wov_gradients_and_attention_dropout(monkeypatc
     for n, g in g_plain.items():
         torch.testing.assert_close(g_fused[n], g, atol=1e-6, rtol=1e-4, msg=n)
 
-    v = torch.nn.Linear(32, 32, bias=False)
+    # with dropout the product is never fused (dropout acts per head, between W_v and W_o)
+    drop_model = Chronos2Model(tiny_config(dropout_rate=0.1)).train()
+    assert drop_model.encoder.block[0].layer[1]._fused_ov(1000) is None
+
+    q, k, v = (torch.nn.Linear(32, 32, bias=False) for _ in range(3))
     h = torch.randn(50, 40, 32)
-    out = group_attention(h, None, None, v, 4, GroupLayout.from_group_ids(None, 50), None, dropout_p=0.25)
-    full = v(h).view(50, 40, 4, 8).detach()
-    cells = out.view(50, 40, 4, 8).detach()
-    dropped = (cells == 0).all(-1)
-    assert abs(dropped.float().mean().item() - 0.25) < 0.02
-    torch.testing.assert_close(cells[~dropped], full[~dropped] / 0.75)
+    mixed = torch.arange(50).clone()
+    mixed[:4] = 0  # rows 0-3 form a group, rows 4-49 are singletons, in the same batch
+    for gids, singles in ((None, slice(0, 50)), (mixed, slice(4, 50))):
+        out = group_attention(h, q, k, v, 4, GroupLayout.from_group_ids(gids, 50), None, dropout_p=0.25)
+        full = v(h).view(50, 40, 4, 8).detach()[singles]
+        cells = out.view(50, 40, 4, 8).detach()[singles]
+        dropped = (cells == 0).all(-1)
+        assert abs(dropped.float().mean().item() - 0.25) < 0.02
+        torch.testing.assert_close(cells[~dropped], full[~dropped] / 0.75)
 
 
 def test_layout_kinds_and_sorting():

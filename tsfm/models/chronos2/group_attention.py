@@ -121,10 +121,7 @@ def group_attention(
     b, s, _ = h.shape
     v_all = v_proj(h)  # [B, S, HD]
     if layout.kind == "single":
-        if dropout_p > 0.0:  # attention dropout on the single weight (1.0): drops whole heads of a cell
-            keep = torch.rand(b, s, num_heads, 1, device=h.device) >= dropout_p
-            return (v_all.view(b, s, num_heads, -1) * (keep / (1.0 - dropout_p)).to(v_all.dtype)).view(b, s, -1)
-        return v_all
+        return _drop_heads(v_all, num_heads, dropout_p)
     hd = v_all.shape[-1]
     dk = hd // num_heads
     if layout.kind == "one":
@@ -149,4 +146,14 @@ def group_attention(
     )  # [n_g*S, H, G, dk]
     out = out.view(n_g, s, num_heads, g, dk).permute(0, 3, 1, 2, 4).reshape(n_g * g, s, hd)
     out = out[layout.slot_valid]  # [M, S, HD] in multi_rows order
-    return v_all.index_copy(0, layout.multi_rows, out)
+    return _drop_heads(v_all, num_heads, dropout_p).index_copy(0, layout.multi_rows, out)  # singletons: v(h)
+
+
+def _drop_heads(v: torch.Tensor, num_heads: int, p: float) -> torch.Tensor:
+    """Attention dropout for singleton rows: their one attention weight (1.0) is dropped with
+    probability ``p`` per (row, position, head), i.e. whole heads of ``v`` [B, S, H*dk] are zeroed."""
+    if p == 0.0:
+        return v
+    b, s, _ = v.shape
+    keep = torch.rand(b, s, num_heads, 1, device=v.device) >= p
+    return (v.view(b, s, num_heads, -1) * (keep / (1.0 - p)).to(v.dtype)).view(b, s, -1)

@@ -3,7 +3,8 @@
 A packed row of ``L`` tokens holds several samples, and a token may only attend to tokens of its
 own sample. Masking a dense ``L x L`` score matrix wastes most of the attention work when rows
 hold many short samples (four samples of 128 tokens in a row of 512: 3/4 of the scores are
-masked). :class:`SampleBlocks` regroups the tokens once per forward (one host sync):
+masked). :class:`SampleBlocks` regroups the tokens once per forward (a few host syncs, none
+per layer):
 
 * tokens are grouped by ``(row, sample_id)`` (padding, ``sample_id == 0``, is a group of its
   own, as in the dense mask where padding tokens see each other), in position order;
@@ -59,7 +60,7 @@ class SampleBlocks:
         order = torch.argsort(key, stable=True)  # grouped, positions ascending within a group
         _, counts = torch.unique_consecutive(key[order], return_counts=True)
         starts = torch.cumsum(counts, 0) - counts
-        widths = torch.tensor([bucket_width(c) for c in counts.tolist()], device=dev)  # the one host sync
+        widths = torch.tensor([bucket_width(c) for c in counts.tolist()], device=dev)  # host sync
         buckets, inverse, offset = [], torch.empty(n_tok, dtype=torch.long, device=dev), 0
         for w in torch.unique(widths).tolist():
             g = (widths == w).nonzero().squeeze(1)

@@ -203,7 +203,8 @@ class MoiraiModel(nn.Module):
 
         ``series_id``, if given, numbers the (sample, variate) groups of each row with ids < L.
         ``keep``, if given, are the flat token indices whose output is needed: ``h`` is then
-        [K, d] and the last layer computes nothing else (the loss needs predicted tokens only).
+        [K, d]; the last layer's output projection, residual and FFN run on those tokens only
+        (its q/k/v and attention still cover every token; the loss needs predicted tokens only).
         """
         b, seq = sample_id.shape
         if series_id is None:  # global dense ids (one device sync)
@@ -232,9 +233,10 @@ class MoiraiModel(nn.Module):
     def attention_masks(sample_id: torch.Tensor, variate_id: torch.Tensor, dt: torch.dtype) -> dict:
         """Masks of the any-variate attention, built once per forward.
 
-        Rows holding one sample attend densely (``mask`` 0/-inf keeps padding apart, ``same_var``,
-        ``same_var_mask``: [B, 1, L, L]); rows packing several samples attend block-diagonally
-        (``blocks``: :class:`SampleBlocks`, the same masks per length bucket).
+        If every row is one group (one sample, or all padding), rows attend densely (``mask``
+        all 0, ``same_var``, ``same_var_mask``: [B, 1, L, L]); otherwise every sample (and each
+        row's padding) attends block-diagonally (``blocks``: :class:`SampleBlocks`, the same
+        masks per length bucket).
         """
         b, seq = sample_id.shape
         first = sample_id[:, :1]
