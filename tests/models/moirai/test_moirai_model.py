@@ -214,3 +214,12 @@ def test_oversized_or_degenerate_config_is_refused_before_allocation():
         MoiraiConfig(d_model=16384, num_layers=512)
     with pytest.raises(ValueError, match="head_dim must be positive"):
         MoiraiConfig(d_model=64, num_layers=2, head_dim=0)
+
+
+def test_series_ids_number_row_sample_variate_groups_in_order():
+    from tsfm.models.moirai.scaler import make_series_id
+
+    sid = torch.tensor([[1, 1, 2, 2, 0], [3, 1, 1, 0, 0]])
+    vid = torch.tensor([[0, 1, 0, 0, 0], [0, 2, 2, 0, 0]])
+    # groups sorted by (row, sample, variate): (0,0,0) (0,1,0) (0,1,1) (0,2,0) | (1,0,0) (1,1,2) (1,3,0)
+    assert make_series_id(sid, vid).tolist() == [[1, 2, 3, 3, 0], [6, 5, 5, 4, 4]]

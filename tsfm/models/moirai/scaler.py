@@ -17,9 +17,12 @@ def make_series_id(sample_id: torch.Tensor, variate_id: torch.Tensor) -> torch.T
     Used when a batch does not bring its own ``series_id`` (the task's collate and the
     forecaster compute it on the host, so training never pays this device sync).
     """
-    b = torch.arange(sample_id.shape[0], device=sample_id.device)[:, None].expand_as(sample_id)
-    key = torch.stack([b, sample_id, variate_id], dim=-1).reshape(-1, 3)
-    _, inverse = torch.unique(key, dim=0, return_inverse=True)
+    # one int64 key per token, ordered like (row, sample_id, variate_id): a 1-D unique (a sort)
+    # instead of torch.unique(dim=0), which is ~10x slower on CPU
+    n_s, n_v = int(sample_id.max()) + 1, int(variate_id.max()) + 1
+    b = torch.arange(sample_id.shape[0], device=sample_id.device)[:, None]
+    key = (b * n_s + sample_id) * n_v + variate_id
+    _, inverse = torch.unique(key, return_inverse=True)
     return inverse.view(sample_id.shape)
 
 
