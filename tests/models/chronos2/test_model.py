@@ -191,6 +191,21 @@ def test_bf16_autocast_and_backward():
     assert all(g is not None and torch.isfinite(g).all() for g in grads)
 
 
+@torch.no_grad()
+def test_bf16_forecast_then_fp32_forecast_same_as_fresh_model():
+    """The cached W_o W_v product must not keep autocast's bf16 dtype (fp32 call crashed)."""
+    torch.manual_seed(4)
+    model, fresh = Chronos2Model(tiny_config()).eval(), Chronos2Model(tiny_config()).eval()
+    fresh.load_state_dict(model.state_dict())
+    ctx = torch.randn(4, 64).cumsum(-1)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        low = model(ctx, num_output_patches=2).quantile_preds
+    out = model(ctx, num_output_patches=2).quantile_preds
+    ref = fresh(ctx, num_output_patches=2).quantile_preds
+    torch.testing.assert_close(out, ref, rtol=0, atol=0)
+    assert (low.float() - ref).abs().max() < 0.1 * ref.abs().max()
+
+
 def test_model_input_errors():
     model = Chronos2Model(tiny_config()).eval()
     ctx = torch.randn(3, 40)

@@ -133,18 +133,25 @@ class GroupSelfAttention(nn.Module):
     def _fused_ov(self, num_tokens: int) -> torch.Tensor | None:
         """``W_o @ W_v`` for singleton groups (one token matmul instead of two).
 
-        Cached in inference. Under autograd it is rebuilt (differentiably) when it pays off
-        (more tokens than ``d_model``) and there is no attention dropout to apply per head.
+        Never with attention dropout (it acts per head, between ``W_v`` and ``W_o``). Cached in
+        inference; under autograd rebuilt (differentiably) when it pays off (more tokens than
+        ``d_model``). The product is taken in the weights' dtype, outside autocast (which then
+        casts it per call like any weight), so a bf16 call never leaves a bf16 product behind.
         """
         v, o = self.self_attention.v, self.self_attention.o
         if type(v) is not nn.Linear or type(o) is not nn.Linear:  # e.g. LoRA-wrapped layers
             return None
+        if self.training and self.p > 0:
+            return None
         if torch.is_grad_enabled():
-            use = num_tokens > v.weight.shape[1] and not (self.training and self.p > 0)
-            return o.weight @ v.weight if use else None
+            if num_tokens <= v.weight.shape[1]:
+                return None
+            with torch.autocast(v.weight.device.type, enabled=False):
+                return o.weight @ v.weight
         key = (v.weight._version, o.weight._version, v.weight.data_ptr(), o.weight.data_ptr(), v.weight.dtype)
         if self._fused is None or self._fused[0] != key:
-            self._fused = (key, (o.weight @ v.weight).detach())
+            with torch.autocast(v.weight.device.type, enabled=False):
+                self._fused = (key, (o.weight @ v.weight).detach())
         return self._fused[1]
 
     def forward(self, x: torch.Tensor, layout: GroupLayout, mask: torch.Tensor | None) -> torch.Tensor:
