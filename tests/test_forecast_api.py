@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from tsfm.forecast import detect_family, load_forecaster, normalize_inputs
+from tsfm.forecast import Forecaster, detect_family, load_forecaster, normalize_inputs
 
 
 def test_normalize_univariate_and_multivariate():
@@ -127,3 +127,31 @@ def test_fine_tuning_from_a_checkpoint_of_another_family_or_a_missing_path_names
             make(str(no_state))
         with pytest.raises(FileNotFoundError, match="nothing is downloaded"):
             make(str(tmp_path / "missing"))
+
+
+def test_dataframe_median_is_interpolated_from_unsorted_levels():
+    # LastValue: quantile q = last value + q, so the median column must be last value + 0.5
+    out = _last_value().predict_quantiles(_frame([1]), prediction_length=2, quantile_levels=[0.9, 0.1, 0.4, 0.6])
+    np.testing.assert_allclose(out["predictions"].to_numpy(), [5.5, 5.5])
+    np.testing.assert_allclose(out["0.9"].to_numpy(), [5.9, 5.9])
+
+
+def test_ragged_multivariate_results_are_object_arrays():
+    out = Forecaster._stack([np.zeros((4, 3, 8)), np.zeros((4, 2, 8))], univariate=False, axis=1)
+    assert out.dtype == object and out.shape == (2,) and out[0].shape == (4, 3, 8) and out[1].shape == (4, 2, 8)
+    q = _last_value().predict_quantiles([np.ones((3, 10)), np.ones((2, 7))], 4, quantile_levels=[0.5])
+    assert q.shape == (2,) and q[0].shape == (3, 4, 1) and q[1].shape == (2, 4, 1)
+
+
+def test_non_integer_horizon_and_dataframe_samples_are_rejected_clearly():
+    with pytest.raises(ValueError, match="prediction_length must be a positive integer, got 8.0"):
+        normalize_inputs([np.ones(10)], 8.0)
+    with pytest.raises(TypeError, match="use predict_quantiles for long DataFrames"):
+        normalize_inputs(_frame(["a"]), 2)
+    assert len(normalize_inputs([np.ones(10)], np.int64(3)).targets) == 1  # numpy ints are fine
+
+
+def test_chronos2_dtype_is_validated(fixtures_dir):
+    f = load_forecaster(fixtures_dir / "chronos2_tiny" / "checkpoint")
+    with pytest.raises(ValueError, match="dtype='int8': use float32, bfloat16 or float16"):
+        f.predict_quantiles([np.arange(40.0)], 4, dtype="int8")

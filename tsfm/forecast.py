@@ -63,8 +63,13 @@ def normalize_inputs(
     future_covariates: Sequence[dict[str, Any]] | None = None,
 ) -> ForecastInput:
     """Validate and normalise numpy/torch inputs to :class:`ForecastInput`."""
-    if prediction_length <= 0:
-        raise ValueError(f"prediction_length must be a positive integer, got {prediction_length}")
+    if isinstance(prediction_length, bool) or not isinstance(prediction_length, (int, np.integer)) or prediction_length <= 0:
+        raise ValueError(f"prediction_length must be a positive integer, got {prediction_length!r}")
+    if isinstance(context, pd.DataFrame):
+        raise TypeError(
+            "context is a DataFrame: this call takes numpy/torch series (a list of [T] or [V, T] arrays); "
+            "use predict_quantiles for long DataFrames (id, timestamp, target columns)"
+        )
     if isinstance(context, torch.Tensor):
         context = context.detach().cpu().numpy()
     if isinstance(context, np.ndarray):
@@ -264,8 +269,11 @@ class Forecaster(ABC):
         if univariate:
             return np.stack([np.take(a, 0, axis=axis) for a in per_series])
         shapes = {a.shape for a in per_series}
-        if len(shapes) > 1:
-            return np.array(per_series, dtype=object)  # ragged variate counts
+        if len(shapes) > 1:  # ragged variate counts: a 1-D object array of per-series arrays
+            out = np.empty(len(per_series), dtype=object)  # (np.array(list) would try to broadcast)
+            for i, a in enumerate(per_series):
+                out[i] = a
+            return out
         return np.stack(per_series)
 
     @staticmethod
@@ -291,7 +299,8 @@ def _median_from(q: np.ndarray, levels: Sequence[float]) -> np.ndarray:
     levels = list(levels)
     if 0.5 in levels:
         return q[:, levels.index(0.5)]
-    return np.array([np.interp(0.5, levels, row) for row in q])
+    order = np.argsort(levels)  # np.interp needs increasing levels
+    return np.array([np.interp(0.5, np.asarray(levels)[order], row[order]) for row in q])
 
 
 def inference_autocast(device: torch.device, dtype: str | torch.dtype | None):

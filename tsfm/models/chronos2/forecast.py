@@ -14,7 +14,6 @@ codes); the reference's target encoding of categories is not reproduced.
 
 from __future__ import annotations
 
-import contextlib
 import math
 from collections.abc import Sequence
 from pathlib import Path
@@ -23,7 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from tsfm.forecast import Forecaster, ForecastInput, checkpoint_model_state
+from tsfm.forecast import Forecaster, ForecastInput, checkpoint_model_state, inference_autocast
 from tsfm.models.chronos2.config import Chronos2Config
 from tsfm.models.chronos2.convert import load_pretrained, load_state_dict_checked
 from tsfm.models.chronos2.model import Chronos2Model
@@ -197,12 +196,7 @@ class Chronos2Forecaster(Forecaster):
                     f"series {i} forms a group of {rows.shape[0]} rows (targets + covariates), more than "
                     f"batch_size={batch_size}; raise batch_size to at least {rows.shape[0]}"
                 )
-        if isinstance(dtype, str):
-            dtype = getattr(torch, dtype)
-        autocast = (
-            torch.autocast(self.device.type, dtype=dtype)
-            if dtype is not None and dtype != torch.float32 else contextlib.nullcontext()
-        )
+        autocast = inference_autocast(self.device, dtype)  # validates dtype
         results: list[torch.Tensor] = []
         start = 0
         while start < len(groups):
