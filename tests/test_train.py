@@ -81,6 +81,36 @@ def test_resume_last_without_checkpoint_is_a_clear_error(tmp_path):
     assert out.returncode != 0 and "does not exist" in out.stderr
 
 
+def run_failing(tmp_path: Path, *overrides: str) -> str:
+    env = {**os.environ, "PROJECT_ROOT": str(tmp_path)}
+    cmd = [sys.executable, "-m", "tsfm.train", f"hydra.run.dir={tmp_path}/bad", *FAST, *overrides]
+    out = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode != 0, out.stdout[-2000:]
+    assert not (tmp_path / "bad" / "checkpoints").exists()  # failed before training
+    return out.stderr
+
+
+def test_resume_with_another_model_config_names_the_runs_overrides(trained):
+    tmp, run = trained  # trained with model=chronos2_tiny; resumed here with the default model
+    err = run_failing(tmp, f"ckpt_path={run}/checkpoints/last.ckpt")
+    assert "holds a chronos2 model that does not match the composed config" in err
+    assert "model=chronos2_tiny" in err and "overrides.yaml" in err
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["experiment=chronos2_context_extension_stage2", "model=chronos2_tiny"], "required setting(s) not given: stage1_ckpt"),
+        (["model=moirai_tiny", "trainer.precision=bf16-true"], "use trainer.precision=bf16-mixed"),
+        (["model=moirai_tiny", "data.batch_size=0"], "data.batch_size must be >= 1, got 0"),
+        (["model=moirai_tiny", "data.corpus=[{name: foo, path: /nonexistent/ds}]"], "/nonexistent/ds does not exist"),
+    ],
+    ids=["missing-stage1", "bf16-true", "batch-0", "missing-path"],
+)
+def test_bad_settings_fail_before_training_with_what_to_change(tmp_path, overrides, message):
+    assert message in run_failing(tmp_path, *overrides)
+
+
 @pytest.mark.dist
 def test_fsdp2_two_cpu_processes_train_and_export(tmp_path):
     run = run_train(tmp_path, "fsdp", "model=moirai_tiny", "trainer=fsdp", "trainer.accelerator=cpu",

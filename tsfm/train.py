@@ -7,7 +7,7 @@ on the CPU (generated and cached under ./data on first use). Examples::
     python -m tsfm.train trainer.max_steps=50
     python -m tsfm.train model=moirai_base trainer=fsdp_64gpu data=lotsa
     python -m tsfm.train -m model=moirai_tiny,moirai_small optim.lr=1e-3,3e-4
-    python -m tsfm.train ckpt_path=last hydra.run.dir=<previous run dir>    # resume exactly
+    python -m tsfm.train <same overrides> ckpt_path=last hydra.run.dir=<previous run dir>  # resume exactly
 """
 
 from __future__ import annotations
@@ -69,6 +69,54 @@ def resolve_ckpt_path(cfg: DictConfig) -> str | None:
     return str(path)
 
 
+def check_resumable(module: L.LightningModule, ckpt_path: str) -> None:
+    """Fail before ``fit`` when ``ckpt_path`` holds another model than the composed config builds.
+
+    Resuming re-composes the config from the command line, so a run started with overrides
+    (``model=moirai_tiny``) must be resumed with the same ones: the error lists the run's own
+    ``.hydra/overrides.yaml`` when it is found beside the checkpoint.
+    """
+    import torch
+
+    ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True, mmap=True)
+    theirs = {k: tuple(v.shape) for k, v in ckpt.get("state_dict", {}).items()}
+    ours = {k: tuple(v.shape) for k, v in module.state_dict().items()}
+    if theirs == ours:
+        return
+    hp = ckpt.get("hyper_parameters", {})
+    diff = sorted(k for k in ours.keys() | theirs.keys() if ours.get(k) != theirs.get(k))
+    detail = ", ".join(f"{k}: checkpoint {theirs.get(k, 'absent')} vs config {ours.get(k, 'absent')}" for k in diff[:3])
+    overrides = Path(ckpt_path).resolve().parents[1] / ".hydra" / "overrides.yaml"
+    hint = (f"that run's overrides were {OmegaConf.load(overrides)} ({overrides})" if overrides.exists()
+            else "pass the overrides the run was started with")
+    raise ValueError(
+        f"ckpt_path={ckpt_path} holds a {hp.get('family', '?')} model that does not match the composed config "
+        f"({len(diff)} tensors differ, e.g. {detail}). Resume with the same model/optim overrides: {hint}"
+    )
+
+
+def check_config(cfg: DictConfig) -> None:
+    """Settings that would otherwise fail deep inside Lightning or torch."""
+    missing = [k for k in cfg if OmegaConf.is_missing(cfg, k)]
+    if missing:
+        raise ValueError(
+            f"required setting(s) not given: {', '.join(missing)}; set them on the command line, e.g. "
+            f"{missing[0]}=<value> (the experiment config's header comment says what they are)"
+        )
+    if cfg.trainer.get("max_steps") is not None and cfg.trainer.max_steps == 0:
+        raise ValueError("trainer.max_steps=0 trains nothing; give a positive number (or -1 with max_epochs)")
+
+
+def check_precision(cfg: DictConfig, module: L.LightningModule) -> None:
+    precision = str(cfg.trainer.get("precision", "32"))
+    if precision.endswith("-true") and not getattr(module, "supports_half_weights", False):
+        raise ValueError(
+            f"trainer.precision={precision} (half-precision weights) is not supported by the "
+            f"{getattr(module, 'family', type(module).__name__)} family; use trainer.precision=bf16-mixed "
+            "(fp32 weights, bf16 compute)"
+        )
+
+
 def export(cfg: DictConfig, module: L.LightningModule, trainer: L.Trainer, out: Path) -> None:
     """Write the final weights as a checkpoint directory on rank 0.
 
@@ -90,8 +138,12 @@ def export(cfg: DictConfig, module: L.LightningModule, trainer: L.Trainer, out: 
 
 def train(cfg: DictConfig) -> dict[str, float]:
     """Fit, export the final weights, return the logged metrics (for sweepers)."""
+    check_config(cfg)
     module, datamodule, trainer = build(cfg)
+    check_precision(cfg, module)
     ckpt_path = resolve_ckpt_path(cfg)
+    if ckpt_path is not None:
+        check_resumable(module, ckpt_path)
     if cfg.get("tune_lr"):
         from lightning.pytorch.tuner import Tuner
 

@@ -94,7 +94,17 @@ class TSDataModule(L.LightningDataModule):
             raise TypeError(
                 f"task must implement TaskBuilder (min_length, __call__, collate); got {type(task).__name__}"
             )
+        if int(batch_size) < 1:
+            raise ValueError(f"data.batch_size must be >= 1, got {batch_size}")
+        if int(num_workers) < 0:
+            raise ValueError(f"data.num_workers must be >= 0, got {num_workers}")
         self.entries: list[ResolvedEntry] = resolve(corpus, cache_dir)
+        missing = [e for e in self.entries if e.build is None and not Path(e.path).exists()]
+        if missing:  # given paths (nothing to build) must exist now, not after the model is built
+            raise FileNotFoundError(
+                "; ".join(f"sub-dataset {e.name!r}: {Path(e.path).resolve()} does not exist" for e in missing)
+                + "; fix the path(s) in the data config's corpus"
+            )
         self.task = task
         self.batch_size, self.num_workers, self.seed = int(batch_size), int(num_workers), int(seed)
         self.val_batches, self.batches_per_epoch = int(val_batches), batches_per_epoch

@@ -30,6 +30,7 @@ class TSFMModule(L.LightningModule):
     """Common training logic; subclasses set ``family`` and ``self.model``."""
 
     family: str = ""
+    supports_half_weights: bool = False  # trainer.precision=bf16-true / 16-true (checked by tsfm.train)
 
     def __init__(self, optim: dict | OptimConfig | None = None, max_nonfinite: int = 10) -> None:
         super().__init__()

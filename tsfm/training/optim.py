@@ -36,7 +36,10 @@ class OptimConfig:
         if self.lr <= 0:
             raise ValueError(f"optim.lr must be > 0, got {self.lr}")
         if self.warmup_steps < 0 or self.max_steps <= 0:
-            raise ValueError("optim.warmup_steps must be >= 0 and optim.max_steps > 0")
+            raise ValueError(
+                f"optim.warmup_steps must be >= 0 (got {self.warmup_steps}) and optim.max_steps > 0 "
+                f"(got {self.max_steps}; it follows trainer.max_steps: set trainer.max_steps to a positive number)"
+            )
         self.betas = tuple(float(b) for b in self.betas)  # type: ignore[assignment]
 
 

@@ -64,6 +64,7 @@ class ChronosModule(TSFMModule):
     """Chronos-T5 training: teacher-forced token cross-entropy on tokenised batches from :class:`ChronosTask`."""
 
     family = "chronos"
+    supports_half_weights = True  # trainer.precision=bf16-true works (HF T5 casts its inputs)
 
     def __init__(
         self,
