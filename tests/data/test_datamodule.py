@@ -106,9 +106,10 @@ def test_bad_configs_have_clear_errors(tmp_path: Path) -> None:
         TSDataModule([{"weight": 1.0}], FixedWindowTask(4, 1))
     with pytest.raises(FileNotFoundError, match=r"LOTSA root .*lotsa_data does not exist"):
         TSDataModule([{"lotsa_root": str(tmp_path / "lotsa_data")}], FixedWindowTask(4, 1))
-    dm = TSDataModule([{"path": str(tmp_path / "nope")}], FixedWindowTask(4, 1))
-    with pytest.raises(FileNotFoundError, match=r"sub-dataset 'nope': .*nope does not exist; fix its path"):
-        dm.prepare_data()
+    with pytest.raises(FileNotFoundError, match=r"sub-dataset 'nope': .*nope does not exist; fix the path"):
+        TSDataModule([{"path": str(tmp_path / "nope")}], FixedWindowTask(4, 1))  # at construction
+    with pytest.raises(ValueError, match="data.batch_size must be >= 1, got 0"):
+        TSDataModule([KS], FixedWindowTask(4, 1), batch_size=0)
 
 
 def test_packaged_entry_and_hydra_configs_compose(tmp_path: Path) -> None:
