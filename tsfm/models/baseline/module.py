@@ -66,6 +66,7 @@ class BaselineModule(TSFMModule):
         optim: dict | OptimConfig | None = None,
         max_nonfinite: int = 10,
         family: str = "baseline",
+        gradient_checkpointing: bool = False,
     ) -> None:
         super().__init__(optim=optim, max_nonfinite=max_nonfinite)
         if family != self.family:
@@ -79,6 +80,7 @@ class BaselineModule(TSFMModule):
             raise ValueError(f"mask_ratio={list(mask_ratio)} must satisfy 0 < low <= high < 1")
         cfg = BaselineConfig.from_dict(dict(config or {}), source="model.module.config")
         self.model = BaselineModel(cfg)
+        self.model.gradient_checkpointing = bool(gradient_checkpointing)
         self.decoder_loss = decoder_loss
         self.encoder_mask, self.mask_ratio = encoder_mask, (lo, hi)
         self.save_hyperparameters(
@@ -90,6 +92,7 @@ class BaselineModule(TSFMModule):
                 "mask_ratio": [lo, hi],
                 "optim": dict(vars(self.optim_cfg)) | {"betas": list(self.optim_cfg.betas)},
                 "max_nonfinite": max_nonfinite,
+                "gradient_checkpointing": bool(gradient_checkpointing),
             }
         )
 

@@ -75,6 +75,7 @@ class ChronosModule(TSFMModule):
         max_nonfinite: int = 10,
         family: str = "chronos",
         initialized_from: str | None = None,
+        gradient_checkpointing: bool = False,
     ) -> None:
         super().__init__(optim=optim, max_nonfinite=max_nonfinite)
         if family != self.family:
@@ -86,6 +87,12 @@ class ChronosModule(TSFMModule):
             cfg = ChronosConfig.from_name(size, **overrides) if size else ChronosConfig(**overrides)
             self.model = ChronosModel(cfg)
         self.model.train()
+        if gradient_checkpointing:  # transformers' T5 recomputes each block in backward
+            t5 = self.model.t5
+            if hasattr(t5, "activation_checkpointing_enable"):  # transformers >= 5
+                t5.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+            else:
+                t5.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         self.save_hyperparameters(
             {
                 "family": self.family,
@@ -96,6 +103,7 @@ class ChronosModule(TSFMModule):
                 "initialized_from": str(pretrained) if pretrained else None,
                 "optim": dict(vars(self.optim_cfg)) | {"betas": list(self.optim_cfg.betas)},
                 "max_nonfinite": max_nonfinite,
+                "gradient_checkpointing": bool(gradient_checkpointing),
             }
         )
 

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from tsfm.models.chronos2.config import Chronos2Config
 from tsfm.models.chronos2.group_attention import GroupLayout, group_attention
@@ -208,6 +209,7 @@ class Encoder(nn.Module):
         self.block = nn.ModuleList([EncoderBlock(cfg) for _ in range(cfg.num_layers)])
         self.final_layer_norm = RMSNorm(cfg.d_model, cfg.layer_norm_epsilon)
         self.dropout = Dropout(cfg.dropout_rate)
+        self.gradient_checkpointing = False  # recompute each block in backward (activation memory / ~1.3x time)
 
     def forward(
         self, x: torch.Tensor, time_mask: torch.Tensor, layout: GroupLayout, last: int | None = None
@@ -225,10 +227,12 @@ class Encoder(nn.Module):
         x = self.dropout(x)
         for i, blk in enumerate(self.block):
             final = last is not None and i == len(self.block) - 1
-            if final:
-                x = blk(x, keep, cos, sin, layout, layout.slice_mask(gmask, s, last), last)
+            args = (x, keep, cos, sin, layout, layout.slice_mask(gmask, s, last), last) if final else (
+                x, keep, cos, sin, layout, gmask)
+            if self.gradient_checkpointing and self.training and torch.is_grad_enabled():
+                x = checkpoint(blk, *args, use_reentrant=False)  # RNG state restored: same dropout masks
             else:
-                x = blk(x, keep, cos, sin, layout, gmask)
+                x = blk(*args)
         return self.dropout(self.final_layer_norm(x))
 
 

@@ -69,12 +69,14 @@ class Chronos2Module(TSFMModule):
         lora: dict[str, Any] | None = None,
         prediction_length: int = 64,
         max_nonfinite: int = 10,
+        gradient_checkpointing: bool = False,
     ) -> None:
         super().__init__(optim=optim, max_nonfinite=max_nonfinite)
         self.save_hyperparameters({
             "family": self.family, "config": dict(config or {}), "optim": dict(optim or {}),
             "pretrained": pretrained, "finetune": finetune, "lora": dict(lora) if lora else None,
             "prediction_length": prediction_length, "max_nonfinite": max_nonfinite,
+            "gradient_checkpointing": bool(gradient_checkpointing),
         })  # fmt: skip
         if finetune not in {"full", "lora"}:
             raise ValueError(f"finetune={finetune!r}: use 'full' or 'lora'")
@@ -96,6 +98,7 @@ class Chronos2Module(TSFMModule):
         else:
             cfg = Chronos2Config.from_dict(requested)
         self.model = Chronos2Model(cfg)
+        self.model.encoder.gradient_checkpointing = bool(gradient_checkpointing)
         if state is not None:
             load_state_dict_checked(self.model, state, str(pretrained))
         if finetune == "lora":
