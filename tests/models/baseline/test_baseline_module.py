@@ -196,3 +196,23 @@ def test_encoder_warns_once_beyond_its_trained_horizon(caplog):
         f.predict_samples([np.arange(40.0)], prediction_length=30, num_samples=2)
     assert s.shape == (1, 2, 30)
     assert len([r for r in caplog.records if "extrapolated" in r.message]) == 1
+
+
+def test_fine_tuning_starts_from_an_export_or_a_ckpt(tmp_path):
+    L.seed_everything(0)
+    source = BaselineModule(config={**TINY, "architecture": "encoder"})
+    export = source.save_pretrained(tmp_path / "export")
+    exported = {k: v.clone() for k, v in source.model.state_dict().items()}
+    trainer = L.Trainer(max_steps=1, accelerator="cpu", logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False, default_root_dir=tmp_path)  # fmt: skip
+    trainer.fit(source, DataLoader(_batches(1), batch_size=None))
+    trainer.save_checkpoint(tmp_path / "run.ckpt")
+    trained = source.model.state_dict()
+    assert any(not torch.equal(exported[k], trained[k]) for k in exported)  # the step changed the weights
+    for path, ref in ((export, exported), (tmp_path / "run.ckpt", trained)):
+        tuned = BaselineModule(pretrained=str(path), config={"d_model": 999})  # config ignored: from the checkpoint
+        assert tuned.config.d_model == TINY["d_model"] and tuned.hparams["initialized_from"] == str(path)
+        for n, a in tuned.model.state_dict().items():
+            torch.testing.assert_close(a, ref[n], rtol=0, atol=0, msg=n)
+    with pytest.raises(FileNotFoundError, match="nothing is downloaded"):
+        BaselineModule(pretrained=str(tmp_path / "missing"))

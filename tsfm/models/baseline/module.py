@@ -52,6 +52,27 @@ def model_from_state_dict(
     return model
 
 
+def load_pretrained(path: str | Path) -> BaselineModel:
+    """A directory written by :func:`export_pretrained` or a tsfm ``.ckpt`` of this family."""
+    p = Path(path).expanduser()
+    if p.is_dir():
+        from safetensors.torch import load_file
+
+        from tsfm.forecast import read_json
+
+        if not (p / WEIGHTS_NAME).exists():
+            raise FileNotFoundError(f"pretrained={p}: no {WEIGHTS_NAME}; expected a baseline export directory")
+        config = BaselineConfig.from_dict(read_json(p / CONFIG_NAME), source=str(p / CONFIG_NAME))
+        return model_from_state_dict(config, load_file(str(p / WEIGHTS_NAME)), source=str(p))
+    if p.is_file():
+        from tsfm.forecast import checkpoint_model_state, read_checkpoint
+
+        ckpt = read_checkpoint(p, family="baseline")
+        config = BaselineConfig.from_dict(ckpt["hyper_parameters"]["config"], source=f"{p} hyper_parameters")
+        return model_from_state_dict(config, checkpoint_model_state(ckpt), source=str(p))
+    raise FileNotFoundError(f"pretrained={p}: no such checkpoint directory or .ckpt file (nothing is downloaded)")
+
+
 class BaselineModule(TSFMModule):
     """Trains :class:`BaselineModel` on batches of :class:`~tsfm.models.baseline.task.BaselineTask`."""
 
@@ -67,6 +88,8 @@ class BaselineModule(TSFMModule):
         max_nonfinite: int = 10,
         family: str = "baseline",
         gradient_checkpointing: bool = False,
+        pretrained: str | None = None,
+        initialized_from: str | None = None,  # recorded in checkpoints (where the weights came from)
     ) -> None:
         super().__init__(optim=optim, max_nonfinite=max_nonfinite)
         if family != self.family:
@@ -78,8 +101,12 @@ class BaselineModule(TSFMModule):
         lo, hi = (float(r) for r in mask_ratio)
         if not 0.0 < lo <= hi < 1.0:
             raise ValueError(f"mask_ratio={list(mask_ratio)} must satisfy 0 < low <= high < 1")
-        cfg = BaselineConfig.from_dict(dict(config or {}), source="model.module.config")
-        self.model = BaselineModel(cfg)
+        if pretrained:  # fine-tune: the architecture and weights come from the checkpoint
+            self.model = load_pretrained(pretrained)
+            cfg = self.model.config
+        else:
+            cfg = BaselineConfig.from_dict(dict(config or {}), source="model.module.config")
+            self.model = BaselineModel(cfg)
         self.model.gradient_checkpointing = bool(gradient_checkpointing)
         self.decoder_loss = decoder_loss
         self.encoder_mask, self.mask_ratio = encoder_mask, (lo, hi)
@@ -93,6 +120,8 @@ class BaselineModule(TSFMModule):
                 "optim": dict(vars(self.optim_cfg)) | {"betas": list(self.optim_cfg.betas)},
                 "max_nonfinite": max_nonfinite,
                 "gradient_checkpointing": bool(gradient_checkpointing),
+                "pretrained": None,  # the saved config + state dict rebuild the model
+                "initialized_from": str(pretrained) if pretrained else initialized_from,
             }
         )
 
