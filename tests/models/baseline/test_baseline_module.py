@@ -89,8 +89,12 @@ def test_fit_checkpoint_export_and_forecast(arch, tmp_path):
 def test_predict_samples_shapes_and_multivariate():
     torch.manual_seed(0)
     f = BaselineModule(config={**TINY, "architecture": "decoder"}).forecaster()
+    state = torch.random.get_rng_state()
     s = f.predict_samples([np.arange(40.0), np.arange(10.0)], prediction_length=9, num_samples=6, seed=0)
+    assert torch.equal(torch.random.get_rng_state(), state)  # seed= leaves the caller's global RNG alone
     assert s.shape == (2, 6, 9) and np.isfinite(s).all()
+    again = f.predict_samples([np.arange(40.0), np.arange(10.0)], prediction_length=9, num_samples=6, seed=0)
+    np.testing.assert_array_equal(again, s)
     q = f.predict_quantiles([np.random.rand(2, 40)], prediction_length=8, num_samples=6)
     assert q.shape == (1, 2, 8, 9)
 

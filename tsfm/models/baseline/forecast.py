@@ -95,8 +95,6 @@ class BaselineForecaster(Forecaster):
             raise ValueError(f"num_samples must be positive, got {s}")
         if batch_size <= 0:
             raise ValueError(f"batch_size must be positive, got {batch_size}")
-        if seed is not None:
-            torch.manual_seed(seed)  # gamma draws use the global RNG (see StudentTMixture.sample)
         gen = torch.Generator(device=self.device).manual_seed(seed) if seed is not None else None
         num_patches = -(-prediction_length // self.config.patch_size)
         if not self.model.is_decoder and num_patches > self.config.prediction_patches and not self._warned:
@@ -108,7 +106,12 @@ class BaselineForecaster(Forecaster):
             self._warned = True
         rows_per_batch = max(1, batch_size // s) if self.model.is_decoder else batch_size
         chunks = []
-        with inference_autocast(self.device, dtype):
+        # gamma draws use the global RNG (see StudentTMixture.sample): seed it inside a fork so
+        # the caller's global random state is left as it was
+        devices = [self.device] if self.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices, enabled=seed is not None), inference_autocast(self.device, dtype):
+            if seed is not None:
+                torch.manual_seed(seed)
             for start in range(0, context.shape[0], rows_per_batch):
                 ctx = context[start : start + rows_per_batch].to(self.device)
                 chunks.append(self.model.sample_paths(ctx, num_patches, s, generator=gen).float().cpu())
