@@ -155,3 +155,13 @@ def test_chronos2_dtype_is_validated(fixtures_dir):
     f = load_forecaster(fixtures_dir / "chronos2_tiny" / "checkpoint")
     with pytest.raises(ValueError, match="dtype='int8': use float32, bfloat16 or float16"):
         f.predict_quantiles([np.arange(40.0)], 4, dtype="int8")
+
+
+def test_dataframe_covariate_errors_name_the_item():
+    import pandas as pd
+
+    df = _frame(["a", "b"]).assign(promo=1.0)
+    ts = pd.date_range("2024-01-07", periods=2, freq="D")
+    future = pd.DataFrame({"item_id": ["a", "a", "b"], "timestamp": [ts[0], ts[1], ts[0]], "promo": [1.0, 0.0, 1.0]})
+    with pytest.raises(ValueError, match=r"item 'b': future covariate 'promo' has shape \(1,\), expected \(2,\)"):
+        _last_value().predict_quantiles(df, prediction_length=2, future_covariates=future)

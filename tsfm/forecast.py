@@ -61,8 +61,12 @@ def normalize_inputs(
     prediction_length: int,
     past_covariates: Sequence[dict[str, Any]] | None = None,
     future_covariates: Sequence[dict[str, Any]] | None = None,
+    names: Sequence[Any] | None = None,
 ) -> ForecastInput:
-    """Validate and normalise numpy/torch inputs to :class:`ForecastInput`."""
+    """Validate and normalise numpy/torch inputs to :class:`ForecastInput`.
+
+    ``names``: how errors call the series (the item ids of a DataFrame); default ``series <i>``.
+    """
     if isinstance(prediction_length, bool) or not isinstance(prediction_length, (int, np.integer)) or prediction_length <= 0:
         raise ValueError(f"prediction_length must be a positive integer, got {prediction_length!r}")
     if isinstance(context, pd.DataFrame):
@@ -101,31 +105,34 @@ def normalize_inputs(
             f"got {n} series but {len(past)} past_covariates and {len(fut)} future_covariates entries; "
             "pass one dict per series (empty dict for none)"
         )
+    def label(i: int) -> str:
+        return f"item {names[i]!r}" if names is not None else f"series {i}"
+
     for i in range(n):
         t_len = targets[i].shape[-1]
         for name, v in list(past[i].items()):
             arr = _as_float_array(v, f"past_covariates[{i}][{name!r}]")
             if arr.ndim != 1 or arr.shape[0] != t_len:
                 raise ValueError(
-                    f"series {i}: past covariate {name!r} has shape {arr.shape}, expected ({t_len},) "
+                    f"{label(i)}: past covariate {name!r} has shape {arr.shape}, expected ({t_len},) "
                     "to match the target's length"
                 )
             past[i][name] = arr
         for name, v in list(fut[i].items()):
             if name not in past[i]:
                 raise ValueError(
-                    f"series {i}: future covariate {name!r} has no past values; add it to past_covariates[{i}]"
+                    f"{label(i)}: future covariate {name!r} has no past values; add it to past_covariates[{i}]"
                 )
             arr = _as_float_array(v, f"future_covariates[{i}][{name!r}]")
             if arr.ndim != 1 or arr.shape[0] != prediction_length:
                 raise ValueError(
-                    f"series {i}: future covariate {name!r} has shape {arr.shape}, expected "
+                    f"{label(i)}: future covariate {name!r} has shape {arr.shape}, expected "
                     f"({prediction_length},) = prediction_length"
                 )
             fut[i][name] = arr
         if i > 0 and set(fut[i]) != set(fut[0]):
             raise ValueError(
-                f"series {i} declares known-future covariates {sorted(fut[i])} but series 0 declares "
+                f"{label(i)} declares known-future covariates {sorted(fut[i])} but {label(0)} declares "
                 f"{sorted(fut[0])}; every series needs the same known-future covariates"
             )
     return ForecastInput(targets, past, fut, univariate)
@@ -230,7 +237,7 @@ class Forecaster(ABC):
                 context, future_covariates if isinstance(future_covariates, pd.DataFrame) else None,
                 id_column, timestamp_column, target,
             )
-            inputs = normalize_inputs(ctx, prediction_length, past, fut)
+            inputs = normalize_inputs(ctx, prediction_length, past, fut, names=ids)
             out = self._quantiles(inputs, prediction_length, levels, **kwargs)
             return self._to_frame(ids, stamps, out, levels, prediction_length, id_column, timestamp_column, target)
         inputs = normalize_inputs(context, prediction_length, past_covariates, future_covariates)  # type: ignore[arg-type]
