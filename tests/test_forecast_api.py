@@ -165,3 +165,15 @@ def test_dataframe_covariate_errors_name_the_item():
     future = pd.DataFrame({"item_id": ["a", "a", "b"], "timestamp": [ts[0], ts[1], ts[0]], "promo": [1.0, 0.0, 1.0]})
     with pytest.raises(ValueError, match=r"item 'b': future covariate 'promo' has shape \(1,\), expected \(2,\)"):
         _last_value().predict_quantiles(df, prediction_length=2, future_covariates=future)
+
+
+def test_future_covariates_must_start_right_after_the_context():
+    import pandas as pd
+
+    df = _frame(["a"]).assign(promo=1.0)
+    late = pd.date_range("2024-01-08", periods=2, freq="D")  # context ends 2024-01-06: skips a day
+    future = pd.DataFrame({"item_id": "a", "timestamp": late, "promo": [1.0, 0.0]})
+    with pytest.raises(ValueError, match=r"item 'a': future DataFrame timestamps 2024-01-08 .*\(expected 2024-01-07"):
+        _last_value().predict_quantiles(df, prediction_length=2, future_covariates=future)
+    ok = future.assign(timestamp=pd.date_range("2024-01-07", periods=2, freq="D"))
+    assert len(_last_value().predict_quantiles(df, prediction_length=2, future_covariates=ok)) == 2

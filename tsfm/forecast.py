@@ -167,10 +167,19 @@ def _df_to_inputs(
             raise ValueError(f"future DataFrame lacks columns {missing_cols}; it has {list(future_df.columns)}")
         fut_groups = dict(tuple(future_df.sort_values([id_column, timestamp_column]).groupby(id_column, sort=False)))
         fut = []
-        for item in ids:
+        for item, ts in zip(ids, stamps):
             g = fut_groups.get(item)
             if g is None:
                 raise ValueError(f"future DataFrame has no rows for item_id {item!r}")
+            freq = pd.infer_freq(ts)
+            got = pd.DatetimeIndex(g[timestamp_column])
+            expected = pd.date_range(ts[-1], periods=len(got) + 1, freq=freq)[1:] if freq else None
+            if expected is not None and not got.equals(expected):
+                raise ValueError(
+                    f"item {item!r}: future DataFrame timestamps {got[0]} .. {got[-1]} do not continue the context "
+                    f"(expected {expected[0]} .. {expected[-1]}, every {freq}); known covariates must cover the "
+                    "steps right after the context's last timestamp"
+                )
             fut.append({c: g[c].to_numpy() for c in g.columns if c not in {id_column, timestamp_column}})
     return ids, ctx, past, fut, stamps
 
