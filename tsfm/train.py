@@ -78,6 +78,8 @@ def check_resumable(module: L.LightningModule, ckpt_path: str) -> None:
     """
     import torch
 
+    if not Path(ckpt_path).is_file():  # a distributed (sharded) checkpoint directory: Lightning checks it
+        return
     ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True, mmap=True)
     theirs = {k: tuple(v.shape) for k, v in ckpt.get("state_dict", {}).items()}
     ours = {k: tuple(v.shape) for k, v in module.state_dict().items()}

@@ -114,8 +114,8 @@ def group_attention(
 
     ``h``: normalised hidden states ``[B, S, D]``; returns ``[B, S, H*dk]``. Rows of singleton
     groups get ``v(h)`` (attention over their single key; in training, attention dropout drops
-    each head of a cell with probability ``dropout_p``, as dropout on that weight of 1 does). Cells whose keys are all masked
-    hold an arbitrary finite value; they are masked keys for every other cell (time and group
+    each head of a cell with probability ``dropout_p``, as dropout on that weight of 1 does).
+    Cells whose keys are all masked hold an arbitrary finite value; they are masked keys for every other cell (time and group
     attention), so nothing downstream reads them.
     """
     b, s, _ = h.shape
