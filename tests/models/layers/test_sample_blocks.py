@@ -16,6 +16,9 @@ def test_bucket_widths_cover_and_waste_at_most_a_third():
     for n in range(9, 2000):
         w = bucket_width(n)
         assert n <= w and (w - n) / w < 1 / 3 + 1e-9
+        aligned = bucket_width(n, align=16)
+        assert aligned % 16 == 0 and w <= aligned < w + 16
+    assert [bucket_width(n, align=16) for n in (1, 9, 13, 20)] == [16, 16, 16, 32]
 
 
 def _dense_reference(q, k, v, sample_id):

@@ -25,12 +25,13 @@ from dataclasses import dataclass
 import torch
 
 
-def bucket_width(n: int, minimum: int = 8) -> int:
-    """Smallest width in ``8, 12, 16, 24, 32, 48, ...`` that holds ``n`` tokens."""
+def bucket_width(n: int, minimum: int = 8, align: int = 1) -> int:
+    """Smallest width in ``8, 12, 16, 24, 32, 48, ...`` that holds ``n`` tokens, rounded up to a
+    multiple of ``align`` (16 on CUDA, where the memory-efficient kernel wants aligned masks)."""
     w = minimum
     while w < n:
         w = w * 3 // 2 if (w & (w - 1)) == 0 else w * 4 // 3  # 2^k -> 1.5*2^k -> 2^(k+1)
-    return w
+    return -(-w // align) * align
 
 
 @dataclass
@@ -60,7 +61,8 @@ class SampleBlocks:
         order = torch.argsort(key, stable=True)  # grouped, positions ascending within a group
         _, counts = torch.unique_consecutive(key[order], return_counts=True)
         starts = torch.cumsum(counts, 0) - counts
-        widths = torch.tensor([bucket_width(c) for c in counts.tolist()], device=dev)  # host sync
+        align = 16 if dev.type == "cuda" else 1
+        widths = torch.tensor([bucket_width(c, align=align) for c in counts.tolist()], device=dev)  # host sync
         buckets, inverse, offset = [], torch.empty(n_tok, dtype=torch.long, device=dev), 0
         for w in torch.unique(widths).tolist():
             g = (widths == w).nonzero().squeeze(1)
