@@ -73,6 +73,29 @@ def test_aggregate_excludes_and_names_failed_datasets() -> None:
     assert agg["rel_wql"] == pytest.approx(1.0)  # sqrt(0.5 * 2)
     assert agg["avg_wql"] == pytest.approx(1.25)
     assert agg["failed_datasets"] == ["c"] and agg["num_datasets"] == 2
+    model["d"] = Score({})  # no window at all: empty, not failed
+    ref["b"] = Score({}, failed=1)  # the reference failed on b: b leaves the relative scores only
+    agg = aggregate(model, ref, ["wql"])
+    assert agg["failed_datasets"] == ["c"] and agg["empty_datasets"] == ["d"] and agg["no_reference_datasets"] == ["b"]
+    assert agg["rel_wql"] == pytest.approx(0.5) and agg["avg_wql"] == pytest.approx(1.25)
+
+
+def test_windows_that_cannot_fit_are_config_errors_and_zscore_uses_the_windows_span() -> None:
+    from tsfm.data.types import Series
+    from tsfm.eval.protocol import make_windows, window_span
+    from tsfm.eval.suites import zscore
+
+    s = [Series(np.arange(1000, dtype=np.float32)[None], "h")]
+    with pytest.raises(ValueError, match=r"offset=-10 with 2 window\(s\) of H=6 .* offset must be <= -12"):
+        make_windows(s, 6, num_windows=2, offset=-10)
+    with pytest.raises(ValueError, match="offset=5"):
+        make_windows(s, 6, offset=5)
+    with pytest.raises(ValueError, match="stride must be a positive number"):
+        make_windows(s, 6, stride=0)
+    assert window_span(13, 100, stride=1) == 112 and window_span(24, 4) == 96 and window_span(24, 1, offset=-96) == 96
+    y = np.concatenate([np.zeros(50), np.ones(50), np.full(112, 7.0)]).astype(np.float32)
+    (z,) = zscore([Series(y[None], "h")], window_span(13, 100, stride=1))  # train part = first 100 points
+    np.testing.assert_allclose(z.target[0, :100], np.r_[-np.ones(50), np.ones(50)], atol=1e-6)
 
 
 def test_rolling_windows_with_stride_from_a_suite_spec():

@@ -117,3 +117,14 @@ def test_gift_eval_windows_and_zscore() -> None:
     assert (spec.prediction_length, spec.num_windows) == (300, 3)  # 10 x 30; ceil(900 / 300)
     z = zscore([Series(np.array([[1.0, 3.0, 100.0]], np.float32), "D")], test_length=1)[0].target
     np.testing.assert_allclose(z[0, :2], [-1.0, 1.0])  # statistics from the part before the test window
+
+
+def test_zscore_with_rolling_windows_normalises_by_the_part_before_them() -> None:
+    """stride 1: the windows cover (num_windows - 1) * stride + H points, not H * num_windows."""
+    entry = {"name": "us_gasoline", "source": "packaged", "freq": "W-MON", "prediction_length": 13,
+             "num_windows": 100, "stride": 1}
+    raw = load_dataset(parse_suite({"name": "t", "datasets": [entry]})[0])
+    z = load_dataset(parse_suite({"name": "t", "datasets": [{**entry, "normalize": "zscore"}]})[0])
+    y = raw[0].target[0].astype(np.float64)
+    train = y[: y.shape[-1] - 112]
+    np.testing.assert_allclose(z[0].target[0], (y - train.mean()) / train.std(), rtol=1e-4, atol=1e-4)

@@ -45,6 +45,11 @@ class EvalWindows:
         return len(self.contexts)
 
 
+def window_span(prediction_length: int, num_windows: int = 1, stride: int | None = None, offset: int | None = None) -> int:
+    """Points at the end of a series that the test windows reach into (where the test part starts)."""
+    return -offset if offset else prediction_length + (num_windows - 1) * (stride or prediction_length)
+
+
 def make_windows(
     series: Sequence[Series],
     prediction_length: int,
@@ -56,7 +61,8 @@ def make_windows(
 ) -> EvalWindows:
     """Cut the last ``num_windows`` windows (spaced ``stride``, default ``H``) off every series.
 
-    ``offset`` (negative, default ``-H * num_windows``) is where the first window starts,
+    ``offset`` (negative, default ``-(H + (num_windows - 1) * stride)``, i.e. ``-H * num_windows``
+    for the default stride) is where the first window starts,
     counted from the end — as gluonts' ``split(offset=...)`` and the Chronos benchmark configs
     (e.g. ETTm: offset -96 with H 24). A series needs ``min_context - offset`` points and the
     windows must fit, else it is skipped and counted in :attr:`EvalWindows.skipped`.
@@ -64,7 +70,14 @@ def make_windows(
     """
     if prediction_length <= 0 or num_windows <= 0:
         raise ValueError(f"prediction_length and num_windows must be positive, got {prediction_length}, {num_windows}")
+    if stride is not None and stride <= 0:
+        raise ValueError(f"stride must be a positive number of steps (or null for H), got {stride}")
     h, stride = prediction_length, stride or prediction_length
+    if offset is not None and (offset >= 0 or offset + (num_windows - 1) * stride + h > 0):
+        raise ValueError(
+            f"offset={offset} with {num_windows} window(s) of H={h} every {stride} steps runs past the series end; "
+            f"offset must be <= {-(h + (num_windows - 1) * stride)} (negative, counted from the end)"
+        )
     contexts, labels, serr, ids, widx = [], [], [], [], []
     skipped = unobserved = used = 0
     n_var = None
@@ -178,12 +191,18 @@ def aggregate(
     """Aggregate one forecaster over datasets.
 
     With a reference (Seasonal Naive): geometric mean of the relative scores (``rel_<m>``) and
-    arithmetic mean of the raw scores (``avg_<m>``). Failed datasets are excluded and listed
-    under ``failed_datasets``, so the aggregate says it covers fewer datasets.
+    arithmetic mean of the raw scores (``avg_<m>``). Datasets without a valid score are
+    excluded and listed, so the aggregate says it covers fewer datasets: ``failed_datasets``
+    (NaN/inf forecasts), ``empty_datasets`` (no evaluation window: every series too short for
+    the windows) and ``no_reference_datasets`` (left out of ``rel_<m>`` only: the reference has
+    no valid score there).
     """
     ok = {d: s for d, s in per_dataset.items() if s.ok}
-    failed = sorted(d for d, s in per_dataset.items() if not s.ok)
-    out: dict = {"num_datasets": len(ok), "failed_datasets": failed}
+    failed = sorted(d for d, s in per_dataset.items() if s.failed)
+    empty = sorted(d for d, s in per_dataset.items() if not s.ok and not s.failed)
+    out: dict = {"num_datasets": len(ok), "failed_datasets": failed, "empty_datasets": empty}
+    if reference is not None:
+        out["no_reference_datasets"] = sorted(d for d in ok if d not in reference or not reference[d].ok)
     for m in metrics:
         vals = [s.metrics[m] for s in ok.values() if m in s.metrics]
         out[f"avg_{m}"] = float(np.mean(vals)) if vals else float("nan")

@@ -106,6 +106,12 @@ def aggregate_note(res: SuiteResult) -> str:
         if a.get("failed_datasets"):
             notes.append(f"{f}: aggregate over {a['num_datasets']} datasets; FAILED (NaN/inf forecasts): "
                          f"{', '.join(a['failed_datasets'])}")
+        if a.get("empty_datasets"):
+            notes.append(f"{f}: no evaluation window (every series shorter than context + windows) in "
+                         f"{', '.join(a['empty_datasets'])}; left out of the aggregate")
+        if a.get("no_reference_datasets") and f != res.reference:
+            notes.append(f"{f}: relative scores leave out {', '.join(a['no_reference_datasets'])} "
+                         f"(no valid {res.reference} score there)")
     return "\n".join(notes)
 
 

@@ -26,6 +26,7 @@ import numpy as np
 
 from tsfm.data.types import Series
 from tsfm.eval import sources
+from tsfm.eval.protocol import window_span
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +46,7 @@ class DatasetSpec:
     freq: str | None = None
     season_length: int | None = None
     min_context: int = 1
-    offset: int | None = None  # where the first window starts, from the end (default -H * num_windows)
+    offset: int | None = None  # where the first window starts, from the end (default -(H + (num_windows-1) * stride))
     stride: int | None = None  # steps between window starts (default H: non-overlapping; 1: rolling)
     normalize: str | None = None  # "zscore" for the long-horizon protocol
     options: dict[str, Any] = field(default_factory=dict)  # source-specific (table, columns, path, ...)
@@ -139,7 +140,7 @@ def load_dataset(spec: DatasetSpec, data_dir: str | Path | None = None, max_seri
     if spec.options.get("term"):
         gift_eval_protocol(spec, series)
     if spec.normalize == "zscore":
-        series = zscore(series, -spec.offset if spec.offset else spec.prediction_length * spec.num_windows)
+        series = zscore(series, window_span(spec.prediction_length, spec.num_windows, spec.stride, spec.offset))
     elif spec.normalize not in (None, "none"):
         raise ValueError(f"dataset {spec.name!r}: unknown normalize {spec.normalize!r}; use zscore or null")
     return series
