@@ -12,6 +12,7 @@ import pytest
 from tsfm.data import builders
 from tsfm.data.corpus import SubDataset
 from tsfm.data.format import DataError, write_dataset
+from tsfm.data.types import Series
 
 
 def long_frame() -> pd.DataFrame:
@@ -112,3 +113,27 @@ def test_hf_dataset_and_gluonts_dataset(tmp_path: Path) -> None:
     write_dataset(g, tmp_path / "g")
     assert list(builders.from_lotsa_dir(tmp_path / "g"))[0].target.tolist() == [[1.0, 2.0, 3.0, 4.0]]
     assert SubDataset(tmp_path / "g").freqs == ["W-SUN"]
+
+
+def test_csv_ids_stay_text_and_rows_without_an_id_are_an_error(tmp_path: Path) -> None:
+    zero = tmp_path / "zero.csv"
+    zero.write_text("item_id,timestamp,target\n001,2024-01-01,1\n001,2024-01-02,2\n01,2024-01-01,3\n01,2024-01-02,4\n")
+    items = builders.from_file(zero, freq="D")
+    assert sorted(s.item_id for s in items) == ["001", "01"]
+    missing = tmp_path / "missing.csv"
+    missing.write_text("item_id,timestamp,target\na,2024-01-01,1\n,2024-01-02,2\n")
+    with pytest.raises(DataError, match=r"1 row\(s\) have no 'item_id' \(first at row 1\)"):
+        builders.from_file(missing, freq="D")
+    empty = tmp_path / "empty.csv"
+    empty.write_text("")
+    with pytest.raises(DataError, match="empty.csv is empty"):
+        builders.from_file(empty)
+
+
+def test_hf_rows_with_timestamp_starts_rebuild(tmp_path: Path) -> None:
+    """A LOTSA-format dataset (``start`` is an Arrow timestamp) read back through ``from_hf_dataset``."""
+    write_dataset([Series(np.arange(5, dtype=np.float32)[None], "D", "a", start=np.datetime64("2020-01-01"))],
+                  tmp_path / "src")
+    (s,) = list(builders.from_hf_dataset(datasets.load_from_disk(str(tmp_path / "src"))))
+    assert s.item_id == "a" and s.start == np.datetime64("2020-01-01T00:00:00")
+    np.testing.assert_array_equal(s.target[0], np.arange(5))

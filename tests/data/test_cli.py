@@ -67,6 +67,12 @@ def test_bad_input_exits_with_a_message(tmp_path: Path, capsys: pytest.CaptureFi
     assert main(["build", "csv", str(tmp_path / "bad.csv"), "--freq", "D", "--out", str(tmp_path / "o")]) == 2
     assert "error: item 'a': timestamps are not increasing" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
+    (tmp_path / "header.csv").write_text("item_id,timestamp,target\n")
+    assert main(["build", "csv", str(tmp_path / "header.csv"), "--freq", "D", "--out", str(tmp_path / "o")]) == 2
+    assert "no series to write (the input had no series); nothing was written" in capsys.readouterr().err
+    assert main(["synth", "kernelsynth", "--num-series", "3", "--seed", "-1", "--out", str(tmp_path / "ks")]) == 2
+    assert capsys.readouterr().err.startswith("error: ")  # a message, not a traceback
+    assert not (tmp_path / "o").exists() and not (tmp_path / "ks").exists()
 
 
 def test_help_is_useful() -> None:

@@ -274,3 +274,13 @@ def test_auto_io_copies_short_items_and_views_long_ones(tmp_path: Path) -> None:
     assert short.target.flags.owndata and not long.target.flags.owndata
     np.testing.assert_array_equal(long.target[0], items[1].target)
     np.testing.assert_array_equal(short.target[0], items[0].target)
+
+
+def test_a_build_with_nothing_to_write_says_why_and_writes_nothing(tmp_path: Path) -> None:
+    from tsfm.data.format import DataError
+
+    with pytest.raises(DataError, match=r"no series to write \(1 shorter than 10\); nothing was written"):
+        write_dataset(make_series(1, lengths=[5]), tmp_path / "d", min_length=10)
+    with pytest.raises(DataError, match="the input had no series"):
+        write_dataset([], tmp_path / "d")
+    assert list(tmp_path.iterdir()) == []

@@ -216,7 +216,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             for report in args.func(args):
                 print(report)
-    except (DataError, FileNotFoundError, FileExistsError, KeyError) as exc:
+    except (ValueError, FileNotFoundError, FileExistsError, KeyError) as exc:  # DataError is a ValueError
         print(f"error: {exc}", file=sys.stderr)
         return 2
     return 0

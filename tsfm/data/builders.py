@@ -94,6 +94,12 @@ def from_long_frame(
         raise DataError(
             f"columns {missing} not in the frame (columns: {list(df.columns)}); pass the right names"
         )
+    if id_col is not None and df[id_col].isna().any():
+        rows = np.flatnonzero(df[id_col].isna().to_numpy())
+        raise DataError(
+            f"{len(rows)} row(s) have no {id_col!r} (first at row {int(rows[0])}); give every row an id "
+            "(or drop those rows) so no data is lost silently"
+        )
     groups = df.groupby(id_col, sort=False) if id_col is not None else [(dataset or "0", df)]
     out = []
     for key, g in groups:
@@ -128,21 +134,25 @@ def from_wide_frame(
     return out
 
 
-def read_table(path: str | Path) -> pd.DataFrame:
-    """A CSV or Parquet file as a DataFrame (by suffix)."""
+def read_table(path: str | Path, id_col: str | None = "item_id") -> pd.DataFrame:
+    """A CSV or Parquet file as a DataFrame (by suffix). A CSV's ``id_col`` is read as text, so
+    ids such as ``001`` and ``01`` stay distinct."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path} does not exist")
     if path.suffix.lower() in (".parquet", ".pq"):
         return pd.read_parquet(path)
     if path.suffix.lower() in (".csv", ".gz", ".txt"):
-        return pd.read_csv(path)
+        try:
+            return pd.read_csv(path, dtype={id_col: str} if id_col else None)
+        except pd.errors.EmptyDataError:
+            raise DataError(f"{path} is empty (no header, no rows)") from None
     raise DataError(f"{path}: unknown file type {path.suffix!r}; give a .csv or .parquet file")
 
 
 def from_file(path: str | Path, *, layout: str = "long", **kwargs: Any) -> list[Series]:
     """CSV/Parquet in ``long`` (see :func:`from_long_frame`) or ``wide`` layout."""
-    df = read_table(path)
+    df = read_table(path, kwargs.get("id_col", "item_id") if layout == "long" else None)
     kwargs.setdefault("dataset", Path(path).stem)
     if layout == "long":
         return from_long_frame(df, **kwargs)
@@ -154,6 +164,8 @@ def from_file(path: str | Path, *, layout: str = "long", **kwargs: Any) -> list[
 def _start(value: Any) -> np.datetime64:
     if isinstance(value, pd.Period):
         value = value.start_time
+    if isinstance(value, np.ndarray) and value.ndim == 0:  # datasets' numpy format: 0-d datetime64 / str
+        value = value.item() if value.dtype.kind != "M" else value[()]
     if isinstance(value, np.str_):
         value = str(value)
     return np.datetime64(pd.Timestamp(value).to_datetime64(), "s")

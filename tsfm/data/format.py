@@ -307,12 +307,13 @@ def write_dataset(
             multivariate = False
         flush()
         final = tmp / "final"
-        if not chunks:  # every series skipped: still write a valid, empty sub-dataset
-            empty = series_table([], bool(multivariate), bool(covariates))
-            datasets.Dataset(
-                empty, info=datasets.DatasetInfo(features=_features(bool(multivariate), bool(covariates)))
-            ).save_to_disk(str(final))
-        elif len(chunks) == 1:
+        if not chunks:  # an empty Arrow dataset cannot be reopened: say why nothing was written
+            why = ", ".join(f"{n} {reason}" for reason, n in report.skipped.items()) or "the input had no series"
+            raise DataError(
+                f"{out}: no series to write ({why}); nothing was written. Check the input, or lower "
+                "min_length (CLI: --min-length)"
+            )
+        if len(chunks) == 1:
             chunks[0].rename(final)
         else:
             parts = [datasets.load_from_disk(str(c)) for c in chunks]
