@@ -80,6 +80,11 @@ def test_predict_round_trip(server):
         ({"context": [[1, 2]], "prediction_length": 2, "options": {"num_samples": 10**9}}, "num_samples"),
         ({"context": [[1, 2]], "prediction_length": 2, "quantile_levels": 0.5}, "quantile_levels"),
         ({"context": [[1, 2]], "prediction_length": 2, "past_covariates": [[1, 2]]}, "one object"),
+        ({"context": [[1, 2]], "prediction_length": 2, "quantile_levels": []}, "non-empty list"),
+        ({"context": [[1, 2]], "prediction_length": 2, "options": {"batch_size": "auto"}}, "'batch_size' must be an integer"),
+        ({"context": [[1, 2]], "prediction_length": 2, "options": {"batch_size": True}}, "'batch_size' must be an integer"),
+        ({"context": [[1, 2]], "prediction_length": 2, "options": {"cross_learning": "yes"}}, "true or false"),
+        ({"context": [[1, 2]] * 10_000, "prediction_length": 10_000}, "split the request"),
     ],
 )
 def test_bad_requests_get_400_with_reason(server, payload, match):
@@ -100,3 +105,29 @@ def test_health_counts_requests(server):
     with urllib.request.urlopen(server + "/health", timeout=10) as r:
         h = json.loads(r.read())
     assert h == {"status": "ok", "family": "test", "requests": 1}
+
+
+def _raw(url: str, request: bytes) -> bytes:
+    import socket
+
+    host, port = url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall(request)
+        return sock.recv(65536)
+
+
+def test_malformed_http_gets_400_and_the_server_keeps_serving(server):
+    bad_length = b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n"
+    assert b" 400 " in _raw(server, bad_length).split(b"\r\n")[0] and b"Content-Length" in _raw(server, bad_length)
+    deep = b"[" * 100_000 + b"]" * 100_000
+    reply = _raw(server, b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % len(deep) + deep)
+    assert b" 400 " in reply.split(b"\r\n")[0] and b"not valid JSON" in reply
+    assert _post(server, {"context": [[1.0, 2.0]], "prediction_length": 1})[0] == 200
+
+
+def test_a_burst_of_clients_is_served(server):
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(40) as pool:
+        codes = list(pool.map(lambda i: _post(server, {"context": [[float(i)]], "prediction_length": 1})[0], range(40)))
+    assert codes == [200] * 40

@@ -7,7 +7,9 @@ request is a single batched forward over all its series.
     POST /predict  {"context": [[...], ...], "prediction_length": 24,
                     "quantile_levels": [0.1, 0.5, 0.9],            # optional
                     "past_covariates": [{"x": [...]}, ...],        # optional
-                    "future_covariates": [{"x": [...]}, ...]}      # optional
+                    "future_covariates": [{"x": [...]}, ...],      # optional
+                    "options": {"seed": 0, "num_samples": 100}}    # optional: seed, num_samples,
+                      # context_length, batch_size, patch_size (int | "auto"), cross_learning (bool)
       -> {"quantiles": [N][H][Q] (or [N][V][H][Q]), "quantile_levels": [...], "latency_ms": ...}
     GET  /health   -> {"status": "ok", "family": ..., "requests": n}
 
@@ -35,8 +37,10 @@ log = logging.getLogger(__name__)
 MAX_BODY_BYTES = 32 * 2**20
 MAX_SERIES = 10_000
 MAX_HORIZON = 10_000
+MAX_OUTPUT_VALUES = 50_000_000  # series x variates x horizon x quantiles in one answer (~200 MB of float32)
 # request options and their upper bounds (None: not an integer size)
-_OPTION_LIMITS = {"num_samples": 10_000, "context_length": 100_000, "batch_size": 4_096, "patch_size": 128, "cross_learning": None}
+_OPTION_LIMITS = {"num_samples": 10_000, "context_length": 100_000, "batch_size": 4_096, "patch_size": 128, "cross_learning": None,
+                  "seed": 2**31 - 1}
 
 
 class BadRequest(ValueError):
@@ -66,14 +70,24 @@ def _parse_request(body: dict[str, Any]) -> dict[str, Any]:
         except (TypeError, ValueError):
             raise BadRequest(f"{what}: must be a list of numbers (or list of lists for multivariate)") from None
 
-    levels = body.get("quantile_levels") or DEFAULT_QUANTILES
-    if not isinstance(levels, list | tuple) or not all(isinstance(q, int | float) for q in levels):
-        raise BadRequest("'quantile_levels' must be a list of numbers in (0, 1)")
+    levels = body.get("quantile_levels", DEFAULT_QUANTILES)
+    if levels is None:
+        levels = DEFAULT_QUANTILES
+    if (not isinstance(levels, list | tuple) or not levels
+            or not all(isinstance(q, int | float) and not isinstance(q, bool) for q in levels)):
+        raise BadRequest("'quantile_levels' must be a non-empty list of numbers in (0, 1)")
     options = body.get("options") or {}
     if not isinstance(options, dict):
         raise BadRequest("'options' must be an object")
+    context = [arr(c, f"context[{i}]") for i, c in enumerate(ctx)]
+    size = sum(int(np.prod(c.shape[:-1], dtype=np.int64)) if c.ndim > 1 else 1 for c in context) * h * len(levels)
+    if size > MAX_OUTPUT_VALUES:
+        raise BadRequest(
+            f"the answer would hold {size:,} numbers (series x variates x horizon x quantiles), more than "
+            f"{MAX_OUTPUT_VALUES:,}; split the request"
+        )
     out = {
-        "context": [arr(c, f"context[{i}]") for i, c in enumerate(ctx)],
+        "context": context,
         "prediction_length": h,
         "quantile_levels": tuple(levels),
         "options": options,
@@ -88,8 +102,14 @@ def _parse_request(body: dict[str, Any]) -> dict[str, Any]:
         raise BadRequest(f"unknown options {sorted(unknown)}; allowed: {sorted(_OPTION_LIMITS)}")
     for name, limit in _OPTION_LIMITS.items():
         v = options.get(name)
-        if limit and v is not None and v != "auto" and (not isinstance(v, int) or not 0 < v <= limit):
-            raise BadRequest(f"option {name!r} must be an integer in [1, {limit}], got {v!r}")
+        auto_ok = name == "patch_size"  # Moirai picks it by backtest
+        low = 0 if name == "seed" else 1
+        if limit and v is not None and not (auto_ok and v == "auto") and (
+                isinstance(v, bool) or not isinstance(v, int) or not low <= v <= limit):
+            raise BadRequest(f"option {name!r} must be an integer in [{low}, {limit}]"
+                             + (' or "auto"' if auto_ok else "") + f", got {v!r}")
+        if limit is None and v is not None and not isinstance(v, bool):
+            raise BadRequest(f"option {name!r} must be true or false, got {v!r}")
     return out
 
 
@@ -150,13 +170,21 @@ def make_handler(service: ForecastService) -> type[BaseHTTPRequestHandler]:
             if self.path != "/predict":
                 self._send(HTTPStatus.NOT_FOUND, {"error": "use POST /predict"})
                 return
-            length = int(self.headers.get("Content-Length") or 0)
+            try:
+                length = int(self.headers.get("Content-Length") or 0)
+            except ValueError:
+                self._send(HTTPStatus.BAD_REQUEST, {"error": "Content-Length must be an integer number of bytes"})
+                return
             if length <= 0 or length > MAX_BODY_BYTES:
                 self._send(HTTPStatus.REQUEST_ENTITY_TOO_LARGE if length > 0 else HTTPStatus.BAD_REQUEST,
                            {"error": f"body must be 1..{MAX_BODY_BYTES} bytes of JSON"})
                 return
             try:
                 body = json.loads(self.rfile.read(length))
+            except (ValueError, RecursionError) as e:  # RecursionError: absurdly nested JSON
+                self._send(HTTPStatus.BAD_REQUEST, {"error": f"body is not valid JSON ({type(e).__name__}: {e})"})
+                return
+            try:
                 self._send(HTTPStatus.OK, service.predict(body))
             except (BadRequest, ValueError, TypeError) as e:
                 self._send(HTTPStatus.BAD_REQUEST, {"error": str(e)})
@@ -170,8 +198,13 @@ def make_handler(service: ForecastService) -> type[BaseHTTPRequestHandler]:
     return Handler
 
 
+class _Server(ThreadingHTTPServer):
+    request_queue_size = 128  # the stdlib default (5) resets connections of a burst of clients
+    daemon_threads = True
+
+
 def make_server(forecaster: Forecaster, host: str = "127.0.0.1", port: int = 8000) -> ThreadingHTTPServer:
-    return ThreadingHTTPServer((host, port), make_handler(ForecastService(forecaster)))
+    return _Server((host, port), make_handler(ForecastService(forecaster)))
 
 
 def main(argv: list[str] | None = None) -> None:
