@@ -147,3 +147,18 @@ def test_nll_for_a_family_with_a_distribution(tmp_path, fixtures_dir) -> None:
     assert np.isnan(f.mean_nll([np.full(40, np.nan, np.float32)], [np.ones(8)])[0])
     with pytest.raises(ValueError, match="one future per context"):
         f.mean_nll(ctx, [])
+
+
+@pytest.mark.parametrize("fixture", ["moirai_tiny", "chronos_t5"])
+def test_sampling_models_evaluate_reproducibly(tmp_path, fixtures_dir, fixture) -> None:
+    from tsfm.forecast import load_forecaster
+
+    f = load_forecaster(fixtures_dir / fixture / "checkpoint")
+    assert f.samples
+    suite = tiny_suite(max_series=3)
+    runs = [evaluate_suite(f, suite, model_name="m", cache_dir=tmp_path, forecast_kwargs={"num_samples": 20}).datasets
+            for _ in range(2)]
+    for name, d in runs[0].items():
+        assert d.scores["m"].metrics == runs[1][name].scores["m"].metrics  # bitwise: seeded per batch
+    other = evaluate_suite(f, suite, model_name="m", cache_dir=tmp_path, forecast_kwargs={"num_samples": 20, "seed": 7})
+    assert any(other.datasets[n].scores["m"].metrics != d.scores["m"].metrics for n, d in runs[0].items())

@@ -104,6 +104,8 @@ def predict_windows(
     ``None``, when the forecaster declares it (an ``accepts_freq = True`` attribute or a ``freq``
     parameter of ``_quantiles``), so frequency-aware models (Moirai patch sizes) get it.
     ``season_length`` is passed when ``_quantiles``/``predict_quantiles`` names it (baselines).
+    Sampling forecasters get ``seed`` (``forecast_kwargs["seed"]``, default 0, plus the batch
+    offset), so evaluations are reproducible.
     """
     kw = dict(forecast_kwargs or {})
     target = getattr(forecaster, "_quantiles", forecaster.predict_quantiles)
@@ -113,11 +115,14 @@ def predict_windows(
         kw.setdefault("freq", spec.freq)
     if _accepts(target, "season_length"):
         kw.setdefault("season_length", spec.seasonality)
+    # sampling families: a seed per batch (default 0) so a rerun reproduces the scores exactly
+    seed = kw.pop("seed", 0) if getattr(forecaster, "samples", False) else None
     n, v, h = windows.labels.shape
     out = np.empty((n, v, h, len(levels)), np.float32)
     for i in range(0, n, batch_size):
         ctx = windows.contexts[i:i + batch_size]  # each [V, T]
-        q = forecaster.predict_quantiles(ctx, h, levels, **kw)
+        extra = {} if seed is None else {"seed": int(seed) + i}
+        q = forecaster.predict_quantiles(ctx, h, levels, **kw, **extra)
         q = np.stack(list(q)) if q.dtype == object else np.asarray(q)
         if q.ndim == 3:  # [B, H, Q] -> [B, 1, H, Q]
             q = q[:, None]
