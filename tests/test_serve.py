@@ -113,7 +113,10 @@ def _raw(url: str, request: bytes) -> bytes:
     host, port = url.removeprefix("http://").split(":")
     with socket.create_connection((host, int(port)), timeout=10) as sock:
         sock.sendall(request)
-        return sock.recv(65536)
+        reply = b""
+        while chunk := sock.recv(65536):  # the server closes the connection after its answer
+            reply += chunk
+        return reply
 
 
 def test_malformed_http_gets_400_and_the_server_keeps_serving(server):
