@@ -71,3 +71,11 @@ def test_fallbacks_are_cached_and_reported(tmp_path) -> None:
     _, _, fb = cached_predict(StatsBaseline("auto_ets"), ctx, 2, LEVELS, 12, tmp_path, "ds")
     _, hit, fb_cached = cached_predict(StatsBaseline("auto_ets"), ctx, 2, LEVELS, 12, tmp_path, "ds")
     assert fb == fb_cached == 1 and hit
+
+
+def test_baseline_quantiles_never_cross() -> None:
+    """AutoTheta on exactly one season of history gives an upper interval below its mean."""
+    b = StatsBaseline("auto_theta")
+    levels = [0.9, 0.1, 0.5]  # any order: values follow the levels
+    q = b.predict_quantiles([np.arange(12.0)], 3, levels, season_length=12)[0]  # [H, Q]
+    assert np.all(q[:, 1] <= q[:, 2]) and np.all(q[:, 2] <= q[:, 0])
