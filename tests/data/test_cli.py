@@ -80,3 +80,22 @@ def test_help_is_useful() -> None:
         [sys.executable, "-m", "tsfm.data", "build", "--help"], capture_output=True, text=True, check=True
     )
     assert "--out" in res.stdout and "packaged" in res.stdout and "--min-length" in res.stdout
+
+
+def test_inspect_counts_observed_values_like_the_build_report(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    import json
+
+    import numpy as np
+
+    from tsfm.data.format import write_dataset
+    from tsfm.data.types import Series
+
+    a = np.arange(30, dtype=np.float32)
+    a[:10] = np.nan  # 20 observed of 30
+    b = np.arange(15, dtype=np.float32)  # 15 observed of 15
+    report = write_dataset([Series(a[None], "D", "a"), Series(b[None], "D", "b")], tmp_path / "d")
+    capsys.readouterr()
+    assert main(["inspect", str(tmp_path / "d")]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["num_values"] == 45 and info["num_observations"] == report.num_observations == 35
+    assert info["missing_pct"] == round(100 * 10 / 45, 3)  # share of all values, not a mean of per-series shares

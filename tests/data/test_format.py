@@ -136,6 +136,8 @@ def test_unknown_freq_is_an_error() -> None:
     with pytest.raises(DataError, match=r"unknown frequency 'fortnightly'; use a pandas offset alias"):
         normalize_freq("fortnightly")
     assert normalize_freq("H") == "h"
+    with pytest.raises(DataError, match="frequency '0D' is not a positive step"):
+        normalize_freq("0D")
 
 
 def test_empty_and_short_series_are_skipped_and_counted(tmp_path: Path) -> None:

@@ -48,12 +48,15 @@ def normalize_freq(freq: str, where: str = "") -> str:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # pandas warns on old aliases ("H", "T"); we accept them
-            return pd.tseries.frequencies.to_offset(freq.strip()).freqstr
+            offset = pd.tseries.frequencies.to_offset(freq.strip())
     except (ValueError, TypeError) as exc:
         raise DataError(
             f"{where}unknown frequency {freq!r}; use a pandas offset alias such as "
             "'min', '30min', 'h', 'D', 'W-SUN', 'MS', 'QS', 'YS'"
         ) from exc
+    if offset.n <= 0:
+        raise DataError(f"{where}frequency {freq!r} is not a positive step; use e.g. '1D' or '15min'")
+    return offset.freqstr
 
 
 def as_target(values: object, item: str, name: str = "target") -> np.ndarray:
