@@ -6,6 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+import tsfm.models.layers.attention as attention_module
 from tsfm.models.layers.attention import rel_bias_attention
 from tsfm.models.moirai.config import MoiraiConfig, allowed_patch_sizes, check_patch_size, freq_family
 from tsfm.models.moirai.model import MoiraiModel
@@ -138,8 +139,10 @@ def test_block_diagonal_attention_and_kept_tokens_match_dense(monkeypatch):
         torch.testing.assert_close(blocked[1][n], ref, atol=1e-4 * ref.abs().max().item(), rtol=1e-4, msg=n)
 
 
-def test_rel_bias_attention_gradients_exact():
-    """The CPU fast path (flash + one extra pass) gives the same gradients as the math path."""
+@pytest.mark.parametrize("short_max", [0, 256])  # flash + one extra pass, and the short-sequence matmul path
+def test_rel_bias_attention_gradients_exact(short_max, monkeypatch):
+    """Both CPU paths give the same outputs and gradients as SDPA's math path."""
+    monkeypatch.setattr(attention_module, "SHORT_MAX", short_max)
     g = torch.Generator().manual_seed(0)
     b, h, seq, d = 2, 3, 40, 16
     sid = torch.randint(1, 4, (b, seq), generator=g).sort(-1).values
@@ -160,6 +163,18 @@ def test_rel_bias_attention_gradients_exact():
 
     for x, y in zip(grads(True), grads(False)):
         torch.testing.assert_close(x, y, atol=1e-5, rtol=1e-5)
+
+
+def test_rel_bias_attention_dropout_on_short_path():
+    """Attention dropout on the matmul path: unbiased (mean over draws = no dropout), and random."""
+    g = torch.Generator().manual_seed(0)
+    q, k, v = (torch.randn(1, 2, 12, 8, generator=g) for _ in range(3))
+    mask, rel, delta = torch.zeros(1, 1, 12, 12), torch.eye(12, dtype=torch.bool)[None, None], torch.tensor([0.5, -0.3])
+    exact = rel_bias_attention(q, k, v, delta, mask, rel)
+    torch.manual_seed(0)
+    draws = torch.stack([rel_bias_attention(q, k, v, delta, mask, rel, dropout_p=0.3) for _ in range(2000)])
+    assert not torch.equal(draws[0], draws[1])
+    torch.testing.assert_close(draws.mean(0), exact, atol=0.05, rtol=0.0)
 
 
 def test_gradient_checkpointing_same_gradients():

@@ -24,13 +24,18 @@ class _MaskedScale(torch.autograd.Function):
         return grad.masked_fill(drop, 0.0).mul_(ctx.scale), None, None
 
 
+def dropout(x: torch.Tensor, p: float) -> torch.Tensor:
+    """Training-mode dropout of ``x`` with probability ``p`` (functional form of :class:`Dropout`)."""
+    if p == 0.0:
+        return x
+    if x.device.type != "cpu" or p == 1.0:
+        return torch.nn.functional.dropout(x, p, training=True)
+    drop = torch.rand(x.shape, device=x.device) < p
+    return _MaskedScale.apply(x, drop, 1.0 / (1.0 - p))
+
+
 class Dropout(nn.Dropout):
     """Drop-in :class:`torch.nn.Dropout` (same ``p``, ``inplace`` ignored, same state dict)."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not self.training or self.p == 0.0:
-            return x
-        if x.device.type != "cpu" or self.p == 1.0:
-            return super().forward(x)
-        drop = torch.rand(x.shape, device=x.device) < self.p
-        return _MaskedScale.apply(x, drop, 1.0 / (1.0 - self.p))
+        return dropout(x, self.p) if self.training else x

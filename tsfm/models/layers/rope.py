@@ -10,6 +10,8 @@ Two pairing conventions exist in the wild:
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
 
@@ -50,27 +52,18 @@ def apply_rope_half(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> to
     return torch.cat((x1 * cos - x2 * sin, x2 * cos + x1 * sin), dim=-1)
 
 
-def rope_rotation_matrix(head_dim: int, rot_dim: int, interleaved: bool = True) -> torch.Tensor:
-    """Signed permutation ``R`` [D, D] with ``x @ R`` = the "rotated" partner of each dim (0 beyond rot_dim).
+def rope_tables(cos: torch.Tensor, sin: torch.Tensor, head_dim: int, interleaved: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    """Full-width tables for :func:`apply_rope`: ``[..., R/2]`` cos/sin -> ``[..., head_dim]`` each.
 
-    With full-width tables ``cos_f``/``sin_f`` (1 and 0 on unrotated dims), RoPE becomes
-    ``x * cos_f + (x @ R) * sin_f``: three fused ops for q and k together instead of a dozen
-    slicing/stacking ops per tensor. The product with +-1 entries is exact in any dtype.
+    ``cos_f`` repeats each angle's cosine on both dims of its pair; ``sin_s`` carries the sign of
+    the rotation (``-sin`` on the first dim of a pair, ``+sin`` on the second). Dims past ``R``
+    are not rotated (cos 1, sin 0).
     """
-    r = torch.zeros(head_dim, head_dim)
-    half = rot_dim // 2
-    for j in range(half):
-        a, b = (2 * j, 2 * j + 1) if interleaved else (j, j + half)
-        r[b, a], r[a, b] = -1.0, 1.0  # out[a] = -x[b], out[b] = x[a]
-    return r
-
-
-def rope_full_tables(cos: torch.Tensor, sin: torch.Tensor, head_dim: int, interleaved: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
-    """Expand ``[..., R/2]`` cos/sin to ``[..., head_dim]`` (pair layout; cos 1 / sin 0 past R)."""
     if interleaved:
-        c, s = cos.repeat_interleave(2, dim=-1), sin.repeat_interleave(2, dim=-1)
+        c = cos.repeat_interleave(2, dim=-1)
+        s = torch.stack((-sin, sin), dim=-1).flatten(-2)
     else:
-        c, s = torch.cat((cos, cos), dim=-1), torch.cat((sin, sin), dim=-1)
+        c, s = torch.cat((cos, cos), dim=-1), torch.cat((-sin, sin), dim=-1)
     pad = head_dim - c.shape[-1]
     if pad:
         c = torch.cat((c, c.new_ones(*c.shape[:-1], pad)), dim=-1)
@@ -78,6 +71,58 @@ def rope_full_tables(cos: torch.Tensor, sin: torch.Tensor, head_dim: int, interl
     return c, s
 
 
-def apply_rope_matmul(x: torch.Tensor, cos_f: torch.Tensor, sin_f: torch.Tensor, rot: torch.Tensor) -> torch.Tensor:
-    """RoPE via ``x * cos_f + (x @ rot) * sin_f`` (see :func:`rope_rotation_matrix`)."""
-    return torch.addcmul(x * cos_f, x @ rot, sin_f)
+def apply_rope(x: torch.Tensor, cos_f: torch.Tensor, sin_s: torch.Tensor, interleaved: bool = True) -> torch.Tensor:
+    """RoPE as ``x * cos_f + partner(x) * sin_s`` with tables from :func:`rope_tables`.
+
+    ``partner`` swaps the two dims of every pair (one strided copy): three elementwise passes
+    in all, for any number of heads or tensors stacked along the leading dims.
+    """
+    d = x.shape[-1]
+    partner = x.unflatten(-1, (d // 2, 2)).flip(-1) if interleaved else x.unflatten(-1, (2, d // 2)).flip(-2)
+    return torch.addcmul(x * cos_f, partner.flatten(-2), sin_s)
+
+
+@dataclass
+class RopeTables:
+    """RoPE tables of one forward pass, built once and applied in every layer.
+
+    float32 inputs in the interleaved layout rotate as complex numbers (one fused multiply
+    per element pair: ~4x faster than the swap form on CPU, forward + backward); other dtypes
+    (bf16 under autocast) use :func:`apply_rope` with the full-width real tables.
+    """
+
+    cos: torch.Tensor  # [..., D] (see rope_tables), in the compute dtype
+    sin: torch.Tensor
+    rotation: torch.Tensor | None  # complex64 [..., D/2] (interleaved pairs), or None
+    interleaved: bool = True
+
+    @classmethod
+    def build(
+        cls, cos: torch.Tensor, sin: torch.Tensor, head_dim: int, dtype: torch.dtype, interleaved: bool = True
+    ) -> RopeTables:
+        """From :func:`rope_cos_sin`'s ``[..., R/2]`` cos/sin (float32)."""
+        c, s = rope_tables(cos, sin, head_dim, interleaved)
+        rotation = None
+        if interleaved:
+            pad = head_dim // 2 - cos.shape[-1]
+            rotation = torch.complex(
+                torch.cat((cos, cos.new_ones(*cos.shape[:-1], pad)), dim=-1),
+                torch.cat((sin, sin.new_zeros(*sin.shape[:-1], pad)), dim=-1),
+            )
+        return cls(c.to(dtype), s.to(dtype), rotation, interleaved)
+
+    def unsqueeze(self, *dims: int) -> RopeTables:
+        """Tables with singleton dims inserted (e.g. for head axes), in order."""
+        c, s, r = self.cos, self.sin, self.rotation
+        for d in dims:
+            c, s, r = c.unsqueeze(d), s.unsqueeze(d), (None if r is None else r.unsqueeze(d))
+        return RopeTables(c, s, r, self.interleaved)
+
+    def apply(self, x: torch.Tensor) -> torch.Tensor:
+        """Rotate ``x`` [..., D] (broadcast against the tables)."""
+        if self.rotation is None or x.dtype != torch.float32:
+            return apply_rope(x, self.cos, self.sin, self.interleaved)
+        pairs = x.unflatten(-1, (x.shape[-1] // 2, 2))
+        if pairs.stride(-1) != 1 or any(st % 2 for st in pairs.stride()[:-1]):
+            pairs = pairs.contiguous()
+        return torch.view_as_real(torch.view_as_complex(pairs) * self.rotation).flatten(-2)

@@ -13,8 +13,9 @@ per layer):
 * every layer gathers q/k/v into the buckets, attends within them and gathers the outputs back
   (:meth:`SampleBlocks.attend`); gradients flow through the gathers.
 
-Padding slots of a bucket point at an extra all-zero token; their queries see themselves and
-the bucket's real keys (so no softmax row is empty) and their outputs are dropped.
+Padding slots of a bucket gather token 0 (any real token would do): the masks hide them as keys,
+their queries see themselves and the bucket's real keys (so no softmax row is empty) and their
+outputs are dropped, so they receive no gradient either.
 """
 
 from __future__ import annotations
@@ -36,8 +37,9 @@ def bucket_width(n: int, minimum: int = 8, align: int = 1) -> int:
 
 @dataclass
 class Bucket:
-    index: torch.Tensor  # [n, w] flat token index per slot; padding slots -> N (the zero token)
+    index: torch.Tensor  # [n, w] flat token index per slot; padding slots -> N
     masks: dict[str, torch.Tensor]  # per-bucket attention masks, built by the caller's ``make_masks``
+    gather: torch.Tensor  # [n * w] index that fills the slots (padding slots -> 0)
 
 
 @dataclass
@@ -72,7 +74,7 @@ class SampleBlocks:
             index = torch.where(valid, order[pos], n_tok)
             inverse[index[valid]] = offset + torch.arange(index.numel(), device=dev).view_as(index)[valid]
             offset += index.numel()
-            buckets.append(Bucket(index, make_masks(index, valid)))
+            buckets.append(Bucket(index, make_masks(index, valid), torch.where(valid, index, 0).reshape(-1)))
         return cls(n_tok, buckets, inverse)
 
     def attend(
@@ -83,13 +85,10 @@ class SampleBlocks:
         attention: Callable[..., torch.Tensor],  # (q, k, v, **bucket.masks) with [n, H, w, hd] -> same
     ) -> torch.Tensor:
         """Attention of every token within its sample; returns ``[N, H * hd]``."""
-        pad = q.new_zeros(1, *q.shape[1:])
-        qf, kf, vf = (torch.cat((t, pad)) for t in (q, k, v))
         outs = []
         for bk in self.buckets:
             n, w = bk.index.shape
-            flat = bk.index.reshape(-1)
-            qb, kb, vb = (t.index_select(0, flat).view(n, w, *t.shape[1:]).transpose(1, 2) for t in (qf, kf, vf))
+            qb, kb, vb = (t.index_select(0, bk.gather).view(n, w, *t.shape[1:]).transpose(1, 2) for t in (q, k, v))
             o = attention(qb, kb, vb, **bk.masks)  # [n, H, w, hd]
             outs.append(o.transpose(1, 2).reshape(n * w, -1))
-        return torch.cat(outs).index_select(0, self.inverse)
+        return (outs[0] if len(outs) == 1 else torch.cat(outs)).index_select(0, self.inverse)

@@ -9,8 +9,9 @@ Packed input, per row of L tokens (``P`` = the batch's widest patch, not necessa
 
 Efficiency versus the reference: only the active patch size's input/output projection is
 computed per token, scaler and loss use segment sums, RoPE cos/sin and the attention masks are
-built once per forward (no host sync per layer), attention runs on SDPA's flash kernel with
-one fused ``mask + delta_h * same_variate`` bias per layer (:mod:`tsfm.models.layers.attention`),
+built once per forward (no host sync per layer; complex-number RoPE in float32), attention
+takes one fused ``mask + delta_h * same_variate`` bias per layer on SDPA's flash kernel or, for
+short samples on CPU, on batched matmuls (:mod:`tsfm.models.layers.attention`),
 rows packing several samples attend block-diagonally per sample
 (:mod:`tsfm.models.layers.sample_blocks`), and in training the last layer, the head and the
 loss only compute the predicted tokens.
@@ -25,13 +26,8 @@ from torch.utils.checkpoint import checkpoint
 
 from tsfm.models.layers.attention import rel_bias_attention
 from tsfm.models.layers.dropout import Dropout
-from tsfm.models.layers.rope import (
-    apply_rope_matmul,
-    rope_cos_sin,
-    rope_full_tables,
-    rope_inv_freq,
-    rope_rotation_matrix,
-)
+from tsfm.models.layers.norm import rms_norm
+from tsfm.models.layers.rope import RopeTables, rope_cos_sin, rope_inv_freq
 from tsfm.models.layers.sample_blocks import SampleBlocks
 from tsfm.models.moirai.config import MoiraiConfig
 from tsfm.models.moirai.distribution import Mixture, MixtureHead
@@ -68,10 +64,10 @@ class MultiInSizeLinear(nn.Module):
 
 
 class RMSNorm(nn.RMSNorm):
-    """``nn.RMSNorm`` that casts its weight to the input dtype, so bf16 inputs use the fused kernel."""
+    """``nn.RMSNorm`` (the reference's parameter layout) computed by :func:`rms_norm`, output in the input dtype."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.rms_norm(x, self.normalized_shape, self.weight.to(x.dtype), self.eps)
+        return rms_norm(x, self.weight, self.eps, out_dtype=x.dtype)
 
 
 class BinaryAttentionBias(nn.Module):
@@ -99,8 +95,9 @@ class Attention(nn.Module):
         w_qkv = torch.cat((self.q_proj.weight, self.k_proj.weight, self.v_proj.weight))  # [3d, d]
         qkv = F.linear(x, w_qkv).view(b, seq, 3, self.h, self.hd)
         w_qk = torch.stack((self.q_norm.weight, self.k_norm.weight)).view(2, 1, self.hd)
-        qk = F.rms_norm(qkv[:, :, :2], (self.hd,), eps=self.eps).to(qkv.dtype) * w_qk.to(qkv.dtype)  # [B, L, 2, H, hd]
-        qk = apply_rope_matmul(qk, ctx["cos"], ctx["sin"], ctx["rot"])
+        qk, v = qkv.split((2, 1), dim=2)  # (split: one concatenation in the backward, no zero-fill)
+        qk = rms_norm(qk, w_qk, self.eps, out_dtype=qkv.dtype)  # [B, L, 2, H, hd]
+        qk = ctx["rope"].apply(qk)
         # softmax is shift invariant per query: bias = emb[0] + (emb[1]-emb[0]) * same_variate
         # reduces exactly to the delta term, fused with the sample mask into one op.
         w = self.var_attn_bias.emb.weight  # [2, H]
@@ -112,9 +109,9 @@ class Attention(nn.Module):
         if ctx["blocks"] is not None:  # several samples per row: attention within each sample only
             n = b * seq
             out = ctx["blocks"].attend(qk[:, :, 0].reshape(n, self.h, self.hd), qk[:, :, 1].reshape(n, self.h, self.hd),
-                                       qkv[:, :, 2].reshape(n, self.h, self.hd), attend)  # [N, d]
+                                       v.reshape(n, self.h, self.hd), attend)  # [N, d]
         else:  # one sample per row: the whole row
-            q, k, v = qk[:, :, 0].transpose(1, 2), qk[:, :, 1].transpose(1, 2), qkv[:, :, 2].transpose(1, 2)
+            q, k, v = qk[:, :, 0].transpose(1, 2), qk[:, :, 1].transpose(1, 2), v[:, :, 0].transpose(1, 2)
             out = attend(q, k, v, ctx["mask"], ctx["same_var"], ctx["same_var_mask"]).transpose(1, 2)
         out = out.reshape(b * seq, d)
         if keep is not None:
@@ -180,7 +177,6 @@ class MoiraiModel(nn.Module):
         self.param_proj = MixtureHead(cfg.d_model, cfg.patch_sizes, cfg.components)
         rot = int(cfg.head_dim * cfg.rope_fraction)
         self.register_buffer("inv_freq", rope_inv_freq(rot, cfg.rope_base), persistent=False)
-        self.register_buffer("rope_rot", rope_rotation_matrix(cfg.head_dim, rot), persistent=False)
 
     # -- encoder --------------------------------------------------------------------------
     def present_patch_sizes(self, patch_size: torch.Tensor) -> list[int]:
@@ -220,11 +216,9 @@ class MoiraiModel(nn.Module):
         x = x.to(self.mask_encoding.weight.dtype)  # residual stream in the parameter dtype (fp32 under autocast)
         x = torch.where(prediction_mask.unsqueeze(-1), self.mask_encoding.weight[0], x)
         dt = torch.get_autocast_dtype(x.device.type) if torch.is_autocast_enabled(x.device.type) else x.dtype
-        cos, sin = rope_full_tables(*rope_cos_sin(time_id, self.inv_freq), self.cfg.head_dim)  # [B, L, hd], once
+        rope = RopeTables.build(*rope_cos_sin(time_id, self.inv_freq), self.cfg.head_dim, dt)  # [B, L, hd], once
         ctx = {
-            "cos": cos[:, :, None, None].to(dt),  # [B, L, 1, 1, hd]
-            "sin": sin[:, :, None, None].to(dt),
-            "rot": self.rope_rot.to(dt),
+            "rope": rope.unsqueeze(2, 2),  # [B, L, 1, 1, hd]: q/k and heads broadcast
             **self.attention_masks(sample_id, variate_id, dt),
         }
         return self.encoder(x, ctx, keep), loc, scale, series_id
