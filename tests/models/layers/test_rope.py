@@ -5,7 +5,15 @@ from __future__ import annotations
 import pytest
 import torch
 
-from tsfm.models.layers.rope import RopeTables, apply_rope, apply_rope_half, apply_rope_interleaved, rope_cos_sin, rope_inv_freq, rope_tables
+from tsfm.models.layers.rope import (
+    RopeTables,
+    apply_rope,
+    apply_rope_half,
+    apply_rope_interleaved,
+    rope_cos_sin,
+    rope_inv_freq,
+    rope_tables,
+)
 
 
 @pytest.mark.parametrize("rot_dim", [16, 8])  # full head, and half the head rotated (Moirai)

@@ -22,9 +22,10 @@ from torch.utils.checkpoint import checkpoint
 
 from tsfm.models.chronos2.config import Chronos2Config
 from tsfm.models.chronos2.group_attention import GroupLayout, group_attention
+from tsfm.models.layers.attention import attention
 from tsfm.models.layers.dropout import Dropout
 from tsfm.models.layers.norm import RMSNorm
-from tsfm.models.layers.rope import apply_rope_half, rope_cos_sin, rope_inv_freq
+from tsfm.models.layers.rope import RopeTables, rope_cos_sin, rope_inv_freq
 
 
 @dataclass
@@ -48,7 +49,7 @@ class ResidualBlock(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         hid = F.relu(self.hidden_layer(x), inplace=True)
-        return self.dropout(self.output_layer(hid)) + self.residual_layer(x)
+        return self.dropout(self.output_layer(hid)).add_(self.residual_layer(x))
 
 
 class Projections(nn.Module):
@@ -62,27 +63,49 @@ class Projections(nn.Module):
         self.o = nn.Linear(inner, d_model, bias=False)
         self._cache: dict[str, tuple[tuple, torch.Tensor]] = {}
 
-    def fused(self, names: str) -> torch.Tensor | None:
+    def fused(self, names: str, rope_pairs: torch.Tensor | None = None) -> torch.Tensor | None:
         """Row-stacked weights of ``names`` (e.g. ``"qkv"``) for one GEMM instead of several.
 
-        Cached while the weights are unchanged in no-grad mode; rebuilt (differentiably) under
-        autograd. None when a layer is not a plain ``nn.Linear`` (LoRA-wrapped).
+        ``rope_pairs`` (a permutation of ``inner``, see :func:`rope_pair_order`) reorders the
+        rows of ``q`` and ``k``, so their outputs come out in RoPE's interleaved pair layout
+        (``q·k`` is unchanged by a common permutation). Cached while the weights are unchanged
+        in no-grad mode; rebuilt (differentiably) under autograd. None when a layer is not a
+        plain ``nn.Linear`` (LoRA-wrapped).
         """
         layers = [getattr(self, c) for c in names]
         if any(type(m) is not nn.Linear for m in layers):
             return None
+
+        def build() -> torch.Tensor:
+            ws = [m.weight if rope_pairs is None or c == "v" else m.weight.index_select(0, rope_pairs)
+                  for c, m in zip(names, layers)]  # fmt: skip
+            return ws[0] if len(ws) == 1 else torch.cat(ws)
+
         if torch.is_grad_enabled():
-            return torch.cat([m.weight for m in layers])
+            return build()
         key = tuple((m.weight._version, m.weight.data_ptr(), m.weight.dtype) for m in layers)
-        hit = self._cache.get(names)
+        name = names + ("/pairs" if rope_pairs is not None else "")
+        hit = self._cache.get(name)
         if hit is None or hit[0] != key:
-            hit = (key, torch.cat([m.weight for m in layers]).detach())
-            self._cache[names] = hit
+            hit = (key, build().detach())
+            self._cache[name] = hit
         return hit[1]
 
 
+def rope_pair_order(num_heads: int, d_kv: int) -> torch.Tensor:
+    """Per head, dims ``[0, d/2, 1, d/2 + 1, ...]``: the half-split RoPE pairs ``(i, i + d/2)``
+    made adjacent, so the rotation runs in the interleaved (complex-number) form."""
+    half = d_kv // 2
+    head = torch.stack((torch.arange(half), torch.arange(half) + half), dim=-1).flatten()
+    return (torch.arange(num_heads)[:, None] * d_kv + head).flatten()
+
+
 class TimeSelfAttention(nn.Module):
-    """Self-attention along the tokens of each row, RoPE on q/k, no 1/sqrt(d) scaling."""
+    """Self-attention along the tokens of each row, RoPE on q/k, no 1/sqrt(d) scaling.
+
+    q/k come out of their projections in RoPE's interleaved pair order (:func:`rope_pair_order`),
+    so RoPE is one complex multiply; the attention scores are those of the half-split layout.
+    """
 
     def __init__(self, cfg: Chronos2Config) -> None:
         super().__init__()
@@ -90,11 +113,10 @@ class TimeSelfAttention(nn.Module):
         self.self_attention = Projections(cfg.d_model, cfg.inner_dim)
         self.num_heads, self.d_kv, self.p = cfg.num_heads, cfg.d_kv, cfg.dropout_rate
         self.dropout = Dropout(cfg.dropout_rate)
+        self.register_buffer("pairs", rope_pair_order(cfg.num_heads, cfg.d_kv), persistent=False)
 
-    def forward(
-        self, x: torch.Tensor, keep: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, last: int | None = None
-    ) -> torch.Tensor:
-        # x [B, S, D]; keep [B, 1, 1, S] bool; cos/sin [S, dk/2]; last: only the last positions as queries
+    def forward(self, x: torch.Tensor, keep: torch.Tensor, rope: RopeTables, last: int | None = None) -> torch.Tensor:
+        # x [B, S, D]; keep [B, 1, 1, S] bool; rope: [S, dk] tables; last: only the last positions as queries
         b, s, _ = x.shape
         a = self.self_attention
         h = self.layer_norm(x)
@@ -103,21 +125,18 @@ class TimeSelfAttention(nn.Module):
         def heads(t: torch.Tensor) -> torch.Tensor:  # [B, L, HD] -> [B, H, L, dk]
             return t.reshape(b, t.shape[1], self.num_heads, self.d_kv).transpose(1, 2)
 
-        qc, qs = (cos, sin) if last is None else (cos[-last:], sin[-last:])
-        w = a.fused("qkv" if last is None else "kv")
-        if w is None:
-            qx, kx, vx = a.q(hq), a.k(h), a.v(h)
+        w = a.fused("qkv" if last is None else "kv", self.pairs)
+        if w is None:  # LoRA-wrapped projections: reorder their outputs instead
+            qx, kx, vx = a.q(hq).index_select(-1, self.pairs), a.k(h).index_select(-1, self.pairs), a.v(h)
         elif last is None:
             qx, kx, vx = F.linear(h, w).chunk(3, dim=-1)
         else:
-            qx, (kx, vx) = a.q(hq), F.linear(h, w).chunk(2, dim=-1)
-        q = apply_rope_half(heads(qx), qc, qs)
-        k = apply_rope_half(heads(kx), cos, sin)
-        out = F.scaled_dot_product_attention(
-            q, k, heads(vx), attn_mask=keep, dropout_p=self.p if self.training else 0.0, scale=1.0
-        )  # [B, H, L, dk]
-        out = a.o(out.transpose(1, 2).reshape(b, q.shape[2], -1))
-        return (x if last is None else x[:, -last:]) + self.dropout(out)
+            qx, (kx, vx) = F.linear(hq, a.fused("q", self.pairs)), F.linear(h, w).chunk(2, dim=-1)
+        q_rope = rope if last is None else rope.tail(last)
+        out = attention(q_rope.apply(heads(qx)), rope.apply(heads(kx)), heads(vx), mask=keep,
+                        dropout_p=self.p if self.training else 0.0, scale=1.0)  # fmt: skip  # [B, H, L, dk]
+        out = a.o(out.transpose(1, 2).reshape(b, out.shape[2], -1))
+        return self.dropout(out).add_(x if last is None else x[:, -last:])
 
 
 class GroupSelfAttention(nn.Module):
@@ -166,7 +185,7 @@ class GroupSelfAttention(nn.Module):
                 h, a.q, a.k, a.v, self.num_heads, layout, mask, self.p if self.training else 0.0
             )
             out = a.o(ctx)
-        return x + self.dropout(out)
+        return self.dropout(out).add_(x)  # in place on a fresh tensor: no new [B, S, D] buffer
 
 
 class MLP(nn.Module):
@@ -188,7 +207,7 @@ class FeedForward(nn.Module):
         self.dropout = Dropout(cfg.dropout_rate)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.dropout(self.mlp(self.layer_norm(x)))
+        return self.dropout(self.mlp(self.layer_norm(x))).add_(x)
 
 
 class EncoderBlock(nn.Module):
@@ -196,8 +215,8 @@ class EncoderBlock(nn.Module):
         super().__init__()
         self.layer = nn.ModuleList([TimeSelfAttention(cfg), GroupSelfAttention(cfg), FeedForward(cfg)])
 
-    def forward(self, x, keep, cos, sin, layout, gmask, last=None):  # noqa: ANN001 - internal
-        x = self.layer[0](x, keep, cos, sin, last)
+    def forward(self, x, keep, rope, layout, gmask, last=None):  # noqa: ANN001 - internal
+        x = self.layer[0](x, keep, rope, last)
         x = self.layer[1](x, layout, gmask)
         return self.layer[2](x)
 
@@ -222,13 +241,15 @@ class Encoder(nn.Module):
         """
         s = x.shape[1]
         cos, sin = rope_cos_sin(torch.arange(s, device=x.device), rope_inv_freq(self.cfg.d_kv, self.cfg.rope_theta, x.device))
+        dt = torch.get_autocast_dtype(x.device.type) if torch.is_autocast_enabled(x.device.type) else x.dtype
+        rope = RopeTables.build(cos, sin, self.cfg.d_kv, dt)  # [S, dk], interleaved pairs (see TimeSelfAttention)
         keep = time_mask[:, None, None, :]  # [B, 1, 1, S]
         gmask = layout.key_mask(time_mask, torch.float32)
         x = self.dropout(x)
         for i, blk in enumerate(self.block):
             final = last is not None and i == len(self.block) - 1
-            args = (x, keep, cos, sin, layout, layout.slice_mask(gmask, s, last), last) if final else (
-                x, keep, cos, sin, layout, gmask)
+            args = (x, keep, rope, layout, layout.slice_mask(gmask, s, last), last) if final else (
+                x, keep, rope, layout, gmask)
             if self.gradient_checkpointing and self.training and torch.is_grad_enabled():
                 x = checkpoint(blk, *args, use_reentrant=False)  # RNG state restored: same dropout masks
             else:

@@ -82,9 +82,30 @@ def rel_bias_attention(
     return F.scaled_dot_product_attention(q, k, v, attn_mask=bias, dropout_p=dropout_p, scale=scale)
 
 
+def attention(
+    q: torch.Tensor,  # [..., Lq, D]
+    k: torch.Tensor,  # [..., Lk, D]
+    v: torch.Tensor,
+    mask: torch.Tensor | None = None,  # broadcastable to [..., Lq, Lk]: bool (True = visible) or additive float
+    dropout_p: float = 0.0,
+    scale: float | None = None,
+) -> torch.Tensor:
+    """``F.scaled_dot_product_attention``, with short key sequences on CPU attended by batched matmuls."""
+    if q.device.type != "cpu" or k.shape[-2] > SHORT_MAX:
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p, scale=scale)
+    scale = q.shape[-1] ** -0.5 if scale is None else scale
+    if mask is not None and mask.dtype == torch.bool:  # finfo.min: a row without visible keys averages, no NaN
+        mask = torch.zeros(mask.shape, dtype=q.dtype, device=q.device).masked_fill_(~mask, torch.finfo(q.dtype).min)
+    return _short_attention(q, k, v, mask, dropout_p, scale)
+
+
 def _short_attention(q, k, v, bias, dropout_p: float, scale: float) -> torch.Tensor:
     """``softmax(q k^T * scale + bias) v`` with batched matmuls (autograd differentiates ``bias``)."""
-    scores = torch.matmul(q, k.transpose(-1, -2)).mul_(scale).add_(bias)
+    scores = torch.matmul(q, k.transpose(-1, -2))
+    if scale != 1.0:
+        scores = scores.mul_(scale)
+    if bias is not None:
+        scores = scores.add_(bias)
     p = torch.softmax(scores, dim=-1, dtype=torch.float32).to(v.dtype)
     if dropout_p > 0.0:
         p = dropout(p, dropout_p)

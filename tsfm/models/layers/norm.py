@@ -22,6 +22,8 @@ class _RMSNorm(torch.autograd.Function):
         r = torch.linalg.vector_norm(x, dim=-1, keepdim=True, dtype=torch.promote_types(x.dtype, torch.float32))
         r = r.square_().div_(x.shape[-1]).add_(eps).rsqrt_()  # [..., 1]
         xr = x * r  # float32 (float64 for float64 inputs)
+        if not any(ctx.needs_input_grad):  # inference: scale in place (a fresh CPU tensor costs page faults)
+            return (xr if weight is None else xr.mul_(weight)).to(out_dtype)
         ctx.save_for_backward(xr, r, weight)
         ctx.x_dtype = x.dtype
         out = xr if weight is None else xr * weight

@@ -118,6 +118,11 @@ class RopeTables:
             c, s, r = c.unsqueeze(d), s.unsqueeze(d), (None if r is None else r.unsqueeze(d))
         return RopeTables(c, s, r, self.interleaved)
 
+    def tail(self, n: int) -> RopeTables:
+        """Tables of the last ``n`` positions (position = second-to-last dim)."""
+        r = None if self.rotation is None else self.rotation[..., -n:, :]
+        return RopeTables(self.cos[..., -n:, :], self.sin[..., -n:, :], r, self.interleaved)
+
     def apply(self, x: torch.Tensor) -> torch.Tensor:
         """Rotate ``x`` [..., D] (broadcast against the tables)."""
         if self.rotation is None or x.dtype != torch.float32:
