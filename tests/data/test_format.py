@@ -286,3 +286,21 @@ def test_a_build_with_nothing_to_write_says_why_and_writes_nothing(tmp_path: Pat
     with pytest.raises(DataError, match="the input had no series"):
         write_dataset([], tmp_path / "d")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_duplicate_ids_and_missing_starts_are_written_and_reported(tmp_path: Path) -> None:
+    items = [
+        Series(np.arange(20, dtype=np.float32)[None], "h", "a", start=T0),
+        Series(np.arange(20, dtype=np.float32)[None], "h", "a", start=T0),
+        Series(np.arange(20, dtype=np.float32)[None], "h", "b"),
+    ]
+    report = write_dataset(items, tmp_path / "d")
+    assert report.num_series == 3 and report.num_skipped == 0
+    dup = "repeat an item id already written (kept: ids need not be unique)"
+    nostart = "have no start timestamp (written as 1970-01-01)"
+    assert report.notes == {dup: 1, nostart: 1}
+    assert report.noted_items == {dup: ["a"], nostart: ["b"]}
+    assert f"note: 1 series {nostart}: b" in str(report)
+    sub = SubDataset(tmp_path / "d")
+    assert [sub.series(i).item_id for i in range(3)] == ["a", "a", "b"]
+    assert sub.series(2).start == np.datetime64("1970-01-01", "s")

@@ -61,7 +61,8 @@ def test_nan_forecasts_fail_the_dataset_with_count() -> None:
 
 def test_geometric_mean_and_relative() -> None:
     assert geometric_mean([1.0, 4.0]) == pytest.approx(2.0)
-    assert np.isnan(geometric_mean([1.0, np.nan])) and np.isnan(geometric_mean([]))
+    assert np.isnan(geometric_mean([1.0, np.nan])) and np.isnan(geometric_mean([])) and np.isnan(geometric_mean([1.0, -1.0]))
+    assert geometric_mean([0.0, 4.0]) == 0.0  # a perfect forecast: the product is 0
     assert relative_scores({"wql": 0.5, "mase": 2.0}, {"wql": 1.0, "mase": 0.0}) == pytest.approx(
         {"wql": 0.5, "mase": np.nan}, nan_ok=True)
 
@@ -78,6 +79,10 @@ def test_aggregate_excludes_and_names_failed_datasets() -> None:
     agg = aggregate(model, ref, ["wql"])
     assert agg["failed_datasets"] == ["c"] and agg["empty_datasets"] == ["d"] and agg["no_reference_datasets"] == ["b"]
     assert agg["rel_wql"] == pytest.approx(0.5) and agg["avg_wql"] == pytest.approx(1.25)
+    assert agg["undefined_relative"] == {}
+    model["e"], ref["e"] = Score({"wql": 0.3}), Score({"wql": 0.0})  # reference exact on e: ratio undefined
+    agg = aggregate(model, ref, ["wql"])
+    assert agg["rel_wql"] == pytest.approx(0.5) and agg["undefined_relative"] == {"wql": ["e"]}
 
 
 def test_windows_that_cannot_fit_are_config_errors_and_zscore_uses_the_windows_span() -> None:

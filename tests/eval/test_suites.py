@@ -89,6 +89,8 @@ def test_bad_suite_entries() -> None:
         load_dataset(parse_suite({"datasets": [{"name": "m5", "source": "packaged", "prediction_length": 1}]})[0])
     with pytest.raises(ValueError, match="unknown source 'ftp'"):
         load_dataset(parse_suite({"datasets": [{"name": "a", "source": "ftp", "prediction_length": 1}]})[0])
+    with pytest.raises(ValueError, match=r"dataset 'a': unknown key\(s\) \['num_window'\]; dataset entries take .*'num_windows'"):
+        parse_suite({"name": "x", "datasets": [{"name": "a", "source": "packaged", "prediction_length": 1, "num_window": 3}]})
 
 
 def test_local_hf_and_arrow_sources(tmp_path) -> None:
@@ -106,6 +108,12 @@ def test_local_hf_and_arrow_sources(tmp_path) -> None:
     ar = load_dataset(spec, tmp_path)
     assert len(ar) == 2 and ar[0].freq == "h"
     assert (spec.prediction_length, spec.num_windows) == (48, 1)  # GIFT-Eval: hourly H 48, ceil(0.1*40/48)=1
+    datasets.Dataset.from_dict({"item_id": ["x"], "start": ["2020-01-01"], "target": [np.arange(40.0).tolist()]}).save_to_disk(
+        str(tmp_path / "nofreq"))  # no freq column: the entry's freq, or an error (never a guessed "D")
+    entry = {"name": "nofreq", "source": "arrow", "prediction_length": 4}
+    assert load_dataset(parse_suite({"datasets": [{**entry, "freq": "W"}]})[0], tmp_path)[0].freq == "W"
+    with pytest.raises(ValueError, match="no `freq` column; set `freq:` in the suite entry"):
+        load_dataset(parse_suite({"datasets": [entry]})[0], tmp_path)
 
 
 def test_gift_eval_windows_and_zscore() -> None:

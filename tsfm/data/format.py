@@ -117,10 +117,18 @@ class BuildReport:
     num_observations: int = 0
     skipped: dict[str, int] = field(default_factory=dict)
     skipped_items: dict[str, list[str]] = field(default_factory=dict)
+    notes: dict[str, int] = field(default_factory=dict)  # written, but worth knowing (e.g. duplicate ids)
+    noted_items: dict[str, list[str]] = field(default_factory=dict)
 
     def skip(self, reason: str, item: str) -> None:
         self.skipped[reason] = self.skipped.get(reason, 0) + 1
         items = self.skipped_items.setdefault(reason, [])
+        if len(items) < MAX_REPORTED_ITEMS:
+            items.append(item)
+
+    def note(self, what: str, item: str) -> None:
+        self.notes[what] = self.notes.get(what, 0) + 1
+        items = self.noted_items.setdefault(what, [])
         if len(items) < MAX_REPORTED_ITEMS:
             items.append(item)
 
@@ -136,6 +144,10 @@ class BuildReport:
             lines.append(f"skipped {n} series ({reason}): {shown}{more}")
         if not self.skipped:
             lines.append("skipped 0 series")
+        for what, n in sorted(self.notes.items()):
+            shown = ", ".join(self.noted_items.get(what, []))
+            more = " ..." if n > len(self.noted_items.get(what, [])) else ""
+            lines.append(f"note: {n} series {what}: {shown}{more}")
         return "\n".join(lines)
 
 
@@ -267,6 +279,7 @@ def write_dataset(
     covariates: bool | None = None
     chunks: list[Path] = []
     buf: list[Series] = []
+    seen_ids: set[str] = set()
 
     def flush() -> None:
         if not buf:
@@ -301,6 +314,11 @@ def write_dataset(
                     f"item {s.item_id!r}: past_feat_dynamic_real is given for some items but not others; "
                     "give covariates for every item or for none"
                 )
+            if s.start is None:
+                report.note("have no start timestamp (written as 1970-01-01)", s.item_id)
+            if s.item_id in seen_ids:
+                report.note("repeat an item id already written (kept: ids need not be unique)", s.item_id)
+            seen_ids.add(s.item_id)
             buf.append(s)
             report.num_series += 1
             report.num_observations += int(np.isfinite(s.target).sum())

@@ -167,10 +167,13 @@ def score_forecasts(
 
 
 def geometric_mean(values: Sequence[float]) -> float:
-    """Geometric mean of positive finite values; NaN if any is missing or not positive."""
+    """Geometric mean of non-negative finite values (0 if any is 0, as ``scipy.stats.gmean``);
+    NaN if there are none or any is missing or negative."""
     x = np.asarray(list(values), dtype=np.float64)
-    if x.size == 0 or not np.all(np.isfinite(x)) or np.any(x <= 0):
+    if x.size == 0 or not np.all(np.isfinite(x)) or np.any(x < 0):
         return float("nan")
+    if np.any(x == 0):
+        return 0.0
     return float(np.exp(np.log(x).mean()))
 
 
@@ -195,7 +198,9 @@ def aggregate(
     excluded and listed, so the aggregate says it covers fewer datasets: ``failed_datasets``
     (NaN/inf forecasts), ``empty_datasets`` (no evaluation window: every series too short for
     the windows) and ``no_reference_datasets`` (left out of ``rel_<m>`` only: the reference has
-    no valid score there).
+    no valid score there). A relative score the reference leaves undefined (its score is 0,
+    e.g. Seasonal Naive exact on a periodic dataset) is left out of ``rel_<m>`` and listed in
+    ``undefined_relative[m]``.
     """
     ok = {d: s for d, s in per_dataset.items() if s.ok}
     failed = sorted(d for d, s in per_dataset.items() if s.failed)
@@ -203,14 +208,18 @@ def aggregate(
     out: dict = {"num_datasets": len(ok), "failed_datasets": failed, "empty_datasets": empty}
     if reference is not None:
         out["no_reference_datasets"] = sorted(d for d in ok if d not in reference or not reference[d].ok)
+        out["undefined_relative"] = {}
     for m in metrics:
         vals = [s.metrics[m] for s in ok.values() if m in s.metrics]
         out[f"avg_{m}"] = float(np.mean(vals)) if vals else float("nan")
         if reference is not None:
-            rel = [
-                relative_scores({m: s.metrics[m]}, reference[d].metrics)[m]
+            rel = {
+                d: relative_scores({m: s.metrics[m]}, reference[d].metrics)[m]
                 for d, s in ok.items()
                 if d in reference and reference[d].ok and m in s.metrics
-            ]
-            out[f"rel_{m}"] = geometric_mean(rel)
+            }
+            undefined = sorted(d for d, r in rel.items() if not math.isfinite(r))
+            if undefined:
+                out["undefined_relative"][m] = undefined
+            out[f"rel_{m}"] = geometric_mean([r for r in rel.values() if math.isfinite(r)])
     return out

@@ -112,6 +112,9 @@ def aggregate_note(res: SuiteResult) -> str:
         if a.get("no_reference_datasets") and f != res.reference:
             notes.append(f"{f}: relative scores leave out {', '.join(a['no_reference_datasets'])} "
                          f"(no valid {res.reference} score there)")
+        for m, ds in (a.get("undefined_relative") or {}).items():
+            if f != res.reference:
+                notes.append(f"{f}: rel_{m} leaves out {', '.join(ds)} ({res.reference} scores 0 there)")
     return "\n".join(notes)
 
 

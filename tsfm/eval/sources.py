@@ -69,9 +69,14 @@ def load_hf(path: Path, name: str, freq: str | None, opts: dict[str, Any]) -> li
     return out
 
 
-def load_arrow(path: Path, name: str, opts: dict[str, Any]) -> list[Series]:
-    """A LOTSA / GIFT-Eval directory: ``item_id``, ``start``, ``freq``, ``target`` (1-D or ``[V, T]``)."""
+def load_arrow(path: Path, name: str, opts: dict[str, Any], freq: str | None = None) -> list[Series]:
+    """A LOTSA / GIFT-Eval directory: ``item_id``, ``start``, ``freq``, ``target`` (1-D or ``[V, T]``).
+
+    ``freq`` (the suite entry's) is used where the data has no ``freq`` column.
+    """
     ds = _open_local(path).with_format("numpy")
+    if "freq" not in ds.column_names and not freq:
+        raise ValueError(f"dataset {name!r} at {path}: no `freq` column; set `freq:` in the suite entry")
     out = []
     for i, row in enumerate(ds):
         y = np.asarray(row["target"], dtype=np.float32)
@@ -79,7 +84,7 @@ def load_arrow(path: Path, name: str, opts: dict[str, Any]) -> list[Series]:
             y = y[None]
         if y.ndim != 2:
             y = np.stack([np.asarray(v, dtype=np.float32) for v in row["target"]])
-        out.append(Series(y, str(row.get("freq") or opts.get("freq") or "D"), str(row.get("item_id", i)), name))
+        out.append(Series(y, str(row.get("freq") or freq), str(row.get("item_id", i)), name))
     if opts.get("univariate") and out and out[0].num_variates > 1:
         out = [Series(s.target[v:v + 1], s.freq, f"{s.item_id}/{v}", name) for s in out for v in range(s.num_variates)]
     return out

@@ -69,6 +69,9 @@ class DatasetSpec:
 
 _SPEC_KEYS = {"name", "source", "prediction_length", "num_windows", "freq", "season_length", "min_context", "offset",
               "normalize", "stride"}
+# source-specific entry keys (DatasetSpec.options): local path, hf/GIFT-Eval download repo, GIFT-Eval
+# term, packaged set name, hf target columns, split multivariate items into univariate ones
+_OPTION_KEYS = {"path", "hf_repo", "term", "dataset", "target_columns", "univariate"}
 
 
 def parse_suite(cfg: dict) -> list[DatasetSpec]:
@@ -82,6 +85,12 @@ def parse_suite(cfg: dict) -> list[DatasetSpec]:
         missing = [k for k in ("name", "source", "prediction_length") if k not in e]
         if missing:
             raise ValueError(f"eval suite dataset #{i} ({e.get('name', '?')}) lacks {missing}")
+        unknown = sorted(set(e) - _SPEC_KEYS - _OPTION_KEYS)
+        if unknown:
+            raise ValueError(
+                f"eval suite {cfg.get('name', '?')!r}, dataset {e['name']!r}: unknown key(s) {unknown}; "
+                f"dataset entries take {sorted(_SPEC_KEYS | _OPTION_KEYS)}"
+            )
         known = {k: e.pop(k) for k in list(e) if k in _SPEC_KEYS}
         e.setdefault("suite_hint", cfg.get("name", "<suite>"))
         specs.append(DatasetSpec(**known, options=e))
@@ -130,7 +139,7 @@ def load_dataset(spec: DatasetSpec, data_dir: str | Path | None = None, max_seri
     elif spec.source == "hf":
         series = sources.load_hf(_look_in(spec, data_dir), spec.name, spec.freq, spec.options)
     elif spec.source == "arrow":
-        series = sources.load_arrow(_look_in(spec, data_dir), spec.name, spec.options)
+        series = sources.load_arrow(_look_in(spec, data_dir), spec.name, spec.options, spec.freq)
     else:
         raise ValueError(f"dataset {spec.name!r}: unknown source {spec.source!r}; use packaged, hf or arrow")
     if max_series is not None:
