@@ -28,6 +28,7 @@ from torch.utils.checkpoint import checkpoint
 from tsfm.models.baseline.config import BaselineConfig
 from tsfm.models.layers.distributions import StudentTMixture, StudentTMixtureHead
 from tsfm.models.layers.dropout import Dropout
+from tsfm.models.layers.linear import Linear
 from tsfm.models.layers.norm import RMSNorm
 from tsfm.models.layers.rope import apply_rope_half, rope_cos_sin, rope_inv_freq
 
@@ -39,12 +40,12 @@ class FeedForward(nn.Module):
         super().__init__()
         self.kind = kind
         if kind == "swiglu":
-            self.gate = nn.Linear(d_model, d_ff, bias=False)
-            self.up = nn.Linear(d_model, d_ff, bias=False)
-            self.down = nn.Linear(d_ff, d_model, bias=False)
+            self.gate = Linear(d_model, d_ff, bias=False)
+            self.up = Linear(d_model, d_ff, bias=False)
+            self.down = Linear(d_ff, d_model, bias=False)
         else:
-            self.up = nn.Linear(d_model, d_ff)
-            self.down = nn.Linear(d_ff, d_model)
+            self.up = Linear(d_model, d_ff)
+            self.down = Linear(d_ff, d_model)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # [..., d] -> [..., d]
         if self.kind == "swiglu":
@@ -59,8 +60,8 @@ class Block(nn.Module):
         super().__init__()
         self.num_heads, self.dropout = cfg.num_heads, cfg.dropout
         self.attn_norm = RMSNorm(cfg.d_model, eps=cfg.norm_eps)
-        self.qkv = nn.Linear(cfg.d_model, 3 * cfg.d_model, bias=False)
-        self.out = nn.Linear(cfg.d_model, cfg.d_model, bias=False)
+        self.qkv = Linear(cfg.d_model, 3 * cfg.d_model, bias=False)
+        self.out = Linear(cfg.d_model, cfg.d_model, bias=False)
         self.ffn_norm = RMSNorm(cfg.d_model, eps=cfg.norm_eps)
         self.ffn = FeedForward(cfg.d_model, int(cfg.d_ff), cfg.ffn)  # type: ignore[arg-type]
         self.drop = Dropout(cfg.dropout)
@@ -93,7 +94,7 @@ class BaselineModel(nn.Module):
         super().__init__()
         self.config = cfg = config
         p, d = cfg.patch_size, cfg.d_model
-        self.in_proj = nn.Linear(2 * p, d)  # [z, observed] of one patch -> token
+        self.in_proj = Linear(2 * p, d)  # [z, observed] of one patch -> token
         if cfg.architecture == "encoder":
             self.mask_embed = nn.Parameter(torch.zeros(d))
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.num_layers))

@@ -24,6 +24,7 @@ from tsfm.models.chronos2.config import Chronos2Config
 from tsfm.models.chronos2.group_attention import GroupLayout, group_attention
 from tsfm.models.layers.attention import attention
 from tsfm.models.layers.dropout import Dropout
+from tsfm.models.layers.linear import Linear, linear
 from tsfm.models.layers.norm import RMSNorm
 from tsfm.models.layers.rope import RopeTables, rope_cos_sin, rope_inv_freq
 
@@ -42,9 +43,9 @@ class ResidualBlock(nn.Module):
 
     def __init__(self, in_dim: int, h_dim: int, out_dim: int, dropout: float = 0.0) -> None:
         super().__init__()
-        self.hidden_layer = nn.Linear(in_dim, h_dim)
-        self.output_layer = nn.Linear(h_dim, out_dim)
-        self.residual_layer = nn.Linear(in_dim, out_dim)
+        self.hidden_layer = Linear(in_dim, h_dim)
+        self.output_layer = Linear(h_dim, out_dim)
+        self.residual_layer = Linear(in_dim, out_dim)
         self.dropout = Dropout(dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -57,10 +58,10 @@ class Projections(nn.Module):
 
     def __init__(self, d_model: int, inner: int) -> None:
         super().__init__()
-        self.q = nn.Linear(d_model, inner, bias=False)
-        self.k = nn.Linear(d_model, inner, bias=False)
-        self.v = nn.Linear(d_model, inner, bias=False)
-        self.o = nn.Linear(inner, d_model, bias=False)
+        self.q = Linear(d_model, inner, bias=False)
+        self.k = Linear(d_model, inner, bias=False)
+        self.v = Linear(d_model, inner, bias=False)
+        self.o = Linear(inner, d_model, bias=False)
         self._cache: dict[str, tuple[tuple, torch.Tensor]] = {}
 
     def fused(self, names: str, rope_pairs: torch.Tensor | None = None) -> torch.Tensor | None:
@@ -73,7 +74,7 @@ class Projections(nn.Module):
         plain ``nn.Linear`` (LoRA-wrapped).
         """
         layers = [getattr(self, c) for c in names]
-        if any(type(m) is not nn.Linear for m in layers):
+        if any(not isinstance(m, nn.Linear) for m in layers):
             return None
 
         def build() -> torch.Tensor:
@@ -129,9 +130,9 @@ class TimeSelfAttention(nn.Module):
         if w is None:  # LoRA-wrapped projections: reorder their outputs instead
             qx, kx, vx = a.q(hq).index_select(-1, self.pairs), a.k(h).index_select(-1, self.pairs), a.v(h)
         elif last is None:
-            qx, kx, vx = F.linear(h, w).chunk(3, dim=-1)
+            qx, kx, vx = linear(h, w).chunk(3, dim=-1)
         else:
-            qx, (kx, vx) = F.linear(hq, a.fused("q", self.pairs)), F.linear(h, w).chunk(2, dim=-1)
+            qx, (kx, vx) = linear(hq, a.fused("q", self.pairs)), linear(h, w).chunk(2, dim=-1)
         q_rope = rope if last is None else rope.tail(last)
         out = attention(q_rope.apply(heads(qx)), rope.apply(heads(kx)), heads(vx), mask=keep,
                         dropout_p=self.p if self.training else 0.0, scale=1.0)  # fmt: skip  # [B, H, L, dk]
@@ -159,7 +160,7 @@ class GroupSelfAttention(nn.Module):
         casts it per call like any weight), so a bf16 call never leaves a bf16 product behind.
         """
         v, o = self.self_attention.v, self.self_attention.o
-        if type(v) is not nn.Linear or type(o) is not nn.Linear:  # e.g. LoRA-wrapped layers
+        if not isinstance(v, nn.Linear) or not isinstance(o, nn.Linear):  # e.g. LoRA-wrapped layers
             return None
         if self.training and self.p > 0:
             return None
@@ -179,7 +180,7 @@ class GroupSelfAttention(nn.Module):
         a = self.self_attention
         w = self._fused_ov(h.shape[0] * h.shape[1]) if layout.kind == "single" else None
         if w is not None:
-            out = F.linear(h, w)
+            out = linear(h, w)
         else:
             ctx = group_attention(
                 h, a.q, a.k, a.v, self.num_heads, layout, mask, self.p if self.training else 0.0
@@ -191,8 +192,8 @@ class GroupSelfAttention(nn.Module):
 class MLP(nn.Module):
     def __init__(self, cfg: Chronos2Config) -> None:
         super().__init__()
-        self.wi = nn.Linear(cfg.d_model, cfg.d_ff, bias=False)
-        self.wo = nn.Linear(cfg.d_ff, cfg.d_model, bias=False)
+        self.wi = Linear(cfg.d_model, cfg.d_ff, bias=False)
+        self.wo = Linear(cfg.d_ff, cfg.d_model, bias=False)
         self.dropout = Dropout(cfg.dropout_rate)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -26,6 +26,7 @@ from torch.utils.checkpoint import checkpoint
 
 from tsfm.models.layers.attention import rel_bias_attention
 from tsfm.models.layers.dropout import Dropout
+from tsfm.models.layers.linear import Linear, linear
 from tsfm.models.layers.norm import rms_norm
 from tsfm.models.layers.rope import RopeTables, rope_cos_sin, rope_inv_freq
 from tsfm.models.layers.sample_blocks import SampleBlocks
@@ -50,13 +51,13 @@ class MultiInSizeLinear(nn.Module):
         """``x`` [B, L, P], ``patch_size`` [B, L] -> [B, L, d]; ``present``: sizes in the batch."""
         if len(present) == 1 and x.shape[-1] >= present[0] and bool((patch_size == present[0]).all()):
             i, p = self.patch_sizes.index(present[0]), present[0]
-            return F.linear(x[..., :p], self.weight[i, :, :p], self.bias[i])
+            return linear(x[..., :p], self.weight[i, :, :p], self.bias[i])
         flat, ps = x.reshape(-1, x.shape[-1]), patch_size.reshape(-1)
         out = None
         for p in present:
             i = self.patch_sizes.index(p)
             idx = (ps == p).nonzero().squeeze(1)
-            y = F.linear(flat[idx, :p], self.weight[i, :, :p], self.bias[i])  # bf16 under autocast
+            y = linear(flat[idx, :p], self.weight[i, :, :p], self.bias[i])  # bf16 under autocast
             out = (y.new_zeros(flat.shape[0], y.shape[1]) if out is None else out).index_put((idx,), y)
         if out is None:  # no token with a known patch size: all padding
             return x.new_zeros(*x.shape[:-1], self.weight.shape[1])
@@ -82,8 +83,8 @@ class Attention(nn.Module):
     def __init__(self, cfg: MoiraiConfig) -> None:
         super().__init__()
         d, self.h, self.hd = cfg.d_model, cfg.num_heads, cfg.head_dim
-        self.q_proj, self.k_proj = nn.Linear(d, d, bias=False), nn.Linear(d, d, bias=False)
-        self.v_proj, self.out_proj = nn.Linear(d, d, bias=False), nn.Linear(d, d, bias=False)
+        self.q_proj, self.k_proj = Linear(d, d, bias=False), Linear(d, d, bias=False)
+        self.v_proj, self.out_proj = Linear(d, d, bias=False), Linear(d, d, bias=False)
         self.q_norm, self.k_norm = RMSNorm(self.hd, eps=cfg.norm_eps), RMSNorm(self.hd, eps=cfg.norm_eps)
         self.var_attn_bias = BinaryAttentionBias(self.h)
         self.dropout_p, self.eps = cfg.attn_dropout_p, cfg.norm_eps
@@ -93,7 +94,7 @@ class Attention(nn.Module):
         b, seq, d = x.shape
         # one matmul for q, k, v; q/k RMS-normalised over head_dim, then RoPE, jointly for q and k
         w_qkv = torch.cat((self.q_proj.weight, self.k_proj.weight, self.v_proj.weight))  # [3d, d]
-        qkv = F.linear(x, w_qkv).view(b, seq, 3, self.h, self.hd)
+        qkv = linear(x, w_qkv).view(b, seq, 3, self.h, self.hd)
         w_qk = torch.stack((self.q_norm.weight, self.k_norm.weight)).view(2, 1, self.hd)
         qk, v = qkv.split((2, 1), dim=2)  # (split: one concatenation in the backward, no zero-fill)
         qk = rms_norm(qk, w_qk, self.eps, out_dtype=qkv.dtype)  # [B, L, 2, H, hd]
@@ -122,13 +123,13 @@ class Attention(nn.Module):
 class GLUFeedForward(nn.Module):
     def __init__(self, cfg: MoiraiConfig) -> None:
         super().__init__()
-        self.fc1 = nn.Linear(cfg.d_model, cfg.d_ff, bias=False)
-        self.fc_gate = nn.Linear(cfg.d_model, cfg.d_ff, bias=False)
-        self.fc2 = nn.Linear(cfg.d_ff, cfg.d_model, bias=False)
+        self.fc1 = Linear(cfg.d_model, cfg.d_ff, bias=False)
+        self.fc_gate = Linear(cfg.d_model, cfg.d_ff, bias=False)
+        self.fc2 = Linear(cfg.d_ff, cfg.d_model, bias=False)
         self.dropout = Dropout(cfg.dropout_p)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        gate, hidden = F.linear(x, torch.cat((self.fc_gate.weight, self.fc1.weight))).chunk(2, dim=-1)  # one matmul
+        gate, hidden = linear(x, torch.cat((self.fc_gate.weight, self.fc1.weight))).chunk(2, dim=-1)  # one matmul
         return self.dropout(self.fc2(self.dropout(F.silu(gate) * hidden)))
 
 
