@@ -31,8 +31,10 @@ import torch
 from flop_count import count_flops
 from safetensors.torch import save_file
 
+import tsfm.models.layers.linear as linear_module
 from tsfm.data.types import Series
 from tsfm.forecast import load_forecaster
+from tsfm.models.layers.linear import linear
 from tsfm.models.moirai.config import MoiraiConfig
 from tsfm.models.moirai.convert import load_official, save_official
 from tsfm.models.moirai.model import MoiraiModel
@@ -120,7 +122,8 @@ def bench_ours(ckpt: Path, batch: dict[str, torch.Tensor], real: dict[str, torch
         opt.zero_grad(set_to_none=True)
 
     res["train_real_fp32_tokens_s"] = real["sample_id"].numel() / timed(step_real, args.repeats)
-    for dtype in ("fp32", "bf16"):
+    for dtype in ("fp32", "bf16", "fp32_aten"):
+        linear_module._choice = None if dtype != "fp32_aten" else False  # aten: the GEMM library the reference uses
         model = load_official(ckpt).train()
         opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
 
@@ -136,8 +139,11 @@ def bench_ours(ckpt: Path, batch: dict[str, torch.Tensor], real: dict[str, torch
         if dtype == "fp32":
             res["train_fp32_gflop"] = count_flops(step) / 1e9
             res["train_fp32_gflop_s"] = res["train_fp32_gflop"] / t
+    linear_module._choice = None  # back to the default choice (auto)
     a, w = torch.randn(4096, 384), torch.randn(2048, 384)  # an FFN-shaped fp32 GEMM: this machine's ceiling now
-    res["gemm_gflop_s"] = 2 * 4096 * 384 * 2048 / 1e9 / timed(lambda: a @ w.T, 10)
+    res["gemm_gflop_s"] = 2 * 4096 * 384 * 2048 / 1e9 / timed(lambda: linear(a, w), 10)  # the path tsfm uses
+    res["gemm_aten_gflop_s"] = 2 * 4096 * 384 * 2048 / 1e9 / timed(lambda: a @ w.T, 10)  # aten::mm (MKL)
+    res["onednn"] = float(linear_module.use_onednn())
     f = load_forecaster(ckpt)
     g = np.random.default_rng(1)
     ctx = [(g.normal(size=512).cumsum() + 50).astype(np.float32) for _ in range(args.series)]
@@ -278,6 +284,7 @@ def main() -> None:
         ("train step fp32 (tokens/s)", "train_fp32_tokens_s", "train_fp32_tokens_s", ">= 2x"),
         ("  counted GFLOP per fp32 step (matmul+attention)", "train_fp32_gflop", "train_fp32_gflop", ""),
         ("  achieved GFLOP/s in the fp32 step", "train_fp32_gflop_s", "train_fp32_gflop_s", ""),
+        ("  same, aten GEMMs (TSFM_CPU_LINEAR=aten) [2]", "train_fp32_aten_tokens_s", "train_fp32_tokens_s", ""),
         ("train step bf16 autocast (tokens/s)", "train_bf16_tokens_s", "train_fp32_tokens_s", ">= 1.6x our fp32"),
         ("train step fp32, task-built rows (tokens/s) [1]", "train_real_fp32_tokens_s", "train_real_fp32_tokens_s", ""),
         ("forecast 64x(512->48), 100 samples (series/s)", "forecast_series_s", "forecast_series_s", ">= 2x"),
@@ -298,9 +305,12 @@ def main() -> None:
     print(f"[1] 8 rows of 512 from our task builder on the synthetic corpus: {sum(n_samples) / len(n_samples):.0f} samples "
           f"per row, patch sizes {sorted(set(real['patch_size'].unique().tolist()) - {0})}; informational, the target "
           "is set on the batch above")
+    print(f"[2] our step with torch's own fp32 GEMMs (aten::mm, MKL here), as the reference runs; the default row uses "
+          f"{'oneDNN' if ours['onednn'] else 'aten'} GEMMs (tsfm.models.layers.linear)")
     tokens = batch["sample_id"].numel()
     ceiling = tokens * ours["gemm_gflop_s"] / ours["train_fp32_gflop"]
-    print(f"\nfp32 GEMM on this machine now: {ours['gemm_gflop_s']:.0f} GFLOP/s, so our counted step can reach at most "
+    print(f"\nfp32 GEMM on this machine now: {ours['gemm_gflop_s']:.0f} GFLOP/s on tsfm's path, "
+          f"{ours['gemm_aten_gflop_s']:.0f} GFLOP/s on aten::mm; at the former our counted step can reach at most "
           f"~{ceiling:,.0f} tokens/s" + (f" ({ceiling / ref['train_fp32_tokens_s']:.2f}x the reference)" if ref else ""))
     sys.stdout.flush()
 

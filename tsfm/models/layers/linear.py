@@ -69,7 +69,12 @@ def use_onednn() -> bool:
         if mode not in ("auto", "onednn", "aten"):
             raise ValueError(f"TSFM_CPU_LINEAR={mode!r}: use auto, onednn or aten")
         available = _onednn_op() is not None and torch.backends.mkldnn.is_available()
-        _choice = available and (mode == "onednn" or (mode == "auto" and _calibrate()))
+        if available and mode == "auto":
+            from torch.utils._python_dispatch import _disable_current_modes
+
+            with _disable_current_modes(), torch.no_grad():  # not seen by FLOP counters or autograd
+                available = _calibrate()
+        _choice = available and mode != "aten"
     return _choice
 
 
