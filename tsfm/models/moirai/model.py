@@ -97,8 +97,8 @@ class Attention(nn.Module):
         qkv = linear(x, w_qkv).view(b, seq, 3, self.h, self.hd)
         w_qk = torch.stack((self.q_norm.weight, self.k_norm.weight)).view(2, 1, self.hd)
         qk, v = qkv.split((2, 1), dim=2)  # (split: one concatenation in the backward, no zero-fill)
-        qk = rms_norm(qk, w_qk, self.eps, out_dtype=qkv.dtype)  # [B, L, 2, H, hd]
-        qk = ctx["rope"].apply(qk)
+        # norm and RoPE in float32 (complex-number RoPE), then the attention dtype (bf16 under autocast)
+        qk = ctx["rope"].apply(rms_norm(qk, w_qk, self.eps, out_dtype=torch.float32)).to(qkv.dtype)  # [B, L, 2, H, hd]
         # softmax is shift invariant per query: bias = emb[0] + (emb[1]-emb[0]) * same_variate
         # reduces exactly to the delta term, fused with the sample mask into one op.
         w = self.var_attn_bias.emb.weight  # [2, H]
@@ -217,7 +217,7 @@ class MoiraiModel(nn.Module):
         x = x.to(self.mask_encoding.weight.dtype)  # residual stream in the parameter dtype (fp32 under autocast)
         x = torch.where(prediction_mask.unsqueeze(-1), self.mask_encoding.weight[0], x)
         dt = torch.get_autocast_dtype(x.device.type) if torch.is_autocast_enabled(x.device.type) else x.dtype
-        rope = RopeTables.build(*rope_cos_sin(time_id, self.inv_freq), self.cfg.head_dim, dt)  # [B, L, hd], once
+        rope = RopeTables.build(*rope_cos_sin(time_id, self.inv_freq), self.cfg.head_dim, torch.float32)  # [B, L, hd], once
         ctx = {
             "rope": rope.unsqueeze(2, 2),  # [B, L, 1, 1, hd]: q/k and heads broadcast
             **self.attention_masks(sample_id, variate_id, dt),
