@@ -13,8 +13,9 @@ built once per forward (no host sync per layer; complex-number RoPE in float32),
 takes one fused ``mask + delta_h * same_variate`` bias per layer on SDPA's flash kernel or, for
 short samples on CPU, on batched matmuls (:mod:`tsfm.models.layers.attention`),
 rows packing several samples attend block-diagonally per sample
-(:mod:`tsfm.models.layers.sample_blocks`), and in training the last layer, the head and the
-loss only compute the predicted tokens.
+(:mod:`tsfm.models.layers.sample_blocks`), in training the last layer, the head and the
+loss only compute the predicted tokens, and float32 CPU GEMMs run on oneDNN where that is
+faster than torch's BLAS (:mod:`tsfm.models.layers.linear`).
 """
 
 from __future__ import annotations
