@@ -26,6 +26,7 @@ import time
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.autograd.function import once_differentiable
 
 _choice: bool | None = None  # True: oneDNN for float32 CPU GEMMs
 
@@ -86,6 +87,7 @@ class _OneDNNLinear(torch.autograd.Function):
         return _gemm(x2, weight, bias)
 
     @staticmethod
+    @once_differentiable  # a second derivative (create_graph=True) raises instead of being silently wrong
     def backward(ctx, grad: torch.Tensor):  # noqa: D102
         x2, weight = ctx.saved_tensors
         g2 = grad.contiguous()
