@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
+import tsfm.models.layers.attention as attention_module
 from tsfm.models.layers.attention import rel_bias_attention
 from tsfm.models.layers.dropout import Dropout
 from tsfm.models.layers.linear import Linear, linear
@@ -250,7 +251,9 @@ class MoiraiModel(nn.Module):
             mask.masked_fill_(~(valid[:, None, None, :] | diag), float("-inf"))
             v = vid[index]
             same_var = (v.unsqueeze(-1) == v.unsqueeze(-2)).unsqueeze(1)
-            return {"mask": mask, "rel": same_var.to(dt), "rel_mask": mask.masked_fill(~same_var, float("-inf"))}
+            short = index.device.type == "cpu" and w <= attention_module.SHORT_MAX  # matmul path: no rel_mask needed
+            rel_mask = None if short else mask.masked_fill(~same_var, float("-inf"))
+            return {"mask": mask, "rel": same_var.to(dt), "rel_mask": rel_mask}
 
         return {"blocks": SampleBlocks.build(sample_id, bucket_masks)}
 
