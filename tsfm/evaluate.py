@@ -58,6 +58,11 @@ def evaluate(cfg: DictConfig) -> Path:
             on_dataset=on_dataset, pass_freq=cfg.get("pass_freq"),
         )
         progress.update(task, completed=len(suite["datasets"]), description=f"{suite.get('name')}: done")
+    if cfg.get("save_baseline_scores"):
+        from tsfm.eval import precomputed
+
+        table = precomputed.load(res.suite) | res.baseline_scores
+        log.info("wrote %d shipped baseline scores to %s", len(table), precomputed.save(res.suite, table))
     out_dir = Path(cfg.paths.output_dir)
     paths = write_reports(res, out_dir, [float(q) for q in suite["quantile_levels"]], plot=cfg.plot_series > 0)
     print_table(res, Console() if sys.stdout.isatty() else Console(width=220))

@@ -155,9 +155,15 @@ def train(cfg: DictConfig) -> dict[str, float]:
             log.info("lr finder suggests %.3g (was %.3g)", suggestion, module.optim_cfg.lr)
             module.optim_cfg.lr = float(suggestion)
     trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
+    out = Path(cfg.paths.output_dir)
     if cfg.get("export"):
-        export(cfg, module, trainer, Path(cfg.paths.output_dir) / "export")
+        export(cfg, module, trainer, out / "export")
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
+    if cfg.get("final_eval") and cfg.get("export") and trainer.is_global_zero:
+        from tsfm.training.final_eval import evaluate_export
+
+        agg = evaluate_export(out / "export", str(cfg.final_eval), cfg.paths, out / "final_eval")
+        metrics |= {f"final_eval/{k}": float(v) for k, v in agg.items() if isinstance(v, float)}
     log.info("final metrics: %s", metrics)
     for cb in trainer.checkpoint_callbacks:
         if getattr(cb, "best_model_path", ""):

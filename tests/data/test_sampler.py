@@ -106,3 +106,13 @@ def test_release_bounds_mapped_pages(tmp_path: Path) -> None:
     assert len(calls) >= 3
     corpus.datasets[0].release()  # the real madvise works on the mapping
     assert corpus.datasets[0].series(3).target.shape == (1, 300)
+
+
+def test_uniform_item_weighting_draws_every_series_equally(tmp_path: Path) -> None:
+    corpus = corpus_of(tmp_path, {"d": [100, 300, 600, 5]})
+    sampler = WindowSampler(corpus, FixedWindowTask(8, 2), batch_size=1, item_weighting="uniform")
+    ids = [s.item_id for s in sampler.draw(np.random.default_rng(0), 20000)]
+    freq = np.array([ids.count(f"d_{i}") for i in range(4)]) / len(ids)
+    np.testing.assert_allclose(freq, [1 / 3, 1 / 3, 1 / 3, 0.0], atol=0.015)
+    with pytest.raises(ValueError, match="item_weighting must be 'length' or 'uniform'"):
+        WindowSampler(corpus, FixedWindowTask(8, 2), batch_size=1, item_weighting="sqrt")

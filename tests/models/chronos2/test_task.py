@@ -74,3 +74,22 @@ def test_bad_series_and_options():
         Chronos2Task(known_covariate_prob=2.0)
     with pytest.raises(ValueError, match="empty list"):
         Chronos2Task().collate([])
+
+
+def test_min_future_admits_short_series_with_a_nan_padded_future():
+    task = Chronos2Task(context_length=64, prediction_length=32, min_past=8, min_future=1)
+    assert task.min_length == 9
+    s = _series(t=20)
+    cuts = set()
+    for i in range(40):
+        sample = task(s, np.random.default_rng(i))
+        ctx, fut = sample["context"], sample["future_target"]
+        assert fut.shape == (1, 32) and ctx.shape[1] >= 8
+        observed = int(np.isfinite(fut).sum())
+        assert observed == 20 - ctx.shape[1] >= 1  # the rest of the series, then NaN (masked in the loss)
+        assert np.isnan(fut[0, observed:]).all()
+        np.testing.assert_array_equal(fut[0, :observed], s.target[0, ctx.shape[1]:])
+        cuts.add(ctx.shape[1])
+    assert len(cuts) > 5
+    with pytest.raises(ValueError, match=r"min_future must be in \[1, prediction_length=32\]"):
+        Chronos2Task(64, 32, min_future=40)

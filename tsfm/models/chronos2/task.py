@@ -8,7 +8,11 @@ last ``context_length`` steps before the cut) and a ``prediction_length`` future
 * covariate rows are past-only, or - with probability ``known_covariate_prob`` each - known in
   the future (their future values are fed to the model and excluded from the loss);
 * a univariate series without covariates is a singleton group (no group attention cost);
-* groups larger than ``max_group_size`` keep a random subset of rows (targets first).
+* groups larger than ``max_group_size`` keep a random subset of rows (targets first);
+* ``min_future < prediction_length`` admits series shorter than ``min_past + prediction_length``
+  (short yearly or quarterly histories): the cut leaves at least ``min_future`` observed future
+  steps, and the rest of the future is NaN, which the loss masks out. The reference needs the
+  whole horizon (``min_future = prediction_length``, the default).
 
 This is the reference's task layout (``Chronos2Dataset`` in training mode) driven by our RNG so
 runs resume exactly. ``collate`` left-pads contexts with NaN and numbers the groups.
@@ -36,7 +40,11 @@ class Chronos2Task:
         max_group_size: int = 64,
         known_covariate_prob: float = 0.5,
         target_as_covariate_prob: float = 0.0,
+        min_future: int | None = None,
     ) -> None:
+        min_future = prediction_length if min_future is None else int(min_future)
+        if not 1 <= min_future <= prediction_length:
+            raise ValueError(f"min_future must be in [1, prediction_length={prediction_length}], got {min_future}")
         if context_length < 1 or prediction_length < 1 or min_past < 1:
             raise ValueError(
                 f"context_length ({context_length}), prediction_length ({prediction_length}) and "
@@ -54,7 +62,8 @@ class Chronos2Task:
         self.max_group_size = max_group_size
         self.known_covariate_prob = known_covariate_prob
         self.target_as_covariate_prob = target_as_covariate_prob
-        self.min_length = min_past + prediction_length
+        self.min_future = min_future
+        self.min_length = min_past + min_future
 
     @property
     def num_output_patches(self) -> int:
@@ -103,9 +112,11 @@ class Chronos2Task:
         order = np.concatenate([np.flatnonzero(~cov_known), np.flatnonzero(cov_known)])
         cov, cov_known = cov[order], cov_known[order]
         rows = np.concatenate([target[t_idx], cov], axis=0)  # [R, T]
-        cut = int(rng.integers(self.min_past, length - h + 1))
+        cut = int(rng.integers(self.min_past, length - self.min_future + 1))
         context = rows[:, max(0, cut - self.context_length) : cut]
         future = rows[:, cut : cut + h]
+        if future.shape[1] < h:  # min_future < h: the part past the series end is missing
+            future = np.pad(future, ((0, 0), (0, h - future.shape[1])), constant_values=np.nan)
         n_targets = len(t_idx)
         future_target = np.full_like(future, np.nan)
         future_target[:n_targets] = future[:n_targets]

@@ -1,0 +1,75 @@
+"""Structural synthetic generators: deterministic by seed, realistic shapes, built through the corpus config."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tsfm.data.corpus import SubDataset
+from tsfm.data.sources import materialize, resolve
+from tsfm.data.synthetic.structural import GENERATORS, PROFILES, generate_structural
+
+FREQS = {p.freq for p in PROFILES}
+
+
+@pytest.mark.parametrize("name", sorted(GENERATORS))
+def test_series_depend_only_on_seed_and_index(name):
+    a = [s.target for s in generate_structural(name, 20, seed=3)]
+    b = [s.target for s in generate_structural(name, 20, seed=3)]
+    c = [s.target for s in generate_structural(name, 20, seed=4)]
+    for x, y in zip(a, b):
+        np.testing.assert_array_equal(x, y)
+    assert any(x.shape != y.shape or not np.allclose(x, y, equal_nan=True) for x, y in zip(a, c))
+
+
+@pytest.mark.parametrize("name", sorted(GENERATORS))
+def test_series_are_mostly_observed_with_profile_lengths_and_freqs(name):
+    series = list(generate_structural(name, 200, seed=0))
+    for s in series:
+        assert s.target.dtype == np.float32 and s.target.shape[0] == 1
+        assert s.freq in FREQS
+        assert 12 <= s.length <= 2048
+        obs = np.isfinite(s.target)
+        assert obs.mean() > 0.7 and not np.isinf(s.target).any()
+    lengths = np.array([s.length for s in series])
+    assert (lengths < 60).mean() > 0.05  # short (yearly-like) histories occur
+    assert (lengths > 500).mean() > 0.05  # and long sub-daily ones
+
+
+def test_intermittent_series_are_nonnegative_counts_with_zeros():
+    ys = [s.target[0] for s in generate_structural("intermittent", 100, seed=0)]
+    assert all((y >= 0).all() and np.array_equal(y, np.round(y)) for y in ys)
+    assert np.mean([(y == 0).mean() for y in ys]) > 0.2
+
+
+def test_trend_seasonal_draws_seasonality_at_the_profile_period():
+    # a monthly series with a strong period-12 pattern shows it in its autocorrelation at lag 12
+    hits = 0
+    for s in generate_structural("trend_seasonal", 300, seed=1):
+        y = s.target[0]
+        if s.freq != "MS" or s.length < 120 or np.isnan(y).any():
+            continue
+        d = np.diff(y)
+        d = (d - d.mean()) / (d.std() + 1e-9)
+        hits += float(np.mean(d[12:] * d[:-12])) > 0.3
+    assert hits >= 3
+
+
+def test_unknown_generator_and_bad_sizes_are_errors():
+    with pytest.raises(ValueError, match="unknown structural generator 'nope'"):
+        list(generate_structural("nope", 1))
+    with pytest.raises(ValueError, match="num_series must be >= 0"):
+        list(generate_structural("ets", -1))
+    with pytest.raises(ValueError, match="max_length must be >= 12"):
+        list(generate_structural("ets", 1, max_length=5))
+    with pytest.raises(ValueError, match="unknown generator 'etss'"):
+        resolve([{"generator": "etss", "num_series": 1}], "/tmp")
+
+
+def test_corpus_entry_builds_a_readable_subdataset(tmp_path):
+    (entry,) = resolve([{"name": "ets", "generator": "ets", "num_series": 25, "seed": 0, "max_length": 300}], tmp_path)
+    materialize(entry)
+    ds = SubDataset(entry.path)
+    assert len(ds) == 25 and ds.lengths.max() <= 300
+    first = next(generate_structural("ets", 1, seed=0, max_length=300))
+    np.testing.assert_array_equal(ds.series(0).target, first.target)
