@@ -23,6 +23,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from tsfm.training.checkpoint_io import AtomicCheckpointIO
 from tsfm.training.parallelize import full_state_dict, is_sharded
+from tsfm.training.resume import check_resumable, resolve_ckpt_path
 from tsfm.utils.config import register_resolvers, to_plain
 
 log = logging.getLogger(__name__)
@@ -50,51 +51,6 @@ def build(cfg: DictConfig) -> tuple[L.LightningModule, L.LightningDataModule, L.
         _convert_="all",
     )
     return module, datamodule, trainer
-
-
-def resolve_ckpt_path(cfg: DictConfig) -> str | None:
-    if cfg.ckpt_path in (None, ""):
-        return None
-    if cfg.ckpt_path == "last":
-        last = Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt"
-        if not last.exists():
-            raise FileNotFoundError(
-                f"ckpt_path=last but {last} does not exist; resume with hydra.run.dir=<the earlier run dir> "
-                "or pass ckpt_path=<path to a .ckpt>"
-            )
-        return str(last)
-    path = Path(cfg.ckpt_path)
-    if not path.exists():
-        raise FileNotFoundError(f"ckpt_path={cfg.ckpt_path}: no such file")
-    return str(path)
-
-
-def check_resumable(module: L.LightningModule, ckpt_path: str) -> None:
-    """Fail before ``fit`` when ``ckpt_path`` holds another model than the composed config builds.
-
-    Resuming re-composes the config from the command line, so a run started with overrides
-    (``model=moirai_tiny``) must be resumed with the same ones: the error lists the run's own
-    ``.hydra/overrides.yaml`` when it is found beside the checkpoint.
-    """
-    import torch
-
-    if not Path(ckpt_path).is_file():  # a distributed (sharded) checkpoint directory: Lightning checks it
-        return
-    ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True, mmap=True)
-    theirs = {k: tuple(v.shape) for k, v in ckpt.get("state_dict", {}).items()}
-    ours = {k: tuple(v.shape) for k, v in module.state_dict().items()}
-    if theirs == ours:
-        return
-    hp = ckpt.get("hyper_parameters", {})
-    diff = sorted(k for k in ours.keys() | theirs.keys() if ours.get(k) != theirs.get(k))
-    detail = ", ".join(f"{k}: checkpoint {theirs.get(k, 'absent')} vs config {ours.get(k, 'absent')}" for k in diff[:3])
-    overrides = Path(ckpt_path).resolve().parents[1] / ".hydra" / "overrides.yaml"
-    hint = (f"that run's overrides were {OmegaConf.load(overrides)} ({overrides})" if overrides.exists()
-            else "pass the overrides the run was started with")
-    raise ValueError(
-        f"ckpt_path={ckpt_path} holds a {hp.get('family', '?')} model that does not match the composed config "
-        f"({len(diff)} tensors differ, e.g. {detail}). Resume with the same model/optim overrides: {hint}"
-    )
 
 
 def check_config(cfg: DictConfig) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import math
 import resource
 import time
 from typing import Any
@@ -9,6 +11,8 @@ from typing import Any
 import lightning as L
 import torch
 from lightning.pytorch.utilities import grad_norm
+
+log = logging.getLogger(__name__)
 
 # Dense matmul peaks measured on the development CPU (DESIGN §4), per process with 2 threads.
 CPU_PEAK_FLOPS = {"32": 170e9, "bf16": 400e9}
@@ -20,11 +24,21 @@ class TrainingMonitor(L.Callback):
 
     A module may define ``tokens_in_batch(batch) -> int`` and ``flops_per_token() -> float``
     (forward+backward) to get tokens/s and MFU.
+
+    Every ``print_every_n_steps`` steps (0: never) rank 0 also writes one console line,
+    ``step k/total | loss | ema | lr | steps/s | samples/s | eta``, so a run's progress and its
+    remaining time show in any terminal or log file.
     """
 
-    def __init__(self, log_every_n_steps: int = 10, peak_flops: float | None = None) -> None:
+    def __init__(self, log_every_n_steps: int = 10, peak_flops: float | None = None,
+                 print_every_n_steps: int = 0) -> None:
         self.log_every_n_steps = max(1, int(log_every_n_steps))
+        self.print_every_n_steps = max(0, int(print_every_n_steps))
         self.peak_flops = peak_flops
+        self._ema: float | None = None
+        self._start: tuple[float, int] | None = None  # (time, step) when this process started training
+        self._print_t: tuple[float, int, int] | None = None  # (time, step, samples) at the last line
+        self._print_samples = 0
         self._t0: float | None = None
         self._samples = 0
         self._tokens = 0
@@ -41,13 +55,40 @@ class TrainingMonitor(L.Callback):
         if self._t0 is None:
             self._t0 = time.perf_counter()
 
+    def _console(self, trainer: L.Trainer, outputs: Any, samples: int) -> None:
+        loss = outputs.get("loss") if isinstance(outputs, dict) else outputs
+        cur = float(loss.detach()) if isinstance(loss, torch.Tensor) and loss.numel() == 1 else float("nan")
+        if math.isfinite(cur):
+            self._ema = cur if self._ema is None else 0.98 * self._ema + 0.02 * cur
+        self._print_samples += samples
+        step, now = trainer.global_step, time.perf_counter()
+        if self._start is None:
+            self._start = self._print_t = (now, step, 0)  # type: ignore[assignment]
+            return
+        if not self.print_every_n_steps or step % self.print_every_n_steps or not trainer.is_global_zero:
+            return
+        t_last, s_last, _ = self._print_t  # type: ignore[misc]
+        rate = (step - s_last) / max(now - t_last, 1e-9)
+        total = trainer.max_steps if trainer.max_steps and trainer.max_steps > 0 else None
+        overall = (step - self._start[1]) / max(now - self._start[0], 1e-9)
+        eta = f"{_clock((total - step) / overall)}" if total and overall > 0 else "?"
+        lr = trainer.optimizers[0].param_groups[0]["lr"] if trainer.optimizers else float("nan")
+        log.info("step %d/%s | loss %.4f | ema %.4f | lr %.2e | %.2f steps/s | %.0f samples/s | eta %s",
+                 step, total or "?", cur,
+                 self._ema if self._ema is not None else float("nan"), lr, rate,
+                 self._print_samples / max(now - t_last, 1e-9), eta)
+        self._print_t, self._print_samples = (now, step, 0), 0
+
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int) -> None:
         self._steps += 1
+        n = 0
         if isinstance(batch, dict):
             first = next((v for v in batch.values() if isinstance(v, torch.Tensor) and v.ndim > 0), None)
-            self._samples += int(first.shape[0]) if first is not None else 0
+            n = int(first.shape[0]) if first is not None else 0
+            self._samples += n
             if hasattr(pl_module, "tokens_in_batch"):
                 self._tokens += int(pl_module.tokens_in_batch(batch))
+        self._console(trainer, outputs, n)
         if self._steps % self.log_every_n_steps:
             return
         dt = time.perf_counter() - (self._t0 or time.perf_counter())
@@ -73,3 +114,8 @@ class TrainingMonitor(L.Callback):
             norms = grad_norm(pl_module, norm_type=2)
             if "grad_2.0_norm_total" in norms:
                 pl_module.log("grad/norm_total", norms["grad_2.0_norm_total"], on_step=True, on_epoch=False)
+
+
+def _clock(seconds: float) -> str:
+    seconds = max(0, int(seconds))
+    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
