@@ -168,3 +168,21 @@ def test_chronos_mix_corpus_overlaps_the_dev_suite_end_to_end(tmp_path: Path, mo
     assert trained and trained <= set(mixed) and len(trained) < len(res.datasets)  # some, not all, overlap
     assert set(res.zero_shot_datasets) == set(res.datasets) - trained
     assert res.zero_shot_aggregates["mix"]["num_datasets"] == res.aggregates["mix"]["num_datasets"] - len(trained)
+
+
+def test_benchmark_callback_logs_the_zero_shot_average(tmp_path: Path) -> None:
+    from types import SimpleNamespace
+
+    from tsfm.eval.callback import BenchmarkCallback
+
+    from .test_callback import TinyModule
+
+    summary = summary_of(tmp_path, {"packaged": "m3_yearly"})
+    module = TinyModule()
+    module._trainer = SimpleNamespace(datamodule=SimpleNamespace(corpus_summary=lambda: summary))
+    out = BenchmarkCallback(tiny_suite(max_series=3), cache_dir=str(tmp_path)).compute(module)
+    res = evaluate_suite(module.forecaster(), tiny_suite(max_series=3), cache_dir=tmp_path)
+    gas = res.datasets["us_gasoline"].relative("model", "seasonal_naive")
+    assert out["benchmark/zero_shot_avg_wql"] == pytest.approx(gas["wql"])  # m3_yearly was trained on
+    assert out["benchmark/avg_wql"] == pytest.approx(res.aggregates["model"]["rel_wql"])
+    assert out["benchmark/avg_wql"] != pytest.approx(out["benchmark/zero_shot_avg_wql"])
