@@ -3,6 +3,7 @@ FSDP2 on 2 CPU processes; a Hydra multirun sweep. Runs `python -m tsfm.train` in
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -46,6 +47,12 @@ def test_train_writes_checkpoints_and_an_export_that_forecasts(trained):
     assert "last.ckpt" in ckpts and len(ckpts) == 3
     assert (run / "export" / "config.json").exists() and (run / "export" / "model.safetensors").exists()
     assert (run / ".hydra" / "config.yaml").exists()
+    from tsfm.eval.leakage import load_training_data
+
+    for path in (run / "export", run / "checkpoints" / "last.ckpt"):  # the corpus travels with the model
+        training = load_training_data(path)
+        assert training.known and training.sub_datasets == ["kernelsynth"] and not training.index
+    assert json.loads((run / "export" / "training_data.json").read_text())["sub_datasets"][0]["synthetic"] is True
     ctx = [np.sin(np.arange(100) / 5.0).astype(np.float32)]
     for path in (run / "export", run / "checkpoints" / "last.ckpt"):
         q = load_forecaster(path).predict_quantiles(ctx, prediction_length=8)

@@ -3,7 +3,8 @@
 ``model=<tsfm .ckpt | checkpoint directory | baseline name>`` (alias of ``ckpt=``) and
 ``eval=<suite>`` (``conf/eval/``). Prints the per-dataset table and the aggregate, writes CSV,
 JSON, markdown and a PNG of fan charts under the run directory; the last printed line is the
-JSON file's path.
+JSON file's path. Datasets the checkpoint was trained on (its recorded training corpus, see
+:mod:`tsfm.eval.leakage`) are marked, and aggregated apart as the zero-shot subset.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ def evaluate(cfg: DictConfig) -> Path:
     from rich.console import Console
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
+    from tsfm.eval.leakage import load_training_data
     from tsfm.eval.report import print_table, write_reports
     from tsfm.eval.runner import evaluate_suite, resolve_forecaster
 
@@ -44,6 +46,8 @@ def evaluate(cfg: DictConfig) -> Path:
     model = str(cfg.ckpt)
     forecaster = resolve_forecaster(model, device=cfg.device, max_context=suite.get("max_context", 2500),
                                     n_jobs=suite.get("baseline_jobs", 1))
+    training = load_training_data(model)
+    log.info("training data: %s (%s)", "known" if training.known else "unknown", training.where)
     console = Console(stderr=True)
     with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
                   TimeElapsedColumn(), console=console, disable=not cfg.progress) as progress:
@@ -55,7 +59,7 @@ def evaluate(cfg: DictConfig) -> Path:
         res = evaluate_suite(
             forecaster, suite, model_name=model_label(model), cache_dir=cfg.cache_dir,
             batch_size=cfg.batch_size, forecast_kwargs=to_plain(cfg.forecast_kwargs), plot_series=cfg.plot_series,
-            on_dataset=on_dataset, pass_freq=cfg.get("pass_freq"),
+            on_dataset=on_dataset, pass_freq=cfg.get("pass_freq"), training_data=training,
         )
         progress.update(task, completed=len(suite["datasets"]), description=f"{suite.get('name')}: done")
     if cfg.get("save_baseline_scores"):

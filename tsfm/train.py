@@ -76,7 +76,8 @@ def check_precision(cfg: DictConfig, module: L.LightningModule) -> None:
 
 
 def export(cfg: DictConfig, module: L.LightningModule, trainer: L.Trainer, out: Path) -> None:
-    """Write the final weights as a checkpoint directory on rank 0.
+    """Write the final weights (and the corpus summary, ``training_data.json``) as a checkpoint
+    directory on rank 0.
 
     Under FSDP2 the shards are gathered first (collective) and loaded into a fresh, unsharded
     instance of the same module, so each family's ``save_pretrained`` works unchanged.
@@ -90,6 +91,8 @@ def export(cfg: DictConfig, module: L.LightningModule, trainer: L.Trainer, out: 
     elif trainer.is_global_zero:
         module.save_pretrained(out)
     if trainer.is_global_zero:
+        if hasattr(trainer.datamodule, "save_training_data"):  # the corpus travels with the model
+            trainer.datamodule.save_training_data(out)
         log.info("exported final weights to %s", out)
     trainer.strategy.barrier("tsfm-export")
 

@@ -80,7 +80,8 @@ def test_resume_from_checkpoint_sees_exactly_the_same_batches(tmp_path: Path) ->
     ckpt = tmp_path / "half.ckpt"
     first.trainer_ref.save_checkpoint(ckpt)  # type: ignore[attr-defined]
     state = torch.load(ckpt, weights_only=True)["TSDataModule"]
-    assert state == {"consumed": 5, "seed": 0, "batch_size": 4}
+    assert {k: state[k] for k in ("consumed", "seed", "batch_size")} == {"consumed": 5, "seed": 0, "batch_size": 4}
+    assert state["training_data"] == make_dm(tmp_path).corpus_summary()  # the corpus travels with the model
     rest = fit(make_dm(tmp_path), 8, ckpt=str(ckpt))
     assert len(full.seen) == 8 and len(first.seen) == 5 and len(rest.seen) == 3
     for a, b in zip(full.seen, first.seen + rest.seen):
@@ -136,3 +137,25 @@ def test_packaged_entry_and_hydra_configs_compose(tmp_path: Path) -> None:
     dm.prepare_data()
     batch = next(iter(dm.train_dataloader()))
     assert batch["context"].shape == (3, 16) and batch["target"].shape == (3, 8)
+
+
+def test_checkpoint_and_export_carry_the_training_corpus(tmp_path: Path) -> None:
+    import json
+
+    dm = TSDataModule([KS, {"packaged": "m3_other", "weight": 0.5}], FixedWindowTask(24, 6), batch_size=4,
+                      cache_dir=str(tmp_path / "cache"), val_batches=0)
+    first = fit(dm, 2)
+    ckpt = tmp_path / "a.ckpt"
+    first.trainer_ref.save_checkpoint(ckpt)  # type: ignore[attr-defined]
+    saved = torch.load(ckpt, weights_only=True)["TSDataModule"]["training_data"]
+    subs = {s["name"]: s for s in saved["sub_datasets"]}
+    assert subs["ks"]["synthetic"] is True and subs["ks"]["weight"] == 1.0 and subs["ks"]["sources"] == {}
+    assert subs["m3_other"]["synthetic"] is False and subs["m3_other"]["weight"] == 0.5
+    assert len(subs["m3_other"]["sources"]["m3_other"]) == 174
+    path = dm.save_training_data(tmp_path / "export")
+    assert path.name == "training_data.json" and json.loads(path.read_text()) == saved
+    # resumed on another corpus: what the checkpoint trained on stays recorded
+    other = make_dm(tmp_path)
+    fit(other, 3, ckpt=str(ckpt))
+    now = {(s["name"], bool(s.get("inherited"))) for s in other.corpus_summary()["sub_datasets"]}
+    assert now == {("ks", False), ("m3_other", True)}

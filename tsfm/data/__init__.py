@@ -17,6 +17,7 @@ _LAZY = {
     "BuildReport": "format",
     "DataError": "format",
     "write_dataset": "format",
+    "series_fingerprint": "manifest",
     "PACKAGED": "packaged",
     "build_packaged": "packaged",
     "load_packaged": "packaged",

@@ -30,25 +30,27 @@ from tsfm.data.format import BuildReport, DataError, write_dataset
 from tsfm.data.types import Series
 
 
-def _write(series: Iterable[Series], out: Path, args: argparse.Namespace) -> BuildReport:
+def _write(series: Iterable[Series], out: Path, args: argparse.Namespace, **kw: object) -> BuildReport:
     return write_dataset(
         series,
         out,
         min_length=args.min_length,
         overwrite=args.overwrite,
         multivariate=True if getattr(args, "multivariate", False) else None,
+        **kw,  # type: ignore[arg-type]
     )
 
 
 def cmd_build(args: argparse.Namespace) -> list[BuildReport]:
     out = Path(args.out)
     if args.source == "packaged":
-        from tsfm.data.packaged import PACKAGED, load_packaged
+        from tsfm.data.packaged import PACKAGED, build_packaged
 
         names = sorted(PACKAGED) if args.inputs == ["all"] else args.inputs
-        if len(names) == 1:
-            return [_write(load_packaged(names[0], skip_empty=False), out, args)]
-        return [_write(load_packaged(n, skip_empty=False), out / n, args) for n in names]
+        kw = {"min_length": args.min_length, "multivariate": True if args.multivariate else None}
+        if len(names) == 1:  # with a manifest of the series' fingerprints (evaluation data!)
+            return [build_packaged(names[0], out, overwrite=args.overwrite, **kw)]
+        return [build_packaged(n, out / n, overwrite=args.overwrite, **kw) for n in names]
     if len(args.inputs) != 1:
         raise SystemExit(f"build {args.source} takes exactly one input path, got {args.inputs}")
     src = args.inputs[0]
@@ -80,27 +82,29 @@ def cmd_build(args: argparse.Namespace) -> list[BuildReport]:
 
 def cmd_synth(args: argparse.Namespace) -> list[BuildReport]:
     if args.generator == "kernelsynth":
+        from tsfm.data.manifest import manifest_writer
         from tsfm.data.synthetic.kernelsynth import generate_kernelsynth
 
-        series = generate_kernelsynth(args.num_series, args.seed, args.length, args.max_kernels)
-    else:
-        from tsfm.data.packaged import load_packaged
-        from tsfm.data.sources import TSMIXUP_DEFAULT_SOURCES
-        from tsfm.data.synthetic.tsmixup import generate_tsmixup
+        kw = {"num_series": args.num_series, "seed": args.seed, "length": args.length, "max_kernels": args.max_kernels}
+        args.min_length, args.multivariate = 1, False
+        spec = {"generator": "kernelsynth", **kw}
+        return [_write(generate_kernelsynth(**kw), Path(args.out), args, finalize=manifest_writer(spec, synthetic=True))]
+    from tsfm.data.sources import TSMIXUP_DEFAULT_SOURCES
+    from tsfm.data.synthetic.tsmixup import build_tsmixup
 
-        names = args.sources.split(",") if args.sources else TSMIXUP_DEFAULT_SOURCES
-        pool = [s for n in names for s in load_packaged(n)]
-        series = generate_tsmixup(
-            pool,
-            args.num_series,
-            args.seed,
-            args.k_max,
-            args.alpha,
-            args.min_series_length,
-            args.max_series_length,
-        )
-    args.min_length, args.multivariate = 1, False
-    return [_write(series, Path(args.out), args)]
+    names = args.sources.split(",") if args.sources else TSMIXUP_DEFAULT_SOURCES
+    report = build_tsmixup(
+        names,
+        Path(args.out),
+        overwrite=args.overwrite,
+        num_series=args.num_series,
+        seed=args.seed,
+        k_max=args.k_max,
+        alpha=args.alpha,
+        min_length=args.min_series_length,
+        max_length=args.max_series_length,
+    )
+    return [report]
 
 
 def inspect(path: str | Path, max_items: int = 10_000) -> dict:

@@ -7,10 +7,17 @@ long) stream per rank; batch ``step`` of a rank is a pure function of ``(seed, r
 the train batches Lightning consumed; that count is its whole checkpoint state, so a resumed run
 continues with exactly the batches it would have seen. Validation uses a separate fixed-seed
 stream of ``val_batches`` batches per rank, identical at every validation.
+
+The corpus travels with the model: :meth:`TSDataModule.corpus_summary` (each sub-dataset's
+weight, synthetic flag and the fingerprints of the real series it draws on, from the
+manifests of :mod:`tsfm.data.manifest`) is saved in every checkpoint and, by
+:meth:`~TSDataModule.save_training_data`, as ``training_data.json`` in an exported checkpoint
+directory; ``tsfm.evaluate`` reads it to mark evaluation datasets the model was trained on.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,6 +28,7 @@ import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from tsfm.data.corpus import Corpus, SubDataset
+from tsfm.data.manifest import corpus_summary, write_training_data
 from tsfm.data.sampler import WindowSampler
 from tsfm.data.sources import ResolvedEntry, materialize, resolve
 from tsfm.data.types import Batch, TaskBuilder
@@ -118,6 +126,8 @@ class TSDataModule(L.LightningDataModule):
         self.consumed = 0  # train batches consumed by this rank (the checkpoint state)
         self.corpus: Corpus | None = None
         self._train: BatchStream | None = None
+        self._summary: dict[str, Any] | None = None
+        self._inherited: list[dict[str, Any]] = []  # sub-datasets an earlier stage of this run trained on
 
     def prepare_data(self) -> None:
         """Build generated/packaged sub-datasets that are not cached yet (local rank 0 only)."""
@@ -144,6 +154,18 @@ class TSDataModule(L.LightningDataModule):
                 [SubDataset(e.path, e.name, io=self.io) for e in self.entries],
                 [e.weight for e in self.entries],
             )
+            self._summary = corpus_summary(self.entries, self.weighting)
+
+    def corpus_summary(self) -> dict[str, Any]:
+        """What the model trains on: per sub-dataset its name, path, weight, synthetic flag and
+        source fingerprints by dataset (``provenance: unknown`` for user data without a manifest),
+        plus sub-datasets a resumed checkpoint had trained on before (``inherited: true``)."""
+        summary = self._summary or corpus_summary(self.entries, self.weighting)  # before setup: read now
+        return {**summary, "sub_datasets": summary["sub_datasets"] + self._inherited}
+
+    def save_training_data(self, out_dir: str | Path) -> Path:
+        """Write :meth:`corpus_summary` as ``training_data.json`` into an exported checkpoint dir."""
+        return write_training_data(self.corpus_summary(), out_dir)
 
     def _sampler(self, stream: int) -> WindowSampler:
         if self.corpus is None:
@@ -193,7 +215,12 @@ class TSDataModule(L.LightningDataModule):
         return batch
 
     def state_dict(self) -> dict[str, Any]:
-        return {"consumed": self.consumed, "seed": self.seed, "batch_size": self.batch_size}
+        return {
+            "consumed": self.consumed,
+            "seed": self.seed,
+            "batch_size": self.batch_size,
+            "training_data": self.corpus_summary(),
+        }
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         if (
@@ -208,5 +235,24 @@ class TSDataModule(L.LightningDataModule):
                 state_dict.get("batch_size"),
             )
         self.consumed = int(state_dict["consumed"])
+        ours = [_same_data(s) for s in self.corpus_summary()["sub_datasets"]]
+        theirs = (state_dict.get("training_data") or {}).get("sub_datasets") or []
+        new = [s for s in theirs if _same_data(s) not in ours]
+        if new:
+            log.warning(
+                "resuming on another corpus than the checkpoint's: its sub-dataset(s) %s stay recorded as "
+                "training data (inherited)",
+                ", ".join(str(s.get("name")) for s in new),
+            )
+            self._inherited += [{**s, "inherited": True} for s in new]
         if self._train is not None:
             self._train.start = self.consumed
+
+
+def _same_data(sub: dict[str, Any]) -> tuple:
+    """What identifies a sub-dataset's data in a corpus summary: its manifest, not where it is cached
+    or its weight (for user data without a manifest: its path)."""
+    keys = ["name", "provenance", "synthetic", "spec", "sources"]
+    if sub.get("provenance") != "manifest":
+        keys.append("path")
+    return tuple(json.dumps(sub.get(k), sort_keys=True) for k in keys)

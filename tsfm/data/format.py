@@ -20,7 +20,7 @@ import logging
 import shutil
 import uuid
 import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -258,13 +258,16 @@ def write_dataset(
     multivariate: bool | None = None,
     overwrite: bool = False,
     chunk_rows: int = 200_000,
+    finalize: Callable[[Path], None] | None = None,
 ) -> BuildReport:
     """Validate ``series`` and write them as one sub-dataset directory ``out``, atomically.
 
     The data goes to a hidden temporary sibling directory that is renamed to ``out`` only when
     everything succeeded, so a failed build leaves nothing behind. ``multivariate=None``
     infers the schema from the first series (``V > 1`` -> list<list<float32>>). Series are
-    buffered ``chunk_rows`` at a time, so memory stays bounded for large builds.
+    buffered ``chunk_rows`` at a time, so memory stays bounded for large builds. ``finalize`` is
+    called with the finished temporary directory before the rename (e.g. to add a manifest,
+    :func:`tsfm.data.manifest.manifest_writer`), so it is part of the atomic write.
     """
     import datasets
 
@@ -339,6 +342,8 @@ def write_dataset(
         else:
             parts = [datasets.load_from_disk(str(c)) for c in chunks]
             datasets.concatenate_datasets(parts).save_to_disk(str(final))
+        if finalize is not None:
+            finalize(final)
         if out.exists():
             shutil.rmtree(out)
         final.rename(out)

@@ -17,12 +17,14 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from tsfm.data.builders import from_long_frame
 from tsfm.data.format import BuildReport, normalize_freq, write_dataset
+from tsfm.data.manifest import fingerprints, manifest_writer
 from tsfm.data.types import Series
 
 log = logging.getLogger(__name__)
@@ -242,7 +244,17 @@ def load_packaged(name: str, *, skip_empty: bool = True) -> list[Series]:
     return series
 
 
-def build_packaged(name: str, out: str | Path, *, overwrite: bool = False) -> BuildReport:
+def build_packaged(name: str, out: str | Path, *, overwrite: bool = False, **write_kw: Any) -> BuildReport:
     """Write packaged dataset ``name`` as a sub-dataset directory ``out`` (all-missing items are
-    skipped and counted in the returned report)."""
-    return write_dataset(load_packaged(name, skip_empty=False), out, overwrite=overwrite)
+    skipped and counted in the returned report).
+
+    Its manifest (:mod:`tsfm.data.manifest`) records the fingerprint of every written series
+    under ``name``: a corpus holding it is marked as overlapping that evaluation dataset.
+    ``write_kw`` go to :func:`~tsfm.data.format.write_dataset` (``min_length``, ...).
+    """
+    key = packaged_info(name).name
+    series = load_packaged(key, skip_empty=False)
+    min_length = int(write_kw.get("min_length", 1))
+    written = [s for s in series if s.length >= min_length]
+    finalize = manifest_writer({"packaged": key}, lambda: {key: fingerprints(written)})
+    return write_dataset(series, out, overwrite=overwrite, finalize=finalize, **write_kw)

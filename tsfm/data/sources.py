@@ -13,7 +13,9 @@ one source key:
   ``arima``, ``intermittent``, ``synth_mix``; ``num_series``, ``seed``, ``max_length``).
 
 Generated and packaged entries are built once under ``cache_dir`` (a folder name carries a hash
-of the generator settings, so changing them builds a new copy) and reused afterwards.
+of the generator settings, so changing them builds a new copy) and reused afterwards. Each build
+is atomic and carries a manifest (:mod:`tsfm.data.manifest`: settings, file checksums, source
+fingerprints); a cached copy that fails its checksums is rebuilt, never trained on.
 """
 
 from __future__ import annotations
@@ -22,11 +24,12 @@ import hashlib
 import json
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from tsfm.data.format import write_dataset
+from tsfm.data.manifest import atomic_build, clean_stale_builds, read_manifest, verify, write_manifest
 
 log = logging.getLogger(__name__)
 
@@ -122,13 +125,34 @@ def resolve(entries: Sequence[dict[str, Any]], cache_dir: str | Path) -> list[Re
 
 
 def materialize(entry: ResolvedEntry) -> None:
-    """Build ``entry`` under its cache path if it is a generated/packaged entry and missing."""
-    if entry.path.exists():
-        return
+    """Build ``entry`` under its cache path if it is a generated/packaged entry and missing or
+    corrupted (its files fail the manifest's checksums: a warning names the path)."""
     if entry.build is None:
-        raise FileNotFoundError(
-            f"sub-dataset {entry.name!r}: {entry.path.resolve()} does not exist; fix its path"
+        if not entry.path.exists():
+            raise FileNotFoundError(
+                f"sub-dataset {entry.name!r}: {entry.path.resolve()} does not exist; fix its path"
+            )
+        return
+    clean_stale_builds(entry.path)
+    problem = verify(entry.path, entry.build)
+    if problem is None:
+        return
+    if entry.path.exists():
+        log.warning("corpus cache %s %s; rebuilding it", entry.path, problem)
+    with atomic_build(entry.path) as out:
+        _build(replace(entry, path=out))
+        made = read_manifest(out)  # builders of real data record their sources; generators need not
+        write_manifest(
+            out,
+            entry.build,
+            made["sources"] if made else {},
+            synthetic=made["synthetic"] if made else True,
         )
+
+
+def _build(entry: ResolvedEntry) -> None:
+    """Write ``entry`` (a generated or packaged sub-dataset) at ``entry.path``."""
+    assert entry.build is not None
     spec = dict(entry.build)
     if "packaged" in spec:
         from tsfm.data.packaged import build_packaged
@@ -151,16 +175,9 @@ def materialize(entry: ResolvedEntry) -> None:
         )
         report = write_dataset(generate_kernelsynth(**spec), entry.path)
     else:
-        from tsfm.data.packaged import load_packaged
-        from tsfm.data.synthetic.tsmixup import generate_tsmixup
+        from tsfm.data.synthetic.tsmixup import build_tsmixup
 
         names = spec.pop("sources", None) or TSMIXUP_DEFAULT_SOURCES
-        sources = [s for n in names for s in load_packaged(n)]
-        log.info(
-            "generating TSMixup corpus %s from %d source series, cached at %s",
-            entry.name,
-            len(sources),
-            entry.path,
-        )
-        report = write_dataset(generate_tsmixup(sources, **spec), entry.path)
+        log.info("generating TSMixup corpus %s from packaged %s, at %s", entry.name, list(names), entry.path)
+        report = build_tsmixup(names, entry.path, **spec)
     log.info("%s", report)

@@ -10,7 +10,9 @@ Logged: ``benchmark/avg_wql`` and ``benchmark/avg_mase`` — the geometric mean 
 the scores relative to Seasonal Naive when the suite has a reference baseline (so datasets of
 different scales weigh alike), else the arithmetic mean of raw scores — and per dataset
 ``benchmark/<dataset>/wql`` / ``.../mase``. A failed dataset (NaN/inf forecasts) makes the
-averages ``inf``, which ``ModelCheckpoint(mode="min")`` ranks last.
+averages ``inf``, which ``ModelCheckpoint(mode="min")`` ranks last. With a tsfm datamodule,
+datasets its corpus draws on are marked (:mod:`tsfm.eval.leakage`) and
+``benchmark/zero_shot_avg_wql`` / ``..._mase`` average over the others only.
 """
 
 from __future__ import annotations
@@ -23,9 +25,19 @@ from typing import Any
 import lightning as L
 import torch
 
+from tsfm.eval.leakage import TrainingData
 from tsfm.eval.runner import evaluate_suite
 
 log = logging.getLogger(__name__)
+
+
+def _training_data(pl_module: L.LightningModule) -> TrainingData | None:
+    """The running datamodule's corpus (``None`` when it records none, e.g. a plain DataLoader)."""
+    trainer = getattr(pl_module, "_trainer", None)
+    dm = getattr(trainer, "datamodule", None) if trainer is not None else None
+    if dm is None or not hasattr(dm, "corpus_summary"):
+        return None
+    return TrainingData.from_summary(dm.corpus_summary(), "the training corpus")
 
 
 class BenchmarkCallback(L.Callback):
@@ -67,7 +79,7 @@ class BenchmarkCallback(L.Callback):
                 forecaster = pl_module.forecaster()
                 res = evaluate_suite(forecaster, self.suite, model_name="model", cache_dir=self.cache_dir,
                                      batch_size=self.batch_size, forecast_kwargs=self.forecast_kwargs, plot_series=0,
-                                     pass_freq=self.pass_freq)
+                                     pass_freq=self.pass_freq, training_data=_training_data(pl_module))
         finally:
             pl_module.train(was_training)
         agg = res.aggregates.get("model", {})
@@ -76,6 +88,10 @@ class BenchmarkCallback(L.Callback):
         for m in ("wql", "mase"):
             v = agg.get(f"rel_{m}" if rel else f"avg_{m}", float("nan"))
             out[f"{self.prefix}/avg_{m}"] = float("inf") if agg.get("failed_datasets") or not math.isfinite(v) else v
+        zs = res.zero_shot_aggregates.get("model", {})
+        for m in ("wql", "mase"):
+            v = zs.get(f"rel_{m}" if rel else f"avg_{m}", float("nan"))
+            out[f"{self.prefix}/zero_shot_avg_{m}"] = float("inf") if zs.get("failed_datasets") or not math.isfinite(v) else v
         for name, d in res.datasets.items():
             s = d.scores.get("model")
             for m in ("wql", "mase"):

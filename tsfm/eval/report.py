@@ -1,7 +1,10 @@
 """Reports of a :class:`~tsfm.eval.runner.SuiteResult`: rich table, CSV, JSON, markdown, PNG fan charts.
 
 One row per (dataset, forecaster) in the CSV; the JSON holds, per dataset, every forecaster's
-metrics and relative scores plus the skip / failure counts, and the aggregates.
+metrics and relative scores plus the skip / failure counts, and the aggregates. Every dataset
+says whether the model was trained on it (``trained_on_this_dataset``, the overlapping fraction
+of its series; ``unknown`` without a training record, see :mod:`tsfm.eval.leakage`), and the
+aggregates are given over all datasets and over the zero-shot subset (``aggregate_zero_shot``).
 """
 
 from __future__ import annotations
@@ -33,6 +36,10 @@ def to_dict(res: SuiteResult) -> dict[str, Any]:
             "num_windows": d.num_windows,
             "skipped_short_series": d.skipped,
             "skipped_unobserved_windows": d.skipped_unobserved,
+            "trained_on_this_dataset": d.overlap.trained_on,
+            "leakage": d.overlap.status,
+            "overlap_fraction": d.overlap.fraction,
+            "overlap_sources": d.overlap.sources,
             "scores": {},
         }
         for f, s in d.scores.items():
@@ -46,9 +53,13 @@ def to_dict(res: SuiteResult) -> dict[str, Any]:
                 "seconds": round(s.seconds, 3),
             }
         datasets[name] = entry
-    aggs = {f: {k: (_num(v) if isinstance(v, float) else v) for k, v in a.items()} for f, a in res.aggregates.items()}
+    def plain(aggregates: dict[str, dict]) -> dict[str, dict]:
+        return {f: {k: (_num(v) if isinstance(v, float) else v) for k, v in a.items()} for f, a in aggregates.items()}
+
+    training = res.training.to_dict() if res.training is not None else {"status": "unknown", "where": None}
     return {"suite": res.suite, "model": res.model, "metrics": res.metrics, "reference": res.reference,
-            "datasets": datasets, "aggregate": aggs}
+            "training_data": training, "datasets": datasets, "aggregate": plain(res.aggregates),
+            "zero_shot_datasets": res.zero_shot_datasets, "aggregate_zero_shot": plain(res.zero_shot_aggregates)}
 
 
 def to_frame(res: SuiteResult) -> pd.DataFrame:
@@ -57,7 +68,9 @@ def to_frame(res: SuiteResult) -> pd.DataFrame:
     for name, d in to_dict(res)["datasets"].items():
         for f, s in d["scores"].items():
             rows.append({"dataset": name, "forecaster": f, **s, "num_series": d["num_series"],
-                         "num_windows": d["num_windows"], "skipped_short_series": d["skipped_short_series"]})
+                         "num_windows": d["num_windows"], "skipped_short_series": d["skipped_short_series"],
+                         "trained_on_this_dataset": d["trained_on_this_dataset"], "leakage": d["leakage"],
+                         "overlap_fraction": d["overlap_fraction"]})
     return pd.DataFrame(rows)
 
 
@@ -72,7 +85,7 @@ def table_rows(res: SuiteResult) -> tuple[list[str], list[list[str]]]:
     data = to_dict(res)
     others = [f for f in dict.fromkeys(f for d in data["datasets"].values() for f in d["scores"]) if f != res.model]
     forecasters = [res.model, *others]
-    header = ["dataset", "series", "skipped"]
+    header = ["dataset", "series", "skipped", "trained on"]
     for f in forecasters:
         for m in res.metrics:
             header.append(f"{f} {m}")
@@ -80,7 +93,8 @@ def table_rows(res: SuiteResult) -> tuple[list[str], list[list[str]]]:
             header += [f"{f} rel_{m}" for m in res.metrics]
     rows = []
     for name, d in data["datasets"].items():
-        row = [name, str(d["num_series"]), str(d["skipped_short_series"] + d["skipped_unobserved_windows"])]
+        row = [name, str(d["num_series"]), str(d["skipped_short_series"] + d["skipped_unobserved_windows"]),
+               res.datasets[name].overlap.label()]
         for f in forecasters:
             s = d["scores"].get(f, {})
             failed = s.get("status") == "failed"
@@ -89,14 +103,39 @@ def table_rows(res: SuiteResult) -> tuple[list[str], list[list[str]]]:
             if res.reference and f != res.reference:
                 row += [_fmt(s.get(f"rel_{m}")) for m in res.metrics]
         rows.append(row)
-    agg_row = ["aggregate", "", ""]
-    for f in forecasters:
-        a = data["aggregate"].get(f, {})
-        agg_row += [_fmt(a.get(f"avg_{m}")) for m in res.metrics]
-        if res.reference and f != res.reference:
-            agg_row += [_fmt(a.get(f"rel_{m}")) for m in res.metrics]
-    rows.append(agg_row)
+    zero_shot = len(data["zero_shot_datasets"])
+    for label, key in ((f"aggregate (all {len(data['datasets'])})", "aggregate"),
+                       (f"aggregate (zero-shot {zero_shot})", "aggregate_zero_shot")):
+        agg_row = [label, "", "", ""]
+        for f in forecasters:
+            a = data[key].get(f, {})
+            agg_row += [_fmt(a.get(f"avg_{m}")) for m in res.metrics]
+            if res.reference and f != res.reference:
+                agg_row += [_fmt(a.get(f"rel_{m}")) for m in res.metrics]
+        rows.append(agg_row)
     return header, rows
+
+
+def leakage_note(res: SuiteResult) -> str:
+    """Which datasets the model was trained on (so the zero-shot aggregate leaves them out), or why
+    that is unknown."""
+    t = res.training
+    if t is None or not t.known:
+        why = f" ({t.where})" if t is not None else ""
+        return (f"{res.model}: training data unknown{why}; no dataset is marked as trained on, so the "
+                "zero-shot aggregate covers every dataset.")
+    trained = {n: d.overlap for n, d in res.datasets.items() if d.overlap.trained_on}
+    lines = []
+    if trained:
+        shown = "; ".join(f"{n} ({o.num_overlapping} of {o.num_series} series, via {', '.join(o.sources)})"
+                          for n, o in trained.items())
+        lines.append(f"{res.model} was trained on: {shown}. The zero-shot aggregate leaves them out.")
+    else:
+        lines.append(f"{res.model}: no evaluated series is in its training data ({t.where}); every dataset is zero-shot.")
+    if t.unknown_sub_datasets:
+        lines.append(f"{res.model}: training sub-dataset(s) of unknown provenance (no manifest): "
+                     f"{', '.join(t.unknown_sub_datasets)}; datasets without a match are marked unknown.")
+    return "\n".join(lines)
 
 
 def aggregate_note(res: SuiteResult) -> str:
@@ -124,8 +163,11 @@ def to_markdown(res: SuiteResult) -> str:
     if res.reference:
         lines += [f"Relative scores (rel_*) divide by `{res.reference}` on the same windows; the aggregate row "
                   "holds the arithmetic mean of raw scores and the geometric mean of relative scores.", ""]
+    lines += ["`trained on`: share of the dataset's series found in the model's training corpus (by series "
+              "fingerprint); the zero-shot aggregate covers the datasets it was not trained on.", ""]
     lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(r) + " |" for r in rows]
+    lines += ["", leakage_note(res)]
     note = aggregate_note(res)
     if note:
         lines += ["", note]
@@ -199,8 +241,9 @@ def print_table(res: SuiteResult, console: Any | None = None) -> None:
     for h in header:
         t.add_column(h, justify="left" if h == "dataset" else "right")
     for i, r in enumerate(rows):
-        t.add_row(*r, end_section=(i == len(rows) - 2))
+        t.add_row(*r, end_section=(i == len(rows) - 3))
     console.print(t)
+    console.print(leakage_note(res), markup=False, highlight=False)
     note = aggregate_note(res)
     if note:
         console.print(f"[bold red]{note}[/]")

@@ -4,6 +4,10 @@ Models and baselines are treated alike: anything with ``predict_quantiles(contex
 prediction_length, quantile_levels, **kw)`` is a forecaster. Baseline forecasts are cached on
 disk per dataset (:func:`tsfm.eval.baselines.cached_predict`); model forecasts never are (the
 weights change during training).
+
+With the model's training data (:mod:`tsfm.eval.leakage`), every dataset is marked
+``trained_on_this_dataset`` when its series are in the training corpus, and each forecaster's
+aggregate is also given over the zero-shot subset (the datasets not trained on).
 """
 
 from __future__ import annotations
@@ -20,8 +24,9 @@ import numpy as np
 
 from tsfm.eval import precomputed
 from tsfm.eval.baselines import BASELINES, MAX_CONTEXT, StatsBaseline, cache_digest, cached_predict
+from tsfm.eval.leakage import Overlap, TrainingData, dataset_overlap
 from tsfm.eval.protocol import EvalWindows, Score, aggregate, make_windows, relative_scores, score_forecasts
-from tsfm.eval.suites import DatasetSpec, check_available, load_dataset, parse_suite
+from tsfm.eval.suites import DatasetSpec, check_available, parse_suite, prepare_dataset, read_dataset
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +44,7 @@ class DatasetResult:
     skipped_unobserved: int
     scores: dict[str, Score] = field(default_factory=dict)  # forecaster name -> score
     plot: dict[str, Any] = field(default_factory=dict)  # a few contexts/labels/forecasts for fan charts
+    overlap: Overlap = field(default_factory=Overlap)  # the model's training data vs this dataset
 
     def relative(self, name: str, reference: str) -> dict[str, float]:
         s, r = self.scores.get(name), self.scores.get(reference)
@@ -57,15 +63,25 @@ class SuiteResult:
     aggregates: dict[str, dict] = field(default_factory=dict)  # forecaster name -> aggregate
     # suite baselines' scores by precomputed.score_key (what `save_baseline_scores` ships)
     baseline_scores: dict[str, dict] = field(default_factory=dict)
+    training: TrainingData | None = None  # the model's training corpus (None: unknown)
+    zero_shot_aggregates: dict[str, dict] = field(default_factory=dict)  # same, datasets not trained on
+
+    @property
+    def zero_shot_datasets(self) -> list[str]:
+        """Datasets the model was not trained on (all of them when its training data is unknown)."""
+        return [d for d, r in self.datasets.items() if not r.overlap.trained_on]
 
     def summarize(self) -> None:
+        """Aggregate every forecaster over all datasets and over the zero-shot subset."""
         names = {n for d in self.datasets.values() for n in d.scores}
+        zero_shot = set(self.zero_shot_datasets)
         for n in sorted(names):
             per = {d: r.scores[n] for d, r in self.datasets.items() if n in r.scores}
             ref = None
             if self.reference:
                 ref = {d: r.scores[self.reference] for d, r in self.datasets.items() if self.reference in r.scores}
             self.aggregates[n] = aggregate(per, ref, self.metrics)
+            self.zero_shot_aggregates[n] = aggregate({d: s for d, s in per.items() if d in zero_shot}, ref, self.metrics)
 
 
 def resolve_forecaster(
@@ -165,12 +181,15 @@ def evaluate_suite(
     plot_series: int = 3,
     on_dataset: Callable[[str, int, int], None] | None = None,
     pass_freq: bool | None = None,
+    training_data: TrainingData | None = None,
 ) -> SuiteResult:
     """Evaluate ``forecaster`` and the suite's baselines on every dataset of ``suite`` (a plain dict).
 
     Baselines listed in ``suite["baselines"]`` run through the disk cache. When
     ``forecaster`` is itself a :class:`StatsBaseline`, it is cached too. ``on_dataset(name,
     i, n)`` is called before each dataset (progress bars). ``pass_freq``: see :func:`predict_windows`.
+    ``training_data`` (:func:`tsfm.eval.leakage.load_training_data`): the model's training
+    corpus; each dataset's series (all of them, also beyond ``max_series``) are compared with it.
     """
     specs = parse_suite(suite)
     check_available(specs, suite.get("data_dir"))
@@ -183,16 +202,21 @@ def evaluate_suite(
         baseline_names.insert(0, reference)
     jobs = int(suite.get("baseline_jobs", 1) or 1)
     baselines = {b: StatsBaseline(b, max_context=max_ctx, n_jobs=jobs) for b in baseline_names}
-    result = SuiteResult(str(suite.get("name", "suite")), model_name, metrics, reference, {})
+    result = SuiteResult(str(suite.get("name", "suite")), model_name, metrics, reference, {}, training=training_data)
     # shipped baseline scores (tsfm/eval/precomputed/<suite>.json), used only on an exact key match
     table = precomputed.load(result.suite) if suite.get("use_precomputed", True) else {}
     for i, spec in enumerate(specs):
         if on_dataset is not None:
             on_dataset(spec.name, i, len(specs))
-        series = load_dataset(spec, suite.get("data_dir"), suite.get("max_series"))
+        raw = read_dataset(spec, suite.get("data_dir"))
+        overlap = dataset_overlap(raw, training_data)
+        series = prepare_dataset(spec, raw, suite.get("max_series"))
         w = make_windows(series, spec.prediction_length, spec.num_windows, spec.seasonality, spec.min_context,
                          stride=spec.stride, offset=spec.offset)
-        dr = DatasetResult(spec, w.num_series, w.num_windows, w.skipped, w.skipped_unobserved)
+        dr = DatasetResult(spec, w.num_series, w.num_windows, w.skipped, w.skipped_unobserved, overlap=overlap)
+        if overlap.trained_on:
+            log.warning("%s: the model was trained on %d of its %d series (via %s); not zero-shot", spec.name,
+                        overlap.num_overlapping, overlap.num_series, ", ".join(overlap.sources))
         if w.skipped:
             log.warning("%s: skipped %d of %d series, shorter than %d window(s) of %d", spec.name, w.skipped,
                         len(series), spec.num_windows, spec.prediction_length)

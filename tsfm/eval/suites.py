@@ -133,15 +133,24 @@ def check_available(specs: Sequence[DatasetSpec], data_dir: str | Path | None) -
 
 
 def load_dataset(spec: DatasetSpec, data_dir: str | Path | None = None, max_series: int | None = None) -> list[Series]:
-    """The series of one dataset (optionally only the first ``max_series``)."""
+    """The series of one dataset (optionally only the first ``max_series``), ready for the protocol."""
+    return prepare_dataset(spec, read_dataset(spec, data_dir), max_series)
+
+
+def read_dataset(spec: DatasetSpec, data_dir: str | Path | None = None) -> list[Series]:
+    """Every series of one dataset as stored (full series, values not normalised)."""
     if spec.source == "packaged":
-        series = sources.load_packaged(spec.name, spec.options)
-    elif spec.source == "hf":
-        series = sources.load_hf(_look_in(spec, data_dir), spec.name, spec.freq, spec.options)
-    elif spec.source == "arrow":
-        series = sources.load_arrow(_look_in(spec, data_dir), spec.name, spec.options, spec.freq)
-    else:
-        raise ValueError(f"dataset {spec.name!r}: unknown source {spec.source!r}; use packaged, hf or arrow")
+        return sources.load_packaged(spec.name, spec.options)
+    if spec.source == "hf":
+        return sources.load_hf(_look_in(spec, data_dir), spec.name, spec.freq, spec.options)
+    if spec.source == "arrow":
+        return sources.load_arrow(_look_in(spec, data_dir), spec.name, spec.options, spec.freq)
+    raise ValueError(f"dataset {spec.name!r}: unknown source {spec.source!r}; use packaged, hf or arrow")
+
+
+def prepare_dataset(spec: DatasetSpec, series: list[Series], max_series: int | None = None) -> list[Series]:
+    """Apply the suite's settings to :func:`read_dataset`'s series: the ``max_series`` cap, the
+    frequency, GIFT-Eval horizons, normalisation."""
     if max_series is not None:
         series = series[: int(max_series)]
     if spec.freq is None and series:  # e.g. inferred from a local dataset's timestamps

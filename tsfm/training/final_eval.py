@@ -35,6 +35,7 @@ def evaluate_export(export_dir: Path, suite_name: str, paths: DictConfig, out_di
     """Evaluate ``export_dir`` on the suite; print the table; return the model's aggregate."""
     from rich.console import Console
 
+    from tsfm.eval.leakage import load_training_data
     from tsfm.eval.report import print_table, write_reports
     from tsfm.eval.runner import evaluate_suite
     from tsfm.forecast import load_forecaster
@@ -44,7 +45,8 @@ def evaluate_export(export_dir: Path, suite_name: str, paths: DictConfig, out_di
     forecaster = load_forecaster(str(export_dir))
     log.info("zero-shot evaluation of %s on the %s suite (%d datasets)", export_dir, suite_name, len(suite["datasets"]))
     res = evaluate_suite(forecaster, suite, model_name="this run", cache_dir=cache,
-                         forecast_kwargs=forecast_kwargs or {}, plot_series=3)
+                         forecast_kwargs=forecast_kwargs or {}, plot_series=3,
+                         training_data=load_training_data(export_dir))
     written = write_reports(res, out_dir, [float(q) for q in suite["quantile_levels"]])
     print_table(res, Console() if sys.stdout.isatty() else Console(width=200))
     log.info("zero-shot report: %s", written.get("markdown") or written.get("json"))
