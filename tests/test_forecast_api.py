@@ -177,3 +177,18 @@ def test_future_covariates_must_start_right_after_the_context():
         _last_value().predict_quantiles(df, prediction_length=2, future_covariates=future)
     ok = future.assign(timestamp=pd.date_range("2024-01-07", periods=2, freq="D"))
     assert len(_last_value().predict_quantiles(df, prediction_length=2, future_covariates=ok)) == 2
+
+
+@pytest.mark.parametrize("family", ["chronos2", "moirai"])
+def test_a_context_without_observed_values_gets_nan_and_a_warning_not_a_made_up_forecast(family, fixtures_dir):
+    from tsfm.forecast import load_forecaster
+
+    path = fixtures_dir / ("chronos2_tiny" if family == "chronos2" else "moirai_tiny") / "checkpoint"
+    f = load_forecaster(path)
+    ok = np.sin(np.arange(64) / 3).astype(np.float32)
+    with pytest.warns(UserWarning, match=r"series \[1\]: the context has no observed value"):
+        q = f.predict_quantiles([ok, np.full(64, np.nan, np.float32)], prediction_length=8)
+    assert np.isfinite(q[0]).all() and np.isnan(q[1]).all()
+    # a one-point context is not refused: a flat forecast at that value (documented fallback)
+    one = f.predict_quantiles([np.array([5.0], np.float32)], prediction_length=4)
+    assert np.isfinite(one).all() and np.allclose(one[0, :, 4], 5.0, atol=0.5)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import importlib
 import json
 import logging
+import warnings
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from contextlib import nullcontext
@@ -138,6 +139,25 @@ def normalize_inputs(
     return ForecastInput(targets, past, fut, univariate)
 
 
+def _placeholder_unobserved(inputs: ForecastInput, names: Sequence[str] | None = None) -> list[int]:
+    """Series whose context has no observed value at all get a NaN forecast (with a warning),
+    never one made up from nothing: the model sees a zero placeholder, the answer is replaced."""
+    dead = [i for i, t in enumerate(inputs.targets) if not np.isfinite(t).any()]
+    for i in dead:
+        inputs.targets[i] = np.zeros_like(inputs.targets[i])
+    if dead:
+        which = [names[i] for i in dead] if names is not None else dead
+        warnings.warn(f"series {which[:10]}{' ...' if len(dead) > 10 else ''}: the context has no observed value; "
+                      "their forecasts are NaN (give at least one observed value)", stacklevel=3)
+    return dead
+
+
+def _nan_out(out: list[np.ndarray], dead: list[int]) -> list[np.ndarray]:
+    for i in dead:
+        out[i] = np.full(np.shape(out[i]), np.nan, dtype=np.float32)
+    return out
+
+
 def _df_to_inputs(
     df: pd.DataFrame,
     future_df: pd.DataFrame | None,
@@ -247,10 +267,13 @@ class Forecaster(ABC):
                 id_column, timestamp_column, target,
             )
             inputs = normalize_inputs(ctx, prediction_length, past, fut, names=ids)
-            out = self._quantiles(inputs, prediction_length, levels, **kwargs)
+            dead = _placeholder_unobserved(inputs, ids)
+            out = _nan_out(self._quantiles(inputs, prediction_length, levels, **kwargs), dead)
             return self._to_frame(ids, stamps, out, levels, prediction_length, id_column, timestamp_column, target)
         inputs = normalize_inputs(context, prediction_length, past_covariates, future_covariates)  # type: ignore[arg-type]
-        return self._stack(self._quantiles(inputs, prediction_length, levels, **kwargs), inputs.univariate, axis=0)
+        dead = _placeholder_unobserved(inputs)
+        out = _nan_out(self._quantiles(inputs, prediction_length, levels, **kwargs), dead)
+        return self._stack(out, inputs.univariate, axis=0)
 
     def predict_samples(
         self,
@@ -269,7 +292,8 @@ class Forecaster(ABC):
         if num_samples <= 0:
             raise ValueError(f"num_samples must be positive, got {num_samples}")
         inputs = normalize_inputs(context, prediction_length, past_covariates, future_covariates)
-        out = self._samples(inputs, prediction_length, num_samples, **kwargs)
+        dead = _placeholder_unobserved(inputs)
+        out = _nan_out(self._samples(inputs, prediction_length, num_samples, **kwargs), dead)
         return self._stack(out, inputs.univariate, axis=1)
 
     def to_gluonts_predictor(self, prediction_length: int, freq: str, **kwargs: Any):

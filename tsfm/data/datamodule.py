@@ -82,6 +82,8 @@ class TSDataModule(L.LightningDataModule):
             map whole large page-cache folios per fault.
         item_weighting: ``length`` (a series is drawn proportionally to its length, uni2ts) or
             ``uniform`` (every series equally often).
+        series_scale: multiplies ``num_series`` of every generated entry (``0.01``: a toy corpus
+            built in seconds, for tests and smoke runs; cached separately).
     """
 
     def __init__(
@@ -99,6 +101,7 @@ class TSDataModule(L.LightningDataModule):
         page_budget_mb: float = 256.0,
         io: str = "auto",
         item_weighting: str = "length",
+        series_scale: float = 1.0,
     ) -> None:
         super().__init__()
         if not isinstance(task, TaskBuilder):
@@ -109,6 +112,11 @@ class TSDataModule(L.LightningDataModule):
             raise ValueError(f"data.batch_size must be >= 1, got {batch_size}")
         if int(num_workers) < 0:
             raise ValueError(f"data.num_workers must be >= 0, got {num_workers}")
+        if not float(series_scale) > 0:
+            raise ValueError(f"data.series_scale must be > 0, got {series_scale}")
+        if float(series_scale) != 1.0:  # toy corpora: fewer generated series, same generators
+            corpus = [dict(e, num_series=max(1, round(int(e["num_series"]) * float(series_scale))))
+                      if e.get("generator") and "num_series" in e else e for e in corpus]
         self.entries: list[ResolvedEntry] = resolve(corpus, cache_dir)
         missing = [e for e in self.entries if e.build is None and not Path(e.path).exists()]
         if missing:  # given paths (nothing to build) must exist now, not after the model is built

@@ -71,9 +71,10 @@ def test_bad_and_degenerate_inputs(fc):
         fc.predict_quantiles([], prediction_length=4)
     nan, zero = np.full(20, np.nan), np.zeros(20)
     long = np.random.default_rng(0).normal(size=2000)
-    q = fc.predict_quantiles([nan, zero, long], prediction_length=4, num_samples=3, seed=0)
-    assert q.shape == (3, 4, 9) and np.isfinite(q).all()
-    assert np.abs(q[:2]).max() <= 15.0  # scale 1 for all-NaN / all-zero contexts
+    with pytest.warns(UserWarning, match=r"series \[0\]: the context has no observed value; their forecasts are NaN"):
+        q = fc.predict_quantiles([nan, zero, long], prediction_length=4, num_samples=3, seed=0)
+    assert q.shape == (3, 4, 9) and np.isnan(q[0]).all() and np.isfinite(q[1:]).all()
+    assert np.abs(q[1]).max() <= 15.0  # scale 1 for an all-zero context
     with pytest.raises(ValueError, match="covariates"):
         fc.predict_quantiles([zero], prediction_length=4, past_covariates=[{"x": zero}])
 

@@ -130,3 +130,24 @@ def test_first_fit_decreasing():
     # 300 -> row 0, 250 -> row 1, 212 -> row 0 (512), 200 -> row 1 (450), 50 -> row 1 (500)
     np.testing.assert_array_equal(rows, [0, 1, 1, 0, 1])
     np.testing.assert_array_equal(offs, [0, 250, 0, 300, 450])
+
+
+def test_the_structural_corpus_trains_every_patch_size_the_dev_suite_forecasts_with():
+    """Regression (issue 11): KernelSynth is stored as hourly, so a Moirai trained on it only ever
+    trained its patch-32/64 projections, while yearly/quarterly/monthly forecasts use patch 8/16."""
+    from omegaconf import OmegaConf
+
+    from tsfm.data.synthetic.kernelsynth import generate_kernelsynth
+    from tsfm.data.synthetic.structural import generate_structural
+    from tsfm.models.moirai.config import allowed_patch_sizes
+
+    task, rng = MoiraiTask(concat_univariate=False), np.random.default_rng(0)
+    kernelsynth = {task(s, rng)["patch_size"] for s in generate_kernelsynth(20, length=256)}
+    assert kernelsynth <= {32, 64}
+    structural = [s for g in ("trend_seasonal", "ets", "arima") for s in generate_structural(g, 150, seed=0)]
+    trained = {x["patch_size"] for s in structural if (x := task(s, rng)) is not None}
+    from pathlib import Path
+
+    dev = OmegaConf.load(Path(__file__).resolve().parents[3] / "conf" / "eval" / "dev.yaml").datasets
+    used = {p for d in dev for p in allowed_patch_sizes(d.freq, task.patch_sizes)}
+    assert used <= trained, f"patch sizes used by the dev suite but never trained: {used - trained}"
