@@ -106,6 +106,7 @@ def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = No
     """``F.linear``; float32 on CPU (outside autocast) through oneDNN when that is faster here."""
     if (
         x.device.type == "cpu"
+        and not torch.compiler.is_compiling()  # traced graphs use F.linear (the compiler picks the GEMM)
         and x.dtype == torch.float32
         and weight.dtype == torch.float32
         and (bias is None or bias.dtype == torch.float32)
