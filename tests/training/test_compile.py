@@ -14,7 +14,10 @@ import torch
 from torch.utils.data import DataLoader
 
 from tests.models.baseline.test_baseline_module import TINY, _batches
+from tests.models.moirai.test_moirai_module import TINY as MOIRAI_TINY
+from tests.models.moirai.test_moirai_module import _batches as moirai_batches
 from tsfm.models.baseline.module import BaselineModule
+from tsfm.models.moirai.module import MoiraiModule
 from tsfm.training.module import compile_backend
 
 
@@ -51,8 +54,8 @@ def test_unknown_backend_is_named():
 def test_compiled_blocks_train_and_forecast_like_eager(tmp_path):
     eager = _trained(False, tmp_path / "eager")
     compiled = _trained("aot_eager", tmp_path / "compiled")
-    assert all(b._compiled_call_impl is not None for b in compiled.parallel_blocks())
-    assert all(b._compiled_call_impl is None for b in eager.parallel_blocks())
+    assert all(b._compiled_call_impl is not None for b in compiled.compile_targets())
+    assert all(b._compiled_call_impl is None for b in eager.compile_targets())
     assert compiled.state_dict().keys() == eager.state_dict().keys()  # no _orig_mod. prefixes
     for (name, a), b in zip(eager.state_dict().items(), compiled.state_dict().values()):
         torch.testing.assert_close(b, a, rtol=1e-5, atol=1e-6, msg=name)  # same 3 updates
@@ -62,9 +65,28 @@ def test_compiled_blocks_train_and_forecast_like_eager(tmp_path):
 def test_compile_is_applied_once(tmp_path):
     module = BaselineModule(config=TINY, compile="aot_eager")
     module.configure_model()
-    first = [b._compiled_call_impl for b in module.parallel_blocks()]
+    first = [b._compiled_call_impl for b in module.compile_targets()]
     module.configure_model()
-    assert [b._compiled_call_impl for b in module.parallel_blocks()] == first
+    assert [b._compiled_call_impl for b in module.compile_targets()] == first
+
+
+def test_moirai_compiles_norms_and_ffn_without_recompiling_per_batch():
+    """Packed batches differ in their per-sample bucketing; the compiled parts must not care."""
+    import torch._dynamo
+
+    torch._dynamo.reset()
+    torch._dynamo.utils.counters.clear()
+    torch.manual_seed(0)
+    eager = MoiraiModule(config=MOIRAI_TINY)
+    compiled = MoiraiModule(config=MOIRAI_TINY, compile="aot_eager")
+    compiled.load_state_dict(eager.state_dict())
+    compiled.configure_model()
+    assert {type(m).__name__ for m in compiled.compile_targets()} == {"RMSNorm", "GLUFeedForward"}
+    for batch in moirai_batches(3):
+        a, b = eager.compute_loss(batch), compiled.compute_loss(batch)
+        torch.testing.assert_close(b, a, rtol=1e-5, atol=1e-6)
+        b.backward()
+    assert torch._dynamo.utils.counters["stats"]["unique_graphs"] <= 6  # norm + FFN, static then dynamic shapes
 
 
 @pytest.mark.slow

@@ -37,6 +37,7 @@ class TSFMModule(L.LightningModule):
 
     family: str = ""
     supports_half_weights: bool = False  # trainer.precision=bf16-true / 16-true (checked by tsfm.train)
+    fsdp_forward_methods: tuple[str, ...] = ()  # model methods compute_loss calls instead of forward
 
     def __init__(
         self, optim: dict | OptimConfig | None = None, max_nonfinite: int = 10, compile: bool | str = False
@@ -73,6 +74,11 @@ class TSFMModule(L.LightningModule):
         model's outermost ``nn.ModuleList`` is not its stack of blocks)."""
         return transformer_blocks(self.model)
 
+    def compile_targets(self) -> list[torch.nn.Module]:
+        """The modules ``model.compile`` compiles one by one: the blocks, unless a family keeps
+        data-dependent parts (whose structure changes from batch to batch) out of the graphs."""
+        return self.parallel_blocks()
+
     # -- Lightning hooks ------------------------------------------------------------------
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor | None:
         loss = self.compute_loss(batch)
@@ -104,14 +110,14 @@ class TSFMModule(L.LightningModule):
         """Compile each block (``compile``), then shard with FSDP2 under ``ModelParallelStrategy``
         (trainer=fsdp). Idempotent: Lightning may call it more than once."""
         if self.compile_backend and not getattr(self, "_compiled", False):
-            n = apply_compile(self.parallel_blocks(), backend=self.compile_backend)
-            log.info("torch.compile (backend %s) applied to %d blocks", self.compile_backend, n)
+            n = apply_compile(self.compile_targets(), backend=self.compile_backend)
+            log.info("torch.compile (backend %s) applied to %d modules", self.compile_backend, n)
             self._compiled = True
         mesh = getattr(self, "_device_mesh", None)
         if mesh is None or is_sharded(self.model):
             return
         dp_mesh = mesh["data_parallel"] if mesh.mesh_dim_names and "data_parallel" in mesh.mesh_dim_names else mesh
-        apply_fsdp2(self.model, dp_mesh, blocks=self.parallel_blocks())
+        apply_fsdp2(self.model, dp_mesh, blocks=self.parallel_blocks(), forward_methods=self.fsdp_forward_methods)
 
     def configure_optimizers(self) -> dict:
         if self.trainer is not None and self.trainer.max_steps and self.trainer.max_steps > 0:

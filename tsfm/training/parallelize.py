@@ -53,14 +53,21 @@ def apply_fsdp2(
     blocks: Iterable[nn.Module] | None = None,
     param_dtype: torch.dtype | None = None,
     reduce_dtype: torch.dtype | None = torch.float32,
+    forward_methods: Iterable[str] = (),
 ) -> nn.Module:
-    """Shard each block, then the root, over the (data-parallel) ``mesh``."""
-    from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
+    """Shard each block, then the root, over the (data-parallel) ``mesh``.
+
+    ``forward_methods``: methods of ``model`` that the training loss calls instead of
+    ``forward`` (e.g. ``nll``); FSDP2 gathers the root's parameters around them too.
+    """
+    from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard, register_fsdp_forward_method
 
     mp = MixedPrecisionPolicy(param_dtype=param_dtype, reduce_dtype=reduce_dtype)
     for block in blocks if blocks is not None else transformer_blocks(model):
         fully_shard(block, mesh=mesh, mp_policy=mp)
     fully_shard(model, mesh=mesh, mp_policy=mp)
+    for name in forward_methods:
+        register_fsdp_forward_method(model, name)
     return model
 
 

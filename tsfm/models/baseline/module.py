@@ -77,6 +77,7 @@ class BaselineModule(TSFMModule):
     """Trains :class:`BaselineModel` on batches of :class:`~tsfm.models.baseline.task.BaselineTask`."""
 
     family = "baseline"
+    fsdp_forward_methods = ("nll", "masked_nll")  # compute_loss calls these, not forward
 
     def __init__(
         self,

@@ -8,8 +8,9 @@ validation) is the packed NLL of :meth:`MoiraiModel.loss`. The optimizer recipe 
 ``conf/optim`` (TSFMModule builds it, excluding norms, biases and embeddings from weight decay).
 
 ``gradient_checkpointing`` recomputes each encoder layer in backward. ``compile`` compiles each
-encoder layer, and under Lightning's ``ModelParallelStrategy`` FSDP2 shards every encoder layer,
-then the whole model (``TSFMModule.configure_model`` over :meth:`MoiraiModule.parallel_blocks`).
+layer's norms and FFN (:meth:`MoiraiModule.compile_targets`), and under Lightning's
+``ModelParallelStrategy`` FSDP2 shards every encoder layer, then the whole model
+(``TSFMModule.configure_model`` over :meth:`MoiraiModule.parallel_blocks`).
 """
 
 from __future__ import annotations
@@ -111,6 +112,12 @@ class MoiraiModule(TSFMModule):
     def parallel_blocks(self) -> list[torch.nn.Module]:
         """The encoder layers (compiled and FSDP2-sharded one by one in ``configure_model``)."""
         return list(self.model.encoder.layers)
+
+    def compile_targets(self) -> list[torch.nn.Module]:
+        """Each layer's norms and FFN (most of its FLOPs outside attention). The attention stays
+        eager: packed rows are cut into per-sample length buckets whose number changes with every
+        batch, so a compiled layer would recompile for each new count."""
+        return [m for layer in self.model.encoder.layers for m in (layer.norm1, layer.norm2, layer.ffn)]
 
     def save_pretrained(self, path: str | Path) -> Path:
         """Export the weights as an official-layout directory (loads in uni2ts and in tsfm)."""
