@@ -20,7 +20,6 @@ stop the others; a failure is reported with its reason):
 from __future__ import annotations
 
 import argparse
-import gc
 import os
 import platform
 import sys
@@ -35,6 +34,7 @@ ROOT = HERE.parents[1]
 sys.path[:0] = [str(HERE), str(HERE.parent / "benchmarks"), str(ROOT)]  # siblings, flop_count, tsfm
 
 import torch  # noqa: E402
+from common import free_memory, write_report  # noqa: E402
 
 SECTIONS = ("equivalence", "train", "fsdp", "reference", "compile")  # compile last: the longest and least predictable
 FAMILIES = ("moirai", "chronos", "chronos2", "baseline")
@@ -120,13 +120,6 @@ def make_settings(args: argparse.Namespace) -> Settings:
     return s
 
 
-def free_memory() -> None:
-    gc.collect()
-    if torch.cuda.is_available():
-        torch.cuda.empty_cache()
-        torch.cuda.reset_peak_memory_stats()
-
-
 def run_section(name: str, fn: Callable[[Settings], dict], s: Settings) -> dict:
     """Run one section; any exception becomes an ``error`` entry with its reason."""
     t0 = time.perf_counter()
@@ -179,7 +172,6 @@ def main(argv: list[str] | None = None) -> int:
     import fsdp
     import references
     import training
-    from report import write_report
 
     fns = {"equivalence": equivalence.run, "train": training.run_train, "fsdp": fsdp.run,
            "compile": training.run_compile, "reference": references.run}  # fmt: skip

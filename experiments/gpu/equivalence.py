@@ -17,9 +17,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from common import shared_dir
 from safetensors.torch import load_file
 
-FIXTURES = Path(os.environ.get("TSFM_FIXTURES", Path(__file__).resolve().parents[3] / "shared" / "fixtures"))
+FIXTURES = Path(os.environ.get("TSFM_FIXTURES") or shared_dir("fixtures"))
 Outputs = dict[str, torch.Tensor]
 # name -> (fixture key or None, atol, rtol): fixture README "suggested tolerances" (float32)
 Spec = dict[str, tuple[str | None, float, float]]

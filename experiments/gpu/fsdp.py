@@ -81,8 +81,9 @@ def run(s: Any) -> dict:
         rows.append(_one(s, fam))
         if torch.distributed.is_available() and torch.distributed.is_initialized():
             torch.distributed.destroy_process_group()  # the next family's strategy starts a fresh group
-    states = {r.get("status") for r in rows}
-    status = "ok" if states <= {"ok"} else ("error" if "ok" not in states else "partial")
+    from common import status_of
+
+    status = status_of(rows)
     notes = ["trainer=fsdp_64gpu trainer.devices=1 trainer.num_nodes=1" + (" trainer.accelerator=cpu (gloo)" if
              s.device == "cpu" else " (NCCL)") + ": Lightning ModelParallelStrategy + fully_shard per block",
              "reload_identical: export -> load_forecaster on the CPU vs the gathered state dict on the CPU, "

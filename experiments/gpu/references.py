@@ -23,7 +23,6 @@ import torch
 from safetensors.torch import save_file
 
 HERE = Path(__file__).resolve().parent
-SHIM_DIR = HERE.parents[2] / "shared" / "anchors"
 
 
 def _sizes(s: Any) -> dict:
@@ -41,15 +40,15 @@ def _sizes(s: Any) -> dict:
 
 
 def _best(fn: Any, repeats: int, device: str) -> float:
-    from training import _sync
+    from common import sync
 
     fn()
     best = float("inf")
     for _ in range(repeats):
-        _sync(torch.device(device))
+        sync(torch.device(device))
         t0 = time.perf_counter()
         fn()
-        _sync(torch.device(device))
+        sync(torch.device(device))
         best = min(best, time.perf_counter() - t0)
     return best
 
@@ -126,7 +125,9 @@ def run_reference(s: Any, scenarios: list[dict], work: Path) -> dict:
         return {"error": f"reference not installed ({py} missing; see ../shared/anchors/README.md)"}
     spec = work / "reference_spec.json"
     spec.write_text(json.dumps({"device": s.device, "scenarios": scenarios, "threads": torch.get_num_threads()}))
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(SHIM_DIR), str(HERE)])}
+    from common import shared_dir
+
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(shared_dir("anchors")), str(HERE)])}
     try:
         out = subprocess.run([str(py), str(HERE / "reference_worker.py"), str(spec)], capture_output=True, text=True,
                              env=env, timeout=max(60.0, min(300.0, s.time_left())))  # fmt: skip

@@ -1,10 +1,43 @@
-"""JSON and Markdown output of the GPU check (``gpu_check.json``, ``gpu_check.md``)."""
+"""Helpers shared by the GPU check's sections, and its JSON / Markdown output
+(``gpu_check.json``, ``gpu_check.md``: one table per section, its notes under it)."""
 
 from __future__ import annotations
 
+import gc
 import json
 from pathlib import Path
 from typing import Any
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def shared_dir(name: str) -> Path:
+    """``../shared/<name>`` beside the checkout (or ``shared/<name>`` inside it, as on a device copy)."""
+    for base in (ROOT.parent / "shared", ROOT / "shared"):
+        if (base / name).is_dir():
+            return base / name
+    return ROOT.parent / "shared" / name
+
+
+def free_memory() -> None:
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats()
+
+
+def sync(device: torch.device | str) -> None:
+    """Wait for the device's queued kernels (timing)."""
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def status_of(rows: list[dict]) -> str:
+    """``ok`` if every row is, ``error`` if none is, ``partial`` otherwise."""
+    states = {r.get("status") for r in rows}
+    return "ok" if states <= {"ok"} else ("error" if "ok" not in states else "partial")
 
 # per section: the columns of its Markdown table (missing values print as "")
 COLUMNS = {
