@@ -31,12 +31,12 @@ def _sizes(s: Any) -> dict:
                 "c2": dict(d_model=64, d_kv=16, d_ff=128, num_heads=4, num_layers=2, context_length=256,
                            max_output_patches=4, initializer_factor=0.25),
                 "c2_series": 16, "t5": dict(size="tiny", overrides=dict(num_layers=1, num_decoder_layers=1, d_model=64)),
-                "t5_series": 4, "t5_samples": 4, "ctx": 128, "repeats": 1}  # fmt: skip
+                "t5_series": 4, "t5_samples": 4, "ctx": 128, "repeats": 1, "size": "tiny"}  # fmt: skip
     return {"moirai": dict(d_model=384, num_layers=6), "moirai_rows": 32, "moirai_len": 512, "moirai_series": 256,
             "c2": dict(d_model=512, d_kv=64, d_ff=2048, num_heads=8, num_layers=6, context_length=2048,
                        max_output_patches=64, initializer_factor=0.25),
             "c2_series": 256, "t5": dict(size="small", overrides={}), "t5_series": 64, "t5_samples": 20,
-            "ctx": 512, "repeats": 3}  # fmt: skip
+            "ctx": 512, "repeats": 3, "size": "small"}  # fmt: skip
 
 
 def _best(fn: Any, repeats: int, device: str) -> float:
@@ -82,12 +82,12 @@ def prepare(s: Any, work: Path) -> tuple[list[dict], dict]:
     r = z["repeats"]
     scenarios = [
         {"name": "moirai_train", "kind": "moirai_train", "ckpt": str(m_dir), "batch": str(work / "moirai_batch.safetensors"), "repeats": r,
-         "label": f"Moirai-small train step, {z['moirai_rows']}x{z['moirai_len']} tokens, fp32", "items": batch["sample_id"].numel(), "unit": "tokens/s"},
+         "label": f"Moirai-{z['size']} train step, {z['moirai_rows']}x{z['moirai_len']} tokens, fp32", "items": batch["sample_id"].numel(), "unit": "tokens/s"},
         {"name": "moirai_forecast", "kind": "moirai_forecast", "ckpt": str(m_dir), "context": str(work / "ctx_moirai.npy"), "horizon": 48,
-         "patch_size": 32, "num_samples": 100, "repeats": r, "label": f"Moirai-small forecast {z['moirai_series']} series, 100 samples",
+         "patch_size": 32, "num_samples": 100, "repeats": r, "label": f"Moirai-{z['size']} forecast {z['moirai_series']} series, 100 samples",
          "items": z["moirai_series"], "unit": "series/s"},
         {"name": "chronos2_forecast", "kind": "chronos2_forecast", "model_dir": str(c2_dir), "context": str(work / "ctx_c2.npy"), "horizon": 64,
-         "batch_size": 256, "repeats": r, "label": f"Chronos-2 forecast {z['c2_series']} series, batch 256", "items": z["c2_series"], "unit": "series/s"},
+         "batch_size": 256, "repeats": r, "label": f"Chronos-2-{z['size']} forecast {z['c2_series']} series, batch 256", "items": z["c2_series"], "unit": "series/s"},
         {"name": "chronos_forecast", "kind": "chronos_forecast", "model_dir": str(t5_dir), "context": str(work / "ctx_t5.npy"), "horizon": 64 if not s.dry_run else 8,
          "num_samples": z["t5_samples"], "repeats": r, "label": f"Chronos-T5-{z['t5']['size']} forecast {z['t5_series']} series, {z['t5_samples']} samples",
          "items": z["t5_series"], "unit": "series/s"},
@@ -172,7 +172,7 @@ def run(s: Any) -> dict:
                              "speedup": round(r["seconds"] / t, 2) if "seconds" in r else None,
                              "reference": "vs reference fp32" if "seconds" in r else r.get("error", "")[:300]})  # fmt: skip
             except Exception as e:  # noqa: BLE001
-                rows.append({"scenario": "Moirai-small train step, tsfm bf16 autocast", "status": "error",
+                rows.append({"scenario": "Moirai train step, tsfm bf16 autocast", "status": "error",
                              "error": f"{type(e).__name__}: {e}"[:300]})  # fmt: skip
     notes = ["speedup = reference seconds / tsfm seconds (best of the repeats after a warm-up), same device, "
              "weights and inputs; references in a subprocess with the anchors venv",

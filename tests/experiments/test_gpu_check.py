@@ -79,3 +79,17 @@ def test_references_absent_are_reported_not_fatal(report):
     assert len(rows) == 5 and all(r["status"] == "ok" and r["tsfm_rate"] > 0 for r in rows)
     assert all("reference not installed" in r["reference"] for r in rows)
     assert "reference not installed" in md
+
+
+ANCHORS = Path(os.environ.get("TSFM_ANCHORS", "/tmp/tsfm-anchors"))
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not (ANCHORS / "bin" / "python").exists(), reason="anchors venv not installed (setup_anchors.sh)")
+def test_reference_worker_runs_the_references_side_by_side(tmp_path):
+    res = subprocess.run([sys.executable, str(ROOT / "experiments" / "gpu" / "check.py"), "--dry-run", "--sections",
+                          "reference", "--anchors", str(ANCHORS), "--out", str(tmp_path)],
+                         capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert res.returncode == 0, res.stderr[-3000:]
+    rows = json.loads((tmp_path / "gpu_check.json").read_text())["sections"]["reference"]["rows"]
+    assert len(rows) == 5 and all(r["status"] == "ok" and r["speedup"] > 0 for r in rows), rows
