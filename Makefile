@@ -8,7 +8,7 @@ STAMP := $(VENV)/.tsfm-installed
 ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install train test test-full test-dist lint format eval bench clean
+.PHONY: help install train test test-full test-dist lint format eval bench gpu-check clean
 
 help: ## show this help
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  make %-10s %s\n", $$1, $$2}'
@@ -46,6 +46,9 @@ eval: $(STAMP) ## evaluate; ARGS="model=seasonal_naive eval=dev"
 
 bench: $(STAMP) ## run every benchmark script under experiments/benchmarks (prints figures)
 	for f in experiments/benchmarks/*.py; do echo "== $$f"; $(PY) $$f $(ARGS) || exit 1; done
+
+gpu-check: $(STAMP) ## the GPU check (<= 8 min, one GPU), report in OUT=dir; ARGS="--dry-run" on a CPU
+	$(PY) experiments/gpu/check.py $(ARGS)
 
 clean: ## remove caches and run outputs (keeps .venv and data/)
 	rm -rf .pytest_cache .ruff_cache logs outputs multirun lightning_logs

@@ -19,9 +19,10 @@ from typing import Any
 import hydra
 import lightning as L
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from tsfm.training.checkpoint_io import AtomicCheckpointIO
+from tsfm.training.devices import check_trainer_device
 from tsfm.training.parallelize import full_state_dict, is_sharded
 from tsfm.training.resume import check_resumable, resolve_ckpt_path
 from tsfm.utils.config import register_resolvers, to_plain
@@ -54,7 +55,8 @@ def build(cfg: DictConfig) -> tuple[L.LightningModule, L.LightningDataModule, L.
 
 
 def check_config(cfg: DictConfig) -> None:
-    """Settings that would otherwise fail deep inside Lightning or torch."""
+    """Settings that would otherwise fail deep inside Lightning or torch (may set
+    ``trainer.precision=16-mixed`` in place of bf16 on a GPU without bf16, see tsfm.training.devices)."""
     missing = [k for k in cfg if OmegaConf.is_missing(cfg, k)]
     if missing:
         raise ValueError(
@@ -63,6 +65,10 @@ def check_config(cfg: DictConfig) -> None:
         )
     if cfg.trainer.get("max_steps") is not None and cfg.trainer.max_steps == 0:
         raise ValueError("trainer.max_steps=0 trains nothing; give a positive number (or -1 with max_epochs)")
+    precision = check_trainer_device(cfg.trainer)  # no CUDA for trainer=gpu, bf16 on a pre-Ampere GPU
+    if precision != str(cfg.trainer.get("precision")):
+        with open_dict(cfg):
+            cfg.trainer.precision = precision
 
 
 def check_precision(cfg: DictConfig, module: L.LightningModule) -> None:

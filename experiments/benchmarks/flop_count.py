@@ -29,8 +29,8 @@ def _onednn_linear(input_shape, weight_shape, *args, out_shape=None, **kwargs) -
     return 2 * rows * input_shape[-1] * weight_shape[0]
 
 
-def count_flops(fn: Callable[[], object]) -> int:
-    """FLOPs (2 per multiply-add) of matmuls and attention executed by ``fn()``."""
+def flop_counter() -> FlopCounterMode:
+    """A ``FlopCounterMode`` that also counts the CPU attention and oneDNN linear kernels."""
     aten = torch.ops.aten
     mapping = {
         aten._scaled_dot_product_flash_attention_for_cpu: _flash_cpu,
@@ -39,6 +39,11 @@ def count_flops(fn: Callable[[], object]) -> int:
     onednn = getattr(getattr(torch.ops, "mkldnn", None), "_linear_pointwise", None)
     if onednn is not None:
         mapping[onednn] = _onednn_linear
-    with FlopCounterMode(display=False, custom_mapping=mapping) as counter:
+    return FlopCounterMode(display=False, custom_mapping=mapping)
+
+
+def count_flops(fn: Callable[[], object]) -> int:
+    """FLOPs (2 per multiply-add) of matmuls and attention executed by ``fn()``."""
+    with flop_counter() as counter:
         fn()
     return counter.get_total_flops()

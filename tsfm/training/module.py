@@ -3,6 +3,11 @@
 A family subclasses :class:`TSFMModule`, builds its single-device ``nn.Module`` in
 ``__init__`` (stored as ``self.model``) and implements :meth:`compute_loss`. Hyperparameters
 are plain dicts/values so a checkpoint loads with ``torch.load(weights_only=True)``.
+
+``configure_model`` (called by Lightning before the model moves to its device) applies, in
+torchtitan's order, ``torch.compile`` to each block (``compile``: ``model.compile=true`` in
+the configs) and then FSDP2 under ``ModelParallelStrategy``. Activation checkpointing is each
+model's own flag (``gradient_checkpointing``), so it composes with both.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import torch
 from safetensors.torch import save_file
 
 from tsfm.training.optim import OptimConfig, build_optimizer
+from tsfm.training.parallelize import apply_compile, apply_fsdp2, is_sharded, transformer_blocks
 
 log = logging.getLogger(__name__)
 
@@ -31,9 +37,13 @@ class TSFMModule(L.LightningModule):
 
     family: str = ""
     supports_half_weights: bool = False  # trainer.precision=bf16-true / 16-true (checked by tsfm.train)
+    fsdp_forward_methods: tuple[str, ...] = ()  # model methods compute_loss calls instead of forward
 
-    def __init__(self, optim: dict | OptimConfig | None = None, max_nonfinite: int = 10) -> None:
+    def __init__(
+        self, optim: dict | OptimConfig | None = None, max_nonfinite: int = 10, compile: bool | str = False
+    ) -> None:
         super().__init__()
+        self.compile_backend = compile_backend(compile)
         if isinstance(optim, OptimConfig):
             optim = dict(vars(optim))
         self.optim_cfg = OptimConfig(**(optim or {}))
@@ -58,6 +68,16 @@ class TSFMModule(L.LightningModule):
     def trainable_module(self) -> torch.nn.Module:
         """The module whose parameters the optimizer sees (override to freeze parts)."""
         return self
+
+    def parallel_blocks(self) -> list[torch.nn.Module]:
+        """The repeated blocks that are compiled and sharded one by one (override if the
+        model's outermost ``nn.ModuleList`` is not its stack of blocks)."""
+        return transformer_blocks(self.model)
+
+    def compile_targets(self) -> list[torch.nn.Module]:
+        """The modules ``model.compile`` compiles one by one: the blocks, unless a family keeps
+        data-dependent parts (whose structure changes from batch to batch) out of the graphs."""
+        return self.parallel_blocks()
 
     # -- Lightning hooks ------------------------------------------------------------------
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor | None:
@@ -87,15 +107,17 @@ class TSFMModule(L.LightningModule):
                     p.grad = None
 
     def configure_model(self) -> None:
-        """Shard with FSDP2 under ``ModelParallelStrategy`` (trainer=fsdp); no-op otherwise."""
+        """Compile each block (``compile``), then shard with FSDP2 under ``ModelParallelStrategy``
+        (trainer=fsdp). Idempotent: Lightning may call it more than once."""
+        if self.compile_backend and not getattr(self, "_compiled", False):
+            n = apply_compile(self.compile_targets(), backend=self.compile_backend)
+            log.info("torch.compile (backend %s) applied to %d modules", self.compile_backend, n)
+            self._compiled = True
         mesh = getattr(self, "_device_mesh", None)
-        if mesh is None or getattr(self, "_fsdp_applied", False):
+        if mesh is None or is_sharded(self.model):
             return
-        from tsfm.training.parallelize import apply_fsdp2
-
         dp_mesh = mesh["data_parallel"] if mesh.mesh_dim_names and "data_parallel" in mesh.mesh_dim_names else mesh
-        apply_fsdp2(self.model, dp_mesh)
-        self._fsdp_applied = True
+        apply_fsdp2(self.model, dp_mesh, blocks=self.parallel_blocks(), forward_methods=self.fsdp_forward_methods)
 
     def configure_optimizers(self) -> dict:
         if self.trainer is not None and self.trainer.max_steps and self.trainer.max_steps > 0:
@@ -146,6 +168,24 @@ class TSFMModule(L.LightningModule):
                 f"{self._nonfinite_streak} consecutive batches had a non-finite loss (last at step "
                 f"{self.global_step}); lower optim.lr, enable gradient clipping, or inspect {dump or 'the batch'}"
             )
+
+
+def compile_backend(compile: bool | str | None) -> str | None:
+    """``model.compile``: false/null (eager), true (inductor) or a ``torch.compile`` backend name."""
+    if compile is None or compile is False or (isinstance(compile, str) and compile.lower() in ("", "false")):
+        return None
+    if compile is True or (isinstance(compile, str) and compile.lower() == "true"):
+        return "inductor"
+    if not isinstance(compile, str):
+        raise ValueError(f"model.compile={compile!r}: use true, false or a torch.compile backend name")
+    import torch._dynamo
+
+    if compile not in torch._dynamo.list_backends(exclude_tags=()):
+        raise ValueError(
+            f"model.compile={compile!r} is not a torch.compile backend; use true (inductor), false, "
+            f"or one of {sorted(torch._dynamo.list_backends(exclude_tags=()))}"
+        )
+    return compile
 
 
 def count_parameters(module: torch.nn.Module) -> int:

@@ -1,8 +1,10 @@
-"""Apply FSDP2 (``fully_shard``) and activation checkpointing to a single-device model.
+"""Apply ``torch.compile`` and FSDP2 (``fully_shard``) to a single-device model.
 
 Kept apart from model code (torchtitan's split): models stay plain ``nn.Module``s and the
-LightningModule calls :func:`apply_fsdp2` from ``configure_model`` when Lightning's
-``ModelParallelStrategy`` provides a device mesh.
+LightningModule calls :func:`apply_compile` (``model.compile=true``) and then
+:func:`apply_fsdp2` (when Lightning's ``ModelParallelStrategy`` provides a device mesh) from
+``configure_model``. Activation checkpointing is a flag of each model (its blocks are wrapped
+where they are called), so it composes with both.
 """
 
 from __future__ import annotations
@@ -14,12 +16,35 @@ from torch import nn
 
 
 def transformer_blocks(model: nn.Module) -> list[nn.Module]:
-    """Every child of every ``nn.ModuleList`` of ``model``: the repeated blocks to wrap."""
+    """The repeated blocks to wrap: children of the outermost ``nn.ModuleList``s of ``model``.
+
+    Lists nested inside a block (T5's ``block[i].layer``) belong to that block and are not
+    returned, so a block is never wrapped after one of its own children's parents.
+    """
     blocks: list[nn.Module] = []
-    for m in model.modules():
-        if isinstance(m, nn.ModuleList):
-            blocks.extend(m)
+    inside: set[int] = set()  # ids of modules that live in an already-collected block
+    for m in model.modules():  # pre-order: a block is visited before its descendants
+        if id(m) in inside or not isinstance(m, nn.ModuleList):
+            continue
+        for child in m:
+            blocks.append(child)
+            inside.update(id(d) for d in child.modules())
     return blocks
+
+
+def apply_compile(blocks: Iterable[nn.Module], backend: str = "inductor") -> int:
+    """``torch.compile`` each block in place (``nn.Module.compile``), torchtitan-style.
+
+    Per-block compilation keeps the parameter names (state dicts and checkpoints are
+    unchanged), leaves the data-dependent glue between blocks (packing, masks, sampling) in
+    eager mode and compiles one graph that every identical block reuses. Returns the number of
+    blocks compiled.
+    """
+    n = 0
+    for block in blocks:
+        block.compile(backend=backend)
+        n += 1
+    return n
 
 
 def apply_fsdp2(
@@ -28,14 +53,21 @@ def apply_fsdp2(
     blocks: Iterable[nn.Module] | None = None,
     param_dtype: torch.dtype | None = None,
     reduce_dtype: torch.dtype | None = torch.float32,
+    forward_methods: Iterable[str] = (),
 ) -> nn.Module:
-    """Shard each block, then the root, over the (data-parallel) ``mesh``."""
-    from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
+    """Shard each block, then the root, over the (data-parallel) ``mesh``.
+
+    ``forward_methods``: methods of ``model`` that the training loss calls instead of
+    ``forward`` (e.g. ``nll``); FSDP2 gathers the root's parameters around them too.
+    """
+    from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard, register_fsdp_forward_method
 
     mp = MixedPrecisionPolicy(param_dtype=param_dtype, reduce_dtype=reduce_dtype)
     for block in blocks if blocks is not None else transformer_blocks(model):
         fully_shard(block, mesh=mesh, mp_policy=mp)
     fully_shard(model, mesh=mesh, mp_policy=mp)
+    for name in forward_methods:
+        register_fsdp_forward_method(model, name)
     return model
 
 

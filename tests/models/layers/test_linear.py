@@ -72,3 +72,21 @@ def test_path_choice_from_environment(monkeypatch):
     monkeypatch.setenv("TSFM_CPU_LINEAR", "fast")
     with pytest.raises(ValueError, match="TSFM_CPU_LINEAR='fast': use auto, onednn or aten"):
         linear_module.use_onednn()
+
+
+def test_calibration_leaves_the_global_rng_alone(monkeypatch):
+    """The one-off timing at first use must not shift seeded sampling (first forecast = later ones)."""
+    monkeypatch.setattr(linear_module, "_choice", None)
+    monkeypatch.setenv("TSFM_CPU_LINEAR", "auto")
+    torch.manual_seed(0)
+    linear_module.use_onednn()
+    after = torch.rand(3)
+    torch.manual_seed(0)
+    assert torch.equal(after, torch.rand(3))
+
+
+def test_compiled_graphs_use_f_linear(onednn):
+    x, w = torch.randn(4, 8), torch.randn(6, 8)
+    out = torch.compile(linear, backend="aot_eager")(x, w)
+    torch.testing.assert_close(out, F.linear(x, w))
+    assert not onednn  # the oneDNN autograd Function is not traced

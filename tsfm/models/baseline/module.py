@@ -77,6 +77,7 @@ class BaselineModule(TSFMModule):
     """Trains :class:`BaselineModel` on batches of :class:`~tsfm.models.baseline.task.BaselineTask`."""
 
     family = "baseline"
+    fsdp_forward_methods = ("nll", "masked_nll")  # compute_loss calls these, not forward
 
     def __init__(
         self,
@@ -88,10 +89,11 @@ class BaselineModule(TSFMModule):
         max_nonfinite: int = 10,
         family: str = "baseline",
         gradient_checkpointing: bool = False,
+        compile: bool | str = False,
         pretrained: str | None = None,
         initialized_from: str | None = None,  # recorded in checkpoints (where the weights came from)
     ) -> None:
-        super().__init__(optim=optim, max_nonfinite=max_nonfinite)
+        super().__init__(optim=optim, max_nonfinite=max_nonfinite, compile=compile)
         if family != self.family:
             raise ValueError(f"BaselineModule got family={family!r}; this module trains 'baseline'")
         if decoder_loss not in ("all", "horizon"):
@@ -120,6 +122,7 @@ class BaselineModule(TSFMModule):
                 "optim": dict(vars(self.optim_cfg)) | {"betas": list(self.optim_cfg.betas)},
                 "max_nonfinite": max_nonfinite,
                 "gradient_checkpointing": bool(gradient_checkpointing),
+                "compile": compile,
                 "pretrained": None,  # the saved config + state dict rebuild the model
                 "initialized_from": str(pretrained) if pretrained else initialized_from,
             }

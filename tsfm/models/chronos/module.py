@@ -76,8 +76,9 @@ class ChronosModule(TSFMModule):
         family: str = "chronos",
         initialized_from: str | None = None,
         gradient_checkpointing: bool = False,
+        compile: bool | str = False,
     ) -> None:
-        super().__init__(optim=optim, max_nonfinite=max_nonfinite)
+        super().__init__(optim=optim, max_nonfinite=max_nonfinite, compile=compile)
         if family != self.family:
             raise ValueError(f"ChronosModule got family={family!r}; this module trains 'chronos'")
         overrides = dict(config or {})
@@ -104,6 +105,7 @@ class ChronosModule(TSFMModule):
                 "optim": dict(vars(self.optim_cfg)) | {"betas": list(self.optim_cfg.betas)},
                 "max_nonfinite": max_nonfinite,
                 "gradient_checkpointing": bool(gradient_checkpointing),
+                "compile": compile,
             }
         )
 

@@ -70,13 +70,14 @@ class Chronos2Module(TSFMModule):
         prediction_length: int = 64,
         max_nonfinite: int = 10,
         gradient_checkpointing: bool = False,
+        compile: bool | str = False,
     ) -> None:
-        super().__init__(optim=optim, max_nonfinite=max_nonfinite)
+        super().__init__(optim=optim, max_nonfinite=max_nonfinite, compile=compile)
         self.save_hyperparameters({
             "family": self.family, "config": dict(config or {}), "optim": dict(optim or {}),
             "pretrained": pretrained, "finetune": finetune, "lora": dict(lora) if lora else None,
             "prediction_length": prediction_length, "max_nonfinite": max_nonfinite,
-            "gradient_checkpointing": bool(gradient_checkpointing),
+            "gradient_checkpointing": bool(gradient_checkpointing), "compile": compile,
         })  # fmt: skip
         if finetune not in {"full", "lora"}:
             raise ValueError(f"finetune={finetune!r}: use 'full' or 'lora'")

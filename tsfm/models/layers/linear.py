@@ -43,7 +43,8 @@ def _gemm(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None = None) -> to
 def _calibrate() -> bool:
     """Whether oneDNN beats ``aten::mm`` on a Moirai-sized float32 GEMM here (~30 ms, once)."""
     try:
-        a, w = torch.randn(2048, 384), torch.randn(1024, 384)
+        g = torch.Generator().manual_seed(0)  # own stream: the first forward must not consume the global RNG
+        a, w = torch.randn(2048, 384, generator=g), torch.randn(1024, 384, generator=g)
 
         def best(fn) -> float:  # noqa: ANN001
             fn()
@@ -106,6 +107,7 @@ def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = No
     """``F.linear``; float32 on CPU (outside autocast) through oneDNN when that is faster here."""
     if (
         x.device.type == "cpu"
+        and not torch.compiler.is_compiling()  # traced graphs use F.linear (the compiler picks the GEMM)
         and x.dtype == torch.float32
         and weight.dtype == torch.float32
         and (bias is None or bias.dtype == torch.float32)

@@ -7,9 +7,10 @@
 validation) is the packed NLL of :meth:`MoiraiModel.loss`. The optimizer recipe lives in
 ``conf/optim`` (TSFMModule builds it, excluding norms, biases and embeddings from weight decay).
 
-``gradient_checkpointing`` recomputes each encoder layer in backward. Under Lightning's
-``ModelParallelStrategy`` (``self.device_mesh`` set), ``configure_model`` applies FSDP2
-``fully_shard`` to every encoder layer, then to the whole model.
+``gradient_checkpointing`` recomputes each encoder layer in backward. ``compile`` compiles each
+layer's norms and FFN (:meth:`MoiraiModule.compile_targets`), and under Lightning's
+``ModelParallelStrategy`` FSDP2 shards every encoder layer, then the whole model
+(``TSFMModule.configure_model`` over :meth:`MoiraiModule.parallel_blocks`).
 """
 
 from __future__ import annotations
@@ -25,7 +26,6 @@ from tsfm.models.moirai.config import MoiraiConfig
 from tsfm.models.moirai.convert import load_official, load_state, save_official
 from tsfm.models.moirai.model import MoiraiModel
 from tsfm.training.module import TSFMModule
-from tsfm.training.parallelize import apply_fsdp2, is_sharded
 
 log = logging.getLogger(__name__)
 MODES = ("pretrain", "finetune")
@@ -69,8 +69,9 @@ class MoiraiModule(TSFMModule):
         gradient_checkpointing: bool = False,
         optim: dict[str, Any] | None = None,
         max_nonfinite: int = 10,
+        compile: bool | str = False,
     ) -> None:
-        super().__init__(optim=optim, max_nonfinite=max_nonfinite)
+        super().__init__(optim=optim, max_nonfinite=max_nonfinite, compile=compile)
         if mode not in MODES:
             raise ValueError(f"mode={mode!r}: use one of {MODES}")
         if finetune not in FINETUNE:
@@ -108,12 +109,15 @@ class MoiraiModule(TSFMModule):
 
         return MoiraiForecaster(self.model, device=self.device)
 
-    def configure_model(self) -> None:
-        mesh = getattr(self, "device_mesh", None)
-        if mesh is None or is_sharded(self.model):
-            return
-        dp_mesh = mesh["data_parallel"] if mesh.mesh_dim_names and "data_parallel" in mesh.mesh_dim_names else mesh
-        apply_fsdp2(self.model, dp_mesh, blocks=list(self.model.encoder.layers))
+    def parallel_blocks(self) -> list[torch.nn.Module]:
+        """The encoder layers (compiled and FSDP2-sharded one by one in ``configure_model``)."""
+        return list(self.model.encoder.layers)
+
+    def compile_targets(self) -> list[torch.nn.Module]:
+        """Each layer's norms and FFN (most of its FLOPs outside attention). The attention stays
+        eager: packed rows are cut into per-sample length buckets whose number changes with every
+        batch, so a compiled layer would recompile for each new count."""
+        return [m for layer in self.model.encoder.layers for m in (layer.norm1, layer.norm2, layer.ffn)]
 
     def save_pretrained(self, path: str | Path) -> Path:
         """Export the weights as an official-layout directory (loads in uni2ts and in tsfm)."""

@@ -1,0 +1,78 @@
+"""Checks of the requested accelerator and precision before anything is built.
+
+``python -m tsfm.train trainer=gpu`` on a machine without CUDA would otherwise fail deep inside
+Lightning after the corpus was generated and the model built; bf16 on a GPU without bf16
+(pre-Ampere: V100, T4) would fail in the first matmul or silently run slow emulation. Both are
+decided here from plain values (the entry point passes ``cfg.trainer`` fields):
+
+* a CUDA accelerator (``gpu``/``cuda``; ``auto`` falls back to the CPU by itself) without CUDA
+  is an error that names ``trainer=cpu``; asking for more GPUs than one node has is an error too;
+* ``bf16-mixed`` on a CUDA device without bf16 falls back to ``16-mixed`` (fp16 autocast with
+  Lightning's dynamic loss scaling, ``torch.amp.GradScaler``), with a warning; ``bf16-true``
+  there is an error (half weights without loss scaling would not train reliably).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import torch
+
+log = logging.getLogger(__name__)
+
+CUDA_ACCELERATORS = ("gpu", "cuda")
+
+
+class DeviceUnavailableError(RuntimeError):
+    """The configured accelerator or precision cannot run on this machine."""
+
+
+def wants_cuda(accelerator: Any) -> bool:
+    """Whether ``trainer.accelerator`` asks for CUDA (``auto`` picks CUDA only when present)."""
+    return str(accelerator).lower() in CUDA_ACCELERATORS
+
+
+def check_accelerator(accelerator: Any, devices: Any = 1, num_nodes: Any = 1) -> None:
+    """Fail early, saying what to change, when ``trainer.accelerator`` needs CUDA that is absent."""
+    if not wants_cuda(accelerator):
+        return
+    if not torch.cuda.is_available():
+        raise DeviceUnavailableError(
+            f"trainer.accelerator={accelerator} needs a CUDA GPU, but torch sees none "
+            f"(torch {torch.__version__}, CUDA build: {torch.version.cuda or 'no'}); on this machine use "
+            "trainer=cpu (or trainer=ddp/fsdp with trainer.accelerator=cpu for multi-process CPU runs)"
+        )
+    if isinstance(devices, int) and devices > 0 and int(num_nodes or 1) == 1 and devices > torch.cuda.device_count():
+        raise DeviceUnavailableError(
+            f"trainer.devices={devices} but only {torch.cuda.device_count()} CUDA device(s) are visible; "
+            f"set trainer.devices={torch.cuda.device_count()} (or check CUDA_VISIBLE_DEVICES)"
+        )
+
+
+def resolve_precision(precision: Any, accelerator: Any) -> str:
+    """``trainer.precision`` to use on this machine: unchanged, or ``16-mixed`` in place of
+    ``bf16-mixed`` on a CUDA GPU without bf16 support (fp16 autocast + dynamic loss scaling)."""
+    precision = str(precision)
+    if not precision.startswith("bf16") or not wants_cuda(accelerator) or not torch.cuda.is_available():
+        return precision
+    if torch.cuda.is_bf16_supported():
+        return precision
+    name = torch.cuda.get_device_name()
+    if precision == "bf16-mixed":
+        log.warning(
+            "trainer.precision=bf16-mixed: %s has no bf16 support; falling back to 16-mixed (fp16 autocast "
+            "with dynamic loss scaling). Set trainer.precision=16-mixed (or 32) to silence this.", name
+        )
+        return "16-mixed"
+    raise DeviceUnavailableError(
+        f"trainer.precision={precision}: {name} has no bf16 support; use trainer.precision=16-mixed "
+        "(fp16 autocast with loss scaling) or trainer.precision=32"
+    )
+
+
+def check_trainer_device(trainer_cfg: Any) -> str:
+    """Both checks on a ``trainer`` config node (a dict or DictConfig); returns the precision to use."""
+    accelerator = trainer_cfg.get("accelerator", "auto")
+    check_accelerator(accelerator, trainer_cfg.get("devices", 1), trainer_cfg.get("num_nodes", 1))
+    return resolve_precision(trainer_cfg.get("precision", "32"), accelerator)
