@@ -13,8 +13,8 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-# Golden fixtures live in ../shared/fixtures (overridable for other layouts).
-FIXTURES = Path(os.environ.get("TSFM_FIXTURES", ROOT.parent / "shared" / "fixtures"))
+# Golden fixtures: tests/fixtures (see its README); TSFM_FIXTURES points elsewhere (e.g. new fixtures).
+FIXTURES = Path(os.environ.get("TSFM_FIXTURES", ROOT / "tests" / "fixtures"))
 
 torch.set_num_threads(1)
 
@@ -23,6 +23,6 @@ torch.set_num_threads(1)
 def fixtures_dir() -> Path:
     if not FIXTURES.is_dir():
         raise FileNotFoundError(
-            f"golden fixtures not found at {FIXTURES}; set TSFM_FIXTURES to the shared/fixtures directory"
+            f"golden fixtures not found at {FIXTURES}; restore tests/fixtures from git or set TSFM_FIXTURES"
         )
     return FIXTURES

@@ -16,8 +16,11 @@ import torch
 from tsfm.forecast import load_forecaster
 
 ROOT = Path(__file__).resolve().parents[1]
+# A toy version of the default corpus (same generators, 0.3% of the series), generated per test under tmp.
+# callbacks=none and final_eval=null keep these mechanics tests fast; the default callbacks and the
+# final zero-shot evaluation are run by `trained` below and by tests/training/test_resume.py.
 FAST = ["callbacks=none", "logger=csv", "trainer.limit_val_batches=1", "data.batch_size=8", "data.val_batches=1",
-        "data.corpus.0.num_series=64"]  # a small synthetic corpus, generated per test under tmp
+        "data.series_scale=0.003", "final_eval=null"]
 
 
 def run_train(tmp_path: Path, run: str, *overrides: str, timeout: int = 600) -> Path:
@@ -37,8 +40,23 @@ def trained(tmp_path_factory):
         "+callbacks.ckpt._target_=lightning.pytorch.callbacks.ModelCheckpoint",
         f"+callbacks.ckpt.dirpath={tmp}/run/checkpoints", "+callbacks.ckpt.every_n_train_steps=2",
         "+callbacks.ckpt.save_top_k=-1", "+callbacks.ckpt.save_last=true",
+        "final_eval=dev",  # the default: zero-shot on the dev suite after export
     )
     return tmp, run
+
+
+def test_the_run_ends_with_a_zero_shot_table_against_the_baselines(trained):
+    import json
+
+    _, run = trained
+    res = json.loads((run / "final_eval" / "results.json").read_text())
+    assert len(res["datasets"]) == 15
+    for d in res["datasets"].values():  # baselines from the shipped scores, the model scored on every dataset
+        assert {"this run", "seasonal_naive", "auto_ets", "auto_theta"} <= set(d["scores"])
+    agg = res["aggregate"]
+    assert agg["auto_ets"]["rel_wql"] == pytest.approx(0.911, abs=0.002)  # the dev suite's published figure
+    assert np.isfinite(agg["this run"]["rel_wql"]) and np.isfinite(agg["this run"]["rel_mase"])
+    assert (run / "final_eval" / "report.md").exists()
 
 
 def test_train_writes_checkpoints_and_an_export_that_forecasts(trained):
@@ -51,8 +69,11 @@ def test_train_writes_checkpoints_and_an_export_that_forecasts(trained):
 
     for path in (run / "export", run / "checkpoints" / "last.ckpt"):  # the corpus travels with the model
         training = load_training_data(path)
-        assert training.known and training.sub_datasets == ["kernelsynth"] and not training.index
-    assert json.loads((run / "export" / "training_data.json").read_text())["sub_datasets"][0]["synthetic"] is True
+        assert training.known and not training.index  # synthetic only: no real series to overlap
+        assert training.sub_datasets == ["seasonal", "trend_seasonal", "ets", "arima", "intermittent", "synth_mix",
+                                         "kernelsynth"]
+    subs = json.loads((run / "export" / "training_data.json").read_text())["sub_datasets"]
+    assert all(d["synthetic"] is True and not d["sources"] for d in subs)
     ctx = [np.sin(np.arange(100) / 5.0).astype(np.float32)]
     for path in (run / "export", run / "checkpoints" / "last.ckpt"):
         q = load_forecaster(path).predict_quantiles(ctx, prediction_length=8)

@@ -1,6 +1,6 @@
 """Golden-fixture cases on the device in float32, against the fixture and against the CPU.
 
-The fixtures (``../shared/fixtures``) were made on a CPU. Their README gives the tolerances a
+The fixtures (``tests/fixtures``) were made on a CPU. Their README gives the tolerances a
 *different but correct* float32 implementation should meet (other kernels, other summation
 order); it names no separate accelerator figures, so those float32 tolerances are the ones
 applied to the device here, with TF32 switched off (TF32 matmuls would round to 10 bits).
@@ -17,10 +17,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from common import shared_dir
+from common import ROOT
 from safetensors.torch import load_file
 
-FIXTURES = Path(os.environ.get("TSFM_FIXTURES") or shared_dir("fixtures"))
+FIXTURES = Path(os.environ.get("TSFM_FIXTURES") or ROOT / "tests" / "fixtures")
 Outputs = dict[str, torch.Tensor]
 # name -> (fixture key or None, atol, rtol): fixture README "suggested tolerances" (float32)
 Spec = dict[str, tuple[str | None, float, float]]

@@ -86,7 +86,7 @@ def test_cli_baseline_end_to_end(tmp_path, monkeypatch, capsys) -> None:
     out = capsys.readouterr().out
     last = out.strip().splitlines()[-1]
     data = json.loads(Path(last).read_text())
-    assert data["model"] == "naive" and data["suite"] == "lite" and len(data["datasets"]) == 6
+    assert data["model"] == "naive" and data["suite"] == "lite" and len(data["datasets"]) == 15
     run_dir = Path(last).parent
     assert run_dir.is_relative_to(tmp_path)
     assert {"results.csv", "results.json", "report.md", "forecasts.png"} <= {f.name for f in run_dir.iterdir()}

@@ -9,7 +9,7 @@ one source key:
 * ``generator``: ``kernelsynth`` (``num_series``, ``seed``, ``length``, ``max_kernels``),
   ``tsmixup`` (``num_series``, ``seed``, ``sources``: packaged names, ``k_max``, ``alpha``,
   ``min_length``, ``max_length``; **real** packaged series, i.e. evaluation data), or one of the
-  structural generators of :mod:`tsfm.data.synthetic.structural` (``trend_seasonal``, ``ets``,
+  structural generators of :mod:`tsfm.data.synthetic.structural` (``trend_seasonal``, ``seasonal``, ``ets``,
   ``arima``, ``intermittent``, ``synth_mix``; ``num_series``, ``seed``, ``max_length``).
 
 Generated and packaged entries are built once under ``cache_dir`` (a folder name carries a hash
@@ -49,7 +49,7 @@ TSMIXUP_DEFAULT_SOURCES = (
 )
 
 
-STRUCTURAL = ("trend_seasonal", "ets", "arima", "intermittent", "synth_mix")
+STRUCTURAL = ("trend_seasonal", "seasonal", "ets", "arima", "intermittent", "synth_mix")
 GENERATOR_NAMES = ("kernelsynth", "tsmixup", *STRUCTURAL)
 
 
@@ -120,6 +120,10 @@ def resolve(entries: Sequence[dict[str, Any]], cache_dir: str | Path) -> list[Re
                 )
             name = str(entry.pop("name", gen))
             spec = {"generator": gen, **entry}
+            if gen in STRUCTURAL:  # the generator code's version is part of the cache key
+                from tsfm.data.synthetic.structural import VERSION
+
+                spec["version"] = VERSION
             out.append(ResolvedEntry(name, _cache_path(cache, name, spec), weight, spec))
     return out
 
@@ -163,6 +167,7 @@ def _build(entry: ResolvedEntry) -> None:
 
         log.info("generating %s corpus %s (%s series), cached at %s", spec["generator"], entry.name,
                  spec.get("num_series"), entry.path)
+        spec.pop("version", None)
         report = write_dataset(generate_structural(spec.pop("generator"), **spec), entry.path)
     elif spec.pop("generator") == "kernelsynth":
         from tsfm.data.synthetic.kernelsynth import generate_kernelsynth

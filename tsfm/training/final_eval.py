@@ -48,6 +48,12 @@ def evaluate_export(export_dir: Path, suite_name: str, paths: DictConfig, out_di
                          forecast_kwargs=forecast_kwargs or {}, plot_series=3,
                          training_data=load_training_data(export_dir))
     written = write_reports(res, out_dir, [float(q) for q in suite["quantile_levels"]])
-    print_table(res, Console() if sys.stdout.isatty() else Console(width=200))
-    log.info("zero-shot report: %s", written.get("markdown") or written.get("json"))
-    return res.aggregates.get("this run", {})
+    console = Console() if sys.stdout.isatty() else Console(width=200)
+    print_table(res, console)
+    agg = res.aggregates.get("this run", {})
+    console.print(
+        f"zero-shot on {suite_name}: WQL {agg.get('rel_wql', float('nan')):.3f}, MASE {agg.get('rel_mase', float('nan')):.3f} "
+        f"relative to Seasonal Naive (lower is better)\nmodel: {export_dir}  (tsfm.forecast.load_forecaster)\n"
+        f"report: {written.get('markdown') or written.get('json')}"
+    )
+    return agg

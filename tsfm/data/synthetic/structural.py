@@ -7,6 +7,7 @@ histories. Following ForecastPFN (trend × seasonality × noise priors), TimesFM
 (piecewise trends, ARMA, seasonal patterns, step changes) and Chronos-2's synthetic-only
 recipe, each generator here draws one series from a random structural model:
 
+* ``seasonal``: clean seasonality-dominated series (1–2 patterns, small trend, little noise);
 * ``trend_seasonal``: level + (linear | exponential | damped | piecewise) trend, 0–2 seasonalities
   of the profile's periods (harmonic or free-form shapes), additive or multiplicative,
   Gaussian / Student-t / AR(1) noise, optional level shifts, spikes and missing runs;
@@ -54,7 +55,10 @@ PROFILES: tuple[Profile, ...] = (
     Profile("quarter_hourly", "15min", (96, 672), (300, 2048), 0.06),
 )
 _PROFILE_P = np.array([p.weight for p in PROFILES]) / sum(p.weight for p in PROFILES)
-_TAGS = {"trend_seasonal": 1, "ets": 2, "arima": 3, "intermittent": 4, "synth_mix": 5}
+# bump when what a generator draws changes: it is part of the corpus cache key, so cached
+# corpora of an older version are rebuilt instead of silently reused
+VERSION = 4
+_TAGS = {"trend_seasonal": 1, "ets": 2, "arima": 3, "intermittent": 4, "synth_mix": 5, "seasonal": 6}
 
 
 def _rng(name: str, seed: int, i: int) -> np.random.Generator:
@@ -79,7 +83,7 @@ def _trend(rng: np.random.Generator, n: int) -> np.ndarray:
     if kind == "none":
         return np.zeros(n)
     if kind == "linear":
-        return rng.normal(0.0, 0.8) * t
+        return rng.normal(0.0, 1.5) * t
     if kind == "exp":
         return np.expm1(rng.normal(0.0, 1.0) * t)
     if kind == "damped":
@@ -160,12 +164,15 @@ def _events(rng: np.random.Generator, y: np.ndarray, sigma: float) -> np.ndarray
 def trend_seasonal_series(i: int, seed: int = 0, max_length: int | None = None) -> tuple[np.ndarray, str]:
     rng = _rng("trend_seasonal", seed, i)
     prof, n = draw_profile(rng, max_length)
-    g = _trend(rng, n)
+    # trend, seasonality and noise sizes are drawn independently on log scales, so each of them
+    # dominates some series: a clean seasonal pattern must be as common as a clean trend
+    g = _trend(rng, n) * float(np.exp(rng.uniform(np.log(0.05), np.log(2.0))))
     s = np.zeros(n)
+    amp = float(np.exp(rng.uniform(np.log(0.02), np.log(0.5))))
     for j, p in enumerate(prof.periods):
         if p < n // 2 and rng.random() < (0.8 if j == 0 else 0.4):
-            s += rng.uniform(0.05, 0.6) * _season(rng, n, p)
-    sigma = float(np.exp(rng.uniform(np.log(0.005), np.log(0.4))))
+            s += amp * (1.0 if j == 0 else rng.uniform(0.2, 1.0)) * _season(rng, n, p)
+    sigma = float(np.exp(rng.uniform(np.log(0.002), np.log(0.15))))
     e = sigma * _noise(rng, n)
     if rng.random() < 0.5:  # multiplicative: seasonality and noise scale with the level
         base = 1.0 + g - min(0.0, float((1.0 + g).min())) + 0.2
@@ -173,6 +180,26 @@ def trend_seasonal_series(i: int, seed: int = 0, max_length: int | None = None) 
     else:
         y = 1.0 + g + s + e
     y = _events(rng, y, sigma)
+    return _finish(rng, y, positive=rng.random() < 0.7), prof.freq
+
+
+def seasonal_series(i: int, seed: int = 0, max_length: int | None = None) -> tuple[np.ndarray, str]:
+    """A clean, seasonality-dominated series: 1–2 seasonal patterns, a small trend, little noise.
+
+    Copying a seasonal pattern forward is what Seasonal Naive does and what a patch model learns
+    last (the phase of a period of 7, 12 or 24 does not line up with patches of 16): without series
+    where it clearly pays, a short run stays on the flat-forecast plateau (experiments/recipes).
+    """
+    rng = _rng("seasonal", seed, i)
+    prof, n = draw_profile(rng, max_length)
+    periods = [p for p in prof.periods if 2 <= p <= n // 3] or [p for p in (4, 7, 12, 24) if p <= n // 3] or [2]
+    amp = float(np.exp(rng.uniform(np.log(0.05), np.log(0.6))))
+    s = amp * _season(rng, n, periods[0])
+    if len(periods) > 1 and rng.random() < 0.5:
+        s += amp * rng.uniform(0.2, 1.0) * _season(rng, n, periods[1])
+    g = _trend(rng, n) * amp * float(np.exp(rng.uniform(np.log(0.05), np.log(1.0))))
+    sigma = amp * float(np.exp(rng.uniform(np.log(0.01), np.log(0.3))))
+    y = 1.0 + g + s + sigma * _noise(rng, n) if rng.random() < 0.5 else (1.0 + g) * (1.0 + s) * (1.0 + sigma * _noise(rng, n))
     return _finish(rng, y, positive=rng.random() < 0.7), prof.freq
 
 
@@ -218,7 +245,7 @@ def _stationary_ar(rng: np.random.Generator, p: int) -> np.ndarray:
     """AR coefficients of a stationary process from random partial autocorrelations (Durbin-Levinson)."""
     a = np.zeros(0)
     for k in range(p):
-        r = rng.uniform(-0.9, 0.9)
+        r = rng.uniform(-0.5, 0.95)
         a = np.concatenate([a - r * a[::-1], [r]]) if k else np.array([r])
     return a
 
@@ -227,7 +254,7 @@ def arima_series(i: int, seed: int = 0, max_length: int | None = None) -> tuple[
     rng = _rng("arima", seed, i)
     prof, n = draw_profile(rng, max_length)
     p, q = int(rng.integers(0, 4)), int(rng.integers(0, 3))
-    d = int(rng.choice([0, 1], p=[0.45, 0.55]))
+    d = int(rng.choice([0, 1], p=[0.3, 0.7]))
     ar = _stationary_ar(rng, p)
     ma = rng.uniform(-0.8, 0.8, q)
     burn = 50
@@ -272,6 +299,7 @@ def intermittent_series(i: int, seed: int = 0, max_length: int | None = None) ->
 
 _BASE: dict[str, Callable[..., tuple[np.ndarray, str]]] = {
     "trend_seasonal": trend_seasonal_series,
+    "seasonal": seasonal_series,
     "ets": ets_series,
     "arima": arima_series,
     "intermittent": intermittent_series,

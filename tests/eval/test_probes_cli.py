@@ -1,0 +1,34 @@
+"""The probes module computes its figures from a forecaster's answers (here a forecaster that is exact)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tsfm.eval.probes import run_probes
+
+
+class Oracle:
+    """Continues the probes' generating formulas exactly; interval width proportional to context noise."""
+
+    def predict_quantiles(self, context, prediction_length, quantile_levels, **kw):
+        y = np.asarray(context[0], np.float64)
+        n = len(y)
+        t = np.arange(n, n + prediction_length)
+        if n == 20:  # yearly trend 100 + 3t
+            med = 100 + 3.0 * t
+        elif abs(y[1] - y[0] - 0.5) < 1e-6 and abs(y[2] - y[1] - 0.5) < 1e-6:  # 5 + 0.5 t
+            med = 5 + 0.5 * t
+        else:
+            med = 10 + 3 * np.sin(2 * np.pi * t / 12)
+        resid = y - (10 + 3 * np.sin(2 * np.pi * np.arange(n) / 12))
+        w = 0.1 + np.std(resid) if n == 216 else 0.1
+        return np.stack([med - w, med, med + w], -1)[None]
+
+
+def test_probes_of_an_exact_forecaster():
+    p = run_probes(Oracle())
+    assert p["sine_mae_over_amplitude"] == pytest.approx(0.0, abs=1e-9)
+    assert p["trend_mae_over_level"] == pytest.approx(0.0, abs=1e-9)
+    assert p["yearly_trend_mae_over_level"] == pytest.approx(0.0, abs=1e-9)
+    assert p["interval80_clean"] < p["interval80_noisy"]
