@@ -116,3 +116,18 @@ def test_uniform_item_weighting_draws_every_series_equally(tmp_path: Path) -> No
     np.testing.assert_allclose(freq, [1 / 3, 1 / 3, 1 / 3, 0.0], atol=0.015)
     with pytest.raises(ValueError, match="item_weighting must be 'length' or 'uniform'"):
         WindowSampler(corpus, FixedWindowTask(8, 2), batch_size=1, item_weighting="sqrt")
+
+
+def test_early_weights_apply_to_the_first_steps_only(tmp_path: Path) -> None:
+    corpus = corpus_of(tmp_path, {"a": [200] * 4, "b": [200] * 4}, weights=[0.5, 0.5])
+    sampler = WindowSampler(corpus, FixedWindowTask(16, 4), batch_size=2000, weighting="explicit",
+                            early_weights=[1.0, 0.0], early_steps=3)
+    assert all(s["dataset"] == "a" for s in sampler.sample(2))  # curriculum phase
+    late = np.mean([s["dataset"] == "a" for s in sampler.sample(3)])
+    assert abs(late - 0.5) < 0.05
+    again = WindowSampler(corpus, FixedWindowTask(16, 4), batch_size=2000, weighting="explicit",
+                          early_weights=[1.0, 0.0], early_steps=3)
+    np.testing.assert_array_equal(np.stack([x["window"] for x in again.sample(1)]),
+                                  np.stack([x["window"] for x in sampler.sample(1)]))  # resumable
+    with pytest.raises(ValueError, match="early_weights has 1 entries for 2 sub-datasets"):
+        WindowSampler(corpus, FixedWindowTask(16, 4), batch_size=2, early_weights=[1.0], early_steps=3)

@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 @pytest.mark.slow
 def test_quickstart_family_learns_to_continue_a_sine_and_a_trend(tmp_path):
-    env = {**os.environ, "PROJECT_ROOT": str(tmp_path), "OMP_NUM_THREADS": "2"}
+    env = {**os.environ, "PROJECT_ROOT": str(tmp_path)}
     cmd = [sys.executable, "-m", "tsfm.train", f"hydra.run.dir={tmp_path}/run", "final_eval=null",
            "model.module.config.d_model=128", "model.module.config.d_ff=512", "model.module.config.num_layers=3",
            "model.context_length=256", "data.series_scale=0.1", "trainer.max_steps=2500",

@@ -82,6 +82,9 @@ class TSDataModule(L.LightningDataModule):
             map whole large page-cache folios per fault.
         item_weighting: ``length`` (a series is drawn proportionally to its length, uni2ts) or
             ``uniform`` (every series equally often).
+        early_steps: for the first ``early_steps`` training steps, sub-datasets are drawn with their
+            entries' ``early_weight`` (default: their ``weight``) — a curriculum, e.g. clean
+            seasonal series first so that a short run leaves the flat-forecast plateau early.
         series_scale: multiplies ``num_series`` of every generated entry (``0.01``: a toy corpus
             built in seconds, for tests and smoke runs; cached separately).
     """
@@ -102,6 +105,7 @@ class TSDataModule(L.LightningDataModule):
         io: str = "auto",
         item_weighting: str = "length",
         series_scale: float = 1.0,
+        early_steps: int = 0,
     ) -> None:
         super().__init__()
         if not isinstance(task, TaskBuilder):
@@ -117,7 +121,17 @@ class TSDataModule(L.LightningDataModule):
         if float(series_scale) != 1.0:  # toy corpora: fewer generated series, same generators
             corpus = [dict(e, num_series=max(1, round(int(e["num_series"]) * float(series_scale))))
                       if e.get("generator") and "num_series" in e else e for e in corpus]
-        self.entries: list[ResolvedEntry] = resolve(corpus, cache_dir)
+        # curriculum: an entry's `early_weight` replaces its weight for the first `early_steps` steps
+        if int(early_steps) < 0:
+            raise ValueError(f"data.early_steps must be >= 0, got {early_steps}")
+        self.early_steps = int(early_steps)
+        early = [e.get("early_weight") for e in corpus]
+        corpus = [{k: v for k, v in e.items() if k != "early_weight"} for e in corpus]
+        groups = [resolve([e], cache_dir) for e in corpus] if corpus else [resolve(corpus, cache_dir)]
+        self.entries: list[ResolvedEntry] = [r for g in groups for r in g]
+        self.early_weights = None
+        if any(w is not None for w in early):  # a lotsa_root entry's sub-datasets share its early weight
+            self.early_weights = [float(w if w is not None else r.weight) for w, g in zip(early, groups) for r in g]
         missing = [e for e in self.entries if e.build is None and not Path(e.path).exists()]
         if missing:  # given paths (nothing to build) must exist now, not after the model is built
             raise FileNotFoundError(
@@ -190,6 +204,8 @@ class TSDataModule(L.LightningDataModule):
             epsilon=self.epsilon,
             page_budget_mb=self.page_budget_mb,
             item_weighting=self.item_weighting,
+            early_weights=self.early_weights if stream == TRAIN_STREAM else None,
+            early_steps=self.early_steps,
         )
 
     def train_dataloader(self) -> DataLoader:

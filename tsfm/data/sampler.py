@@ -99,6 +99,8 @@ class WindowSampler:
         epsilon: float | None = None,
         page_budget_mb: float = 256.0,
         item_weighting: str = "length",
+        early_weights: list[float] | None = None,
+        early_steps: int = 0,
     ) -> None:
         if item_weighting not in ("length", "uniform"):
             raise ValueError(f"item_weighting must be 'length' or 'uniform', got {item_weighting!r}")
@@ -124,16 +126,29 @@ class WindowSampler:
                 task.min_length,
             )
         self.probs = corpus.probabilities(weighting, epsilon, eligible_obs)
+        # curriculum: other sub-dataset weights for the first `early_steps` steps (a pure function
+        # of the step, like everything else here, so a resumed run draws the same batches)
+        self.early_steps, self.early_probs = int(early_steps), None
+        if early_weights is not None and self.early_steps > 0:
+            if len(early_weights) != len(corpus.datasets):
+                raise ValueError(f"early_weights has {len(early_weights)} entries for {len(corpus.datasets)} sub-datasets")
+            saved = corpus.weights
+            corpus.weights = list(early_weights)
+            try:
+                self.early_probs = corpus.probabilities(weighting, epsilon, eligible_obs)
+            finally:
+                corpus.weights = saved
         self._pages = _MappedPages(int(page_budget_mb * 2**20))
 
     def rng(self, step: int) -> np.random.Generator:
         return np.random.default_rng([self.seed, self.stream, self.rank, int(step)])
 
-    def draw(self, rng: np.random.Generator, n: int) -> list[Series]:
-        """``n`` series views: sub-dataset by ``probs``, item by length (vectorised)."""
+    def draw(self, rng: np.random.Generator, n: int, probs: np.ndarray | None = None) -> list[Series]:
+        """``n`` series views: sub-dataset by ``probs`` (default: the corpus's), item by length (vectorised)."""
+        probs = self.probs if probs is None else probs
         ds = (
-            rng.choice(len(self.probs), size=n, p=self.probs)
-            if len(self.probs) > 1
+            rng.choice(len(probs), size=n, p=probs)
+            if len(probs) > 1
             else np.zeros(n, np.int64)
         )
         u = rng.random(n)
@@ -154,7 +169,8 @@ class WindowSampler:
         task, need = self.task, self.batch_size
         for _attempt in range(64):
             block = need - len(samples)
-            for k, s in enumerate(self.draw(rng, block + block // 8 + 1)):
+            probs = self.early_probs if self.early_probs is not None and step < self.early_steps else self.probs
+            for k, s in enumerate(self.draw(rng, block + block // 8 + 1, probs)):
                 if k % CHECK_EVERY == 0:
                     self._pages.check(self.corpus)
                 x = task(s, rng)
