@@ -28,7 +28,7 @@ def _law(arch: str, n: float, steps: float) -> float:
 def _write_job(root: Path, idx: int, model: str, overrides: list[str], loss_offset: float = 0.0) -> int:
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        cfg = compose(config_name="train", overrides=[f"model={model}", "trainer.max_steps=400", *overrides])
+        cfg = compose(config_name="train", overrides=[f"model={model}", "data=synthetic", "trainer.max_steps=400", *overrides])
     job = root / str(idx)
     (job / ".hydra").mkdir(parents=True)
     OmegaConf.save(cfg, job / ".hydra" / "config.yaml")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import math
 import resource
 import time
 from typing import Any
@@ -35,7 +34,7 @@ class TrainingMonitor(L.Callback):
         self.log_every_n_steps = max(1, int(log_every_n_steps))
         self.print_every_n_steps = max(0, int(print_every_n_steps))
         self.peak_flops = peak_flops
-        self._ema: float | None = None
+        self._ema: torch.Tensor | None = None  # loss EMA, kept on the device
         self._start: tuple[float, int] | None = None  # (time, step) when this process started training
         self._print_t: tuple[float, int, int] | None = None  # (time, step, samples) at the last line
         self._print_samples = 0
@@ -56,17 +55,21 @@ class TrainingMonitor(L.Callback):
             self._t0 = time.perf_counter()
 
     def _console(self, trainer: L.Trainer, outputs: Any, samples: int) -> None:
+        if not self.print_every_n_steps:
+            return
         loss = outputs.get("loss") if isinstance(outputs, dict) else outputs
-        cur = float(loss.detach()) if isinstance(loss, torch.Tensor) and loss.numel() == 1 else float("nan")
-        if math.isfinite(cur):
-            self._ema = cur if self._ema is None else 0.98 * self._ema + 0.02 * cur
+        if isinstance(loss, torch.Tensor) and loss.numel() == 1:  # on device: no host sync per step
+            cur_t = loss.detach().float().reshape(())
+            prev = cur_t if self._ema is None else self._ema
+            self._ema = torch.where(torch.isfinite(cur_t), 0.98 * prev + 0.02 * cur_t, prev)
         self._print_samples += samples
         step, now = trainer.global_step, time.perf_counter()
         if self._start is None:
             self._start = self._print_t = (now, step, 0)  # type: ignore[assignment]
             return
-        if not self.print_every_n_steps or step % self.print_every_n_steps or not trainer.is_global_zero:
+        if step % self.print_every_n_steps or not trainer.is_global_zero:
             return
+        cur = float(loss.detach()) if isinstance(loss, torch.Tensor) and loss.numel() == 1 else float("nan")
         t_last, s_last, _ = self._print_t  # type: ignore[misc]
         rate = (step - s_last) / max(now - t_last, 1e-9)
         total = trainer.max_steps if trainer.max_steps and trainer.max_steps > 0 else None
@@ -75,7 +78,7 @@ class TrainingMonitor(L.Callback):
         lr = trainer.optimizers[0].param_groups[0]["lr"] if trainer.optimizers else float("nan")
         log.info("step %d/%s | loss %.4f | ema %.4f | lr %.2e | %.2f steps/s | %.0f samples/s | eta %s",
                  step, total or "?", cur,
-                 self._ema if self._ema is not None else float("nan"), lr, rate,
+                 float(self._ema) if self._ema is not None else float("nan"), lr, rate,
                  self._print_samples / max(now - t_last, 1e-9), eta)
         self._print_t, self._print_samples = (now, step, 0), 0
 
