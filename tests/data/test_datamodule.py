@@ -159,3 +159,16 @@ def test_checkpoint_and_export_carry_the_training_corpus(tmp_path: Path) -> None
     fit(other, 3, ckpt=str(ckpt))
     now = {(s["name"], bool(s.get("inherited"))) for s in other.corpus_summary()["sub_datasets"]}
     assert now == {("ks", False), ("m3_other", True)}
+
+
+def test_early_weights_from_the_corpus_config_drive_the_first_steps(tmp_path):
+    corpus = [{"name": "a", "generator": "seasonal", "num_series": 20, "seed": 0, "weight": 0.5, "early_weight": 1.0},
+              {"name": "b", "generator": "arima", "num_series": 20, "seed": 0, "weight": 0.5, "early_weight": 0.0}]
+    dm = TSDataModule(corpus, FixedWindowTask(8, 2), batch_size=400, cache_dir=str(tmp_path), early_steps=2,
+                      weighting="explicit", val_batches=0)
+    dm.prepare_data()
+    sampler = dm._sampler(0)
+    assert {s["dataset"] for s in sampler.sample(1)} == {"a"}  # curriculum: only entry a
+    assert {s["dataset"] for s in sampler.sample(2)} == {"a", "b"}
+    with pytest.raises(ValueError, match="data.early_steps must be >= 0"):
+        TSDataModule(corpus, FixedWindowTask(8, 2), cache_dir=str(tmp_path), early_steps=-1)

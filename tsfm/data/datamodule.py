@@ -127,10 +127,10 @@ class TSDataModule(L.LightningDataModule):
         self.early_steps = int(early_steps)
         early = [e.get("early_weight") for e in corpus]
         corpus = [{k: v for k, v in e.items() if k != "early_weight"} for e in corpus]
-        groups = [resolve([e], cache_dir) for e in corpus] if corpus else [resolve(corpus, cache_dir)]
-        self.entries: list[ResolvedEntry] = [r for g in groups for r in g]
+        self.entries: list[ResolvedEntry] = resolve(corpus, cache_dir)  # errors name the entry's index
         self.early_weights = None
         if any(w is not None for w in early):  # a lotsa_root entry's sub-datasets share its early weight
+            groups = [resolve([e], cache_dir) for e in corpus]
             self.early_weights = [float(w if w is not None else r.weight) for w, g in zip(early, groups) for r in g]
         missing = [e for e in self.entries if e.build is None and not Path(e.path).exists()]
         if missing:  # given paths (nothing to build) must exist now, not after the model is built
