@@ -26,9 +26,11 @@ import numpy as np
 import pandas as pd
 import torch
 
+from tsfm.levels import DEFAULT_QUANTILES
+from tsfm.registry import _BY_NAME, local_path, resolve_local
+
 log = logging.getLogger(__name__)
 
-DEFAULT_QUANTILES: tuple[float, ...] = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 FAMILIES = ("moirai", "chronos", "chronos2", "baseline")
 # family -> module holding ``FORECASTER`` (a Forecaster subclass)
 _FORECASTER_MODULES = {f: f"tsfm.models.{f}.forecast" for f in FAMILIES}
@@ -402,23 +404,6 @@ def detect_family(config: dict) -> str | None:
     return None
 
 
-def resolve_local(path: str | Path) -> Path:
-    """A local path as given, or a Hub id (``amazon/chronos-2``) found in the local HF cache.
-
-    Never downloads: an uncached Hub id resolves to the (missing) literal path and the caller's
-    error explains how to fetch it.
-    """
-    p = Path(path).expanduser()
-    if p.exists() or str(path).count("/") != 1 or str(path).startswith((".", "/", "~")):
-        return p
-    try:
-        from huggingface_hub import snapshot_download
-
-        return Path(snapshot_download(str(path), local_files_only=True))
-    except Exception:  # noqa: BLE001 - not cached (or hub lib unavailable): fall back to the literal path
-        return p
-
-
 def load_forecaster(path: str | Path, device: str | torch.device = "cpu", **kwargs: Any) -> Forecaster:
     """Load any supported checkpoint: a tsfm ``.ckpt`` or a checkpoint directory (official or exported).
 
@@ -427,7 +412,6 @@ def load_forecaster(path: str | Path, device: str | torch.device = "cpu", **kwar
     """
     p = resolve_local(path)
     if not p.exists():
-        from tsfm.registry import _BY_NAME, local_path  # a registered short name ("chronos-2")
 
         card = _BY_NAME.get(str(path))
         p = (local_path(card) if card else None) or p

@@ -12,8 +12,6 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from tsfm.forecast import resolve_local
-
 
 @dataclass(frozen=True)
 class ModelCard:
@@ -87,3 +85,20 @@ def main(argv: list[str] | None = None) -> None:
 
 if __name__ == "__main__":
     main()
+
+
+def resolve_local(path: str | Path) -> Path:
+    """A local path as given, or a Hub id (``amazon/chronos-2``) found in the local HF cache.
+
+    Never downloads: an uncached Hub id resolves to the (missing) literal path and the caller's
+    error explains how to fetch it.
+    """
+    p = Path(path).expanduser()
+    if p.exists() or str(path).count("/") != 1 or str(path).startswith((".", "/", "~")):
+        return p
+    try:
+        from huggingface_hub import snapshot_download
+
+        return Path(snapshot_download(str(path), local_files_only=True))
+    except Exception:  # noqa: BLE001 - not cached (or hub lib unavailable): fall back to the literal path
+        return p

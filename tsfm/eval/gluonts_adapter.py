@@ -16,7 +16,7 @@ import pandas as pd
 from gluonts.model.forecast import QuantileForecast
 from gluonts.model.predictor import Predictor
 
-from tsfm.forecast import DEFAULT_QUANTILES
+from tsfm.levels import DEFAULT_QUANTILES
 
 
 class GluonTSPredictor(Predictor):

@@ -20,8 +20,8 @@ from safetensors.torch import load_file
 
 from tsfm.forecast import Forecaster, ForecastInput, checkpoint_model_state, inference_autocast, read_json
 from tsfm.models.baseline.config import BaselineConfig
+from tsfm.models.baseline.convert import CONFIG_NAME, WEIGHTS_NAME, model_from_state_dict
 from tsfm.models.baseline.model import BaselineModel
-from tsfm.models.baseline.module import CONFIG_NAME, WEIGHTS_NAME, model_from_state_dict
 
 log = logging.getLogger(__name__)
 
