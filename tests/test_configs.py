@@ -54,6 +54,14 @@ def test_fsdp_64gpu_is_8_nodes_of_8():
     assert t["strategy"]["data_parallel_size"] == 64
 
 
+def test_the_slurm_launcher_starts_one_task_per_device_of_the_trainer():
+    cfg = _compose(["hydra/launcher=slurm", "trainer=fsdp_64gpu"])
+    _resolve(cfg)
+    launcher = OmegaConf.to_container(cfg.hydra.launcher, resolve=True)
+    assert launcher["_target_"] == "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher"
+    assert (launcher["nodes"], launcher["tasks_per_node"], launcher["gpus_per_node"]) == (8, 8, 8)
+
+
 # values an option declares mandatory (???) and a user must pass
 _REQUIRED = {"chronos2_context_extension_stage2": ["stage1_ckpt=/ckpts/stage1.ckpt"]}
 

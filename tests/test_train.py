@@ -1,5 +1,5 @@
 """The training entry point end to end: train -> checkpoint -> export -> load_forecaster; exact resume;
-FSDP2 on 2 CPU processes; a Hydra multirun sweep. Runs `python -m tsfm.train` in subprocesses."""
+a Hydra multirun sweep (DDP / FSDP2: tests/training/test_distributed.py). Runs `python -m tsfm.train` in subprocesses."""
 
 from __future__ import annotations
 
@@ -17,8 +17,9 @@ from tsfm.forecast import load_forecaster
 
 ROOT = Path(__file__).resolve().parents[1]
 # A toy version of the default corpus (same generators, 0.3% of the series), generated per test under tmp.
-# callbacks=none and final_eval=null keep these mechanics tests fast; the default callbacks and the
-# final zero-shot evaluation are run by `trained` below and by tests/training/test_resume.py.
+# callbacks=none and final_eval=null keep these mechanics tests (resume, errors, sweeps) fast; the default
+# callbacks and the final zero-shot evaluation are run by `trained` below, tests/training/test_resume.py and,
+# under DDP / FSDP, tests/training/test_distributed.py.
 FAST = ["callbacks=none", "logger=csv", "trainer.limit_val_batches=1", "data.batch_size=8", "data.val_batches=1",
         "data.series_scale=0.003", "final_eval=null"]
 
@@ -132,19 +133,12 @@ def test_resume_with_another_model_config_names_the_runs_overrides(trained):
         (["model=moirai_tiny", "trainer.precision=bf16-true"], "use trainer.precision=bf16-mixed"),
         (["model=moirai_tiny", "data.batch_size=0"], "data.batch_size must be >= 1, got 0"),
         (["model=moirai_tiny", "data.corpus=[{name: foo, path: /nonexistent/ds}]"], "/nonexistent/ds does not exist"),
+        (["model=moirai_tiny", "trainer=fsdp", "trainer.precision=16-mixed"], "trainer=fsdp (FSDP2, Lightning's ModelParallelStrategy) cannot run trainer.precision=16-mixed"),
     ],
-    ids=["missing-stage1", "bf16-true", "batch-0", "missing-path"],
+    ids=["missing-stage1", "bf16-true", "batch-0", "missing-path", "fsdp-16-mixed"],
 )
 def test_bad_settings_fail_before_training_with_what_to_change(tmp_path, overrides, message):
     assert message in run_failing(tmp_path, *overrides)
-
-
-@pytest.mark.dist
-def test_fsdp2_two_cpu_processes_train_and_export(tmp_path):
-    run = run_train(tmp_path, "fsdp", "model=moirai_tiny", "trainer=fsdp", "trainer.accelerator=cpu",
-                    "trainer.max_steps=3", "trainer.val_check_interval=3")
-    q = load_forecaster(run / "export").predict_quantiles([np.arange(64, dtype=np.float32)], prediction_length=4)
-    assert q.shape == (1, 4, 9)
 
 
 @pytest.mark.slow

@@ -21,12 +21,12 @@ from typing import Any
 import hydra
 import lightning as L
 from hydra.utils import instantiate
+from lightning.pytorch.strategies import ModelParallelStrategy
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from tsfm.training.checkpoint_io import AtomicCheckpointIO
 from tsfm.training.devices import check_trainer_device
-from tsfm.training.parallelize import full_state_dict, is_sharded
-from tsfm.training.resume import check_resumable, resolve_ckpt_path
+from tsfm.training.resume import adapt_to_strategy, check_resumable, resolve_ckpt_path
 from tsfm.utils.config import register_resolvers, to_plain
 
 log = logging.getLogger(__name__)
@@ -87,17 +87,12 @@ def export(cfg: DictConfig, module: L.LightningModule, trainer: L.Trainer, out: 
     """Write the final weights (and the corpus summary, ``training_data.json``) as a checkpoint
     directory on rank 0.
 
-    Under FSDP2 the shards are gathered first (collective) and loaded into a fresh, unsharded
-    instance of the same module, so each family's ``save_pretrained`` works unchanged.
+    Under FSDP2 the shards are gathered first (collective) into a plain copy of the model on rank 0
+    (``TSFMModule.unsharded``), so each family's ``save_pretrained`` works unchanged.
     """
-    if is_sharded(module.model):
-        state = full_state_dict(module.model)
+    with module.unsharded() as full:
         if trainer.is_global_zero:
-            plain = instantiate(cfg.model.module, optim=to_plain(cfg.optim), _convert_="all")
-            plain.model.load_state_dict(state)
-            plain.save_pretrained(out)
-    elif trainer.is_global_zero:
-        module.save_pretrained(out)
+            full.save_pretrained(out)
     if trainer.is_global_zero:
         if hasattr(trainer.datamodule, "save_training_data"):  # the corpus travels with the model
             trainer.datamodule.save_training_data(out)
@@ -113,6 +108,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
     ckpt_path = resolve_ckpt_path(cfg)
     if ckpt_path is not None:
         check_resumable(module, ckpt_path)
+        sharded = isinstance(trainer.strategy, ModelParallelStrategy)  # FSDP2 checkpoints are directories
+        ckpt_path = adapt_to_strategy(ckpt_path, module, sharded, Path(cfg.paths.output_dir) / "resumed_from")
     if cfg.get("tune_lr"):
         from lightning.pytorch.tuner import Tuner
 

@@ -17,6 +17,7 @@ datasets its corpus draws on are marked (:mod:`tsfm.eval.leakage`) and
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import time
@@ -102,8 +103,10 @@ class BenchmarkCallback(L.Callback):
 
     def _run(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         metrics: dict[str, float] | None = None
+        with _full_weights(pl_module) as module:  # collective under FSDP2
+            if trainer.is_global_zero:
+                metrics = self.compute(module)
         if trainer.is_global_zero:
-            metrics = self.compute(pl_module)
             log.info("step %d: %s", trainer.global_step,
                      {k: round(v, 4) for k, v in metrics.items() if "/avg_" in k or k.endswith("seconds")})
         trainer.strategy.barrier("benchmark")
@@ -129,7 +132,15 @@ class BenchmarkCallback(L.Callback):
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if self.run_on_train_end and trainer.global_step != self._last_step:
             self._last_step = trainer.global_step
-            metrics = self.compute(pl_module) if trainer.is_global_zero else None
+            with _full_weights(pl_module) as module:  # collective under FSDP2
+                metrics = self.compute(module) if trainer.is_global_zero else None
             trainer.strategy.barrier("benchmark")
             metrics = trainer.strategy.broadcast(metrics, src=0)
             self._publish(trainer, metrics)
+
+
+def _full_weights(pl_module: L.LightningModule):
+    """``pl_module.unsharded()`` (tsfm modules: a plain copy of FSDP2-sharded weights on rank 0),
+    or the module itself for any other LightningModule."""
+    unsharded = getattr(pl_module, "unsharded", None)
+    return unsharded() if unsharded is not None else contextlib.nullcontext(pl_module)

@@ -9,7 +9,8 @@ from typing import Any
 
 import lightning as L
 import torch
-from lightning.pytorch.utilities import grad_norm
+
+from tsfm.training.parallelize import total_grad_norm
 
 log = logging.getLogger(__name__)
 
@@ -114,9 +115,11 @@ class TrainingMonitor(L.Callback):
 
     def on_before_optimizer_step(self, trainer: L.Trainer, pl_module: L.LightningModule, optimizer: Any) -> None:
         if trainer.global_step % self.log_every_n_steps == 0:
-            norms = grad_norm(pl_module, norm_type=2)
-            if "grad_2.0_norm_total" in norms:
-                pl_module.log("grad/norm_total", norms["grad_2.0_norm_total"], on_step=True, on_epoch=False)
+            # the full norm on every strategy: FSDP2 shards' norms are reduced across ranks
+            # (collective: all ranks reach this hook at the same step)
+            total = total_grad_norm(pl_module.parameters())
+            if total is not None:
+                pl_module.log("grad/norm_total", total.float(), on_step=True, on_epoch=False)
 
 
 def _clock(seconds: float) -> str:

@@ -75,4 +75,22 @@ def check_trainer_device(trainer_cfg: Any) -> str:
     """Both checks on a ``trainer`` config node (a dict or DictConfig); returns the precision to use."""
     accelerator = trainer_cfg.get("accelerator", "auto")
     check_accelerator(accelerator, trainer_cfg.get("devices", 1), trainer_cfg.get("num_nodes", 1))
-    return resolve_precision(trainer_cfg.get("precision", "32"), accelerator)
+    precision = resolve_precision(trainer_cfg.get("precision", "32"), accelerator)
+    check_strategy_precision(trainer_cfg.get("strategy"), precision)
+    return precision
+
+
+# what Lightning's ModelParallelStrategy (trainer=fsdp) runs; fp16 autocast needs a loss scaler it lacks
+FSDP_PRECISIONS = ("32", "32-true", "bf16-mixed", "bf16-true", "16-true")
+
+
+def check_strategy_precision(strategy: Any, precision: str) -> None:
+    """Fail before Lightning starts processes when the strategy cannot run ``precision``."""
+    target = strategy.get("_target_", "") if hasattr(strategy, "get") else str(strategy or "")
+    if "ModelParallelStrategy" in str(target) and str(precision) not in FSDP_PRECISIONS:
+        hint = "32-true" if precision == "16-mixed" else "bf16-mixed"
+        raise ValueError(
+            f"trainer=fsdp (FSDP2, Lightning's ModelParallelStrategy) cannot run trainer.precision={precision}"
+            f"{' (chosen because this GPU has no bf16)' if precision == '16-mixed' else ''}: it runs "
+            f"{', '.join(FSDP_PRECISIONS[1:])}. Use trainer.precision={hint}, or trainer=ddp for {precision}"
+        )

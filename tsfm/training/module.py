@@ -12,9 +12,12 @@ model's own flag (``gradient_checkpointing``), so it composes with both.
 
 from __future__ import annotations
 
+import contextlib
+import copy
 import logging
 import math
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +26,15 @@ import torch
 from safetensors.torch import save_file
 
 from tsfm.training.optim import OptimConfig, build_optimizer
-from tsfm.training.parallelize import apply_compile, apply_fsdp2, is_sharded, transformer_blocks
+from tsfm.training.parallelize import (
+    apply_compile,
+    apply_fsdp2,
+    full_state_dict,
+    is_sharded,
+    meta_copy,
+    total_grad_norm,
+    transformer_blocks,
+)
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +61,7 @@ class TSFMModule(L.LightningModule):
         self.max_nonfinite = max_nonfinite
         self._nonfinite_streak = 0
         self.nonfinite_batches = 0
+        self._skip_update = False  # set by a distributed step whose loss is non-finite on some rank
 
     # -- to implement ---------------------------------------------------------------------
     def compute_loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -82,11 +94,21 @@ class TSFMModule(L.LightningModule):
     # -- Lightning hooks ------------------------------------------------------------------
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor | None:
         loss = self.compute_loss(batch)
-        if not torch.isfinite(loss.detach()).all():
+        finite = bool(torch.isfinite(loss.detach()).all())
+        if self._world_size() > 1:
+            # A rank cannot skip alone (every rank takes part in the gradient reduction, and
+            # Lightning forbids returning None): one flag is reduced, every rank runs backward on a
+            # zero-weighted loss, and on_before_optimizer_step drops the gradients everywhere.
+            if self.trainer.strategy.reduce_boolean_decision(not finite, all=False):
+                self._report_nonfinite(batch, batch_idx, loss, local=not finite)
+                self._skip_update = True
+                return torch.where(torch.isfinite(loss), loss, 0.0) * 0.0
+        elif not finite:
             self._report_nonfinite(batch, batch_idx, loss)
             return None  # Lightning skips backward and the optimizer step
         self._nonfinite_streak = 0
-        self.log("train/loss", loss, prog_bar=True, batch_size=self._batch_size(batch))
+        # the mean over ranks (one scalar all-reduce), so every strategy logs the same number
+        self.log("train/loss", loss, prog_bar=True, batch_size=self._batch_size(batch), sync_dist=self._world_size() > 1)
         return loss
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
@@ -97,11 +119,14 @@ class TSFMModule(L.LightningModule):
     def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
         # A finite loss can still give non-finite gradients (overflow in backward): drop them
         # so AdamW leaves the weights untouched for this step.
-        grads = [p.grad for g in optimizer.param_groups for p in g["params"] if p.grad is not None]
-        # one fused reduction (a NaN/inf anywhere makes the total norm non-finite), one host sync
-        if grads and not torch.isfinite(torch.nn.utils.get_total_norm(grads)):
-            log.warning("step %d: non-finite gradients, skipping the update", self.global_step)
-            self.nonfinite_batches += 1
+        # one fused reduction (a NaN/inf anywhere makes the total norm non-finite), one host sync;
+        # under FSDP2 the shards' norms are reduced, so every rank takes the same decision
+        total = total_grad_norm(p for g in optimizer.param_groups for p in g["params"])
+        skip, self._skip_update = self._skip_update, False
+        if skip or (total is not None and not torch.isfinite(total)):
+            if not skip:
+                log.warning("step %d: non-finite gradients, skipping the update", self.global_step)
+                self.nonfinite_batches += 1
             for g in optimizer.param_groups:
                 for p in g["params"]:
                     p.grad = None
@@ -117,7 +142,37 @@ class TSFMModule(L.LightningModule):
         if mesh is None or is_sharded(self.model):
             return
         dp_mesh = mesh["data_parallel"] if mesh.mesh_dim_names and "data_parallel" in mesh.mesh_dim_names else mesh
+        # the plain architecture, for unsharded(); kept out of the module tree (a registered
+        # submodule with meta parameters would be materialised and optimised by Lightning)
+        self.__dict__["_skeleton"] = meta_copy(self.model)
         apply_fsdp2(self.model, dp_mesh, blocks=self.parallel_blocks(), forward_methods=self.fsdp_forward_methods)
+
+    @contextlib.contextmanager
+    def unsharded(self) -> Iterator[TSFMModule | None]:
+        """This module with its model's full weights, for work done on rank 0 alone (the lite
+        benchmark, the export).
+
+        Not sharded (one process, DDP): yields the module itself on every rank. Under FSDP2 it is
+        collective (every rank must enter): the shards are gathered and, on rank 0, loaded into a
+        plain copy of the architecture that stands in for ``self.model`` until the block ends;
+        other ranks get None. Forward passes of the sharded model on rank 0 alone would wait
+        forever for the other ranks' all-gathers.
+        """
+        if not is_sharded(self.model):
+            yield self
+            return
+        state = full_state_dict(self.model)
+        if self.global_rank != 0:
+            yield None
+            return
+        plain = copy.deepcopy(self._skeleton)
+        plain.load_state_dict(state, assign=True)
+        sharded = self.model
+        self.model = plain.to(self.device)
+        try:
+            yield self
+        finally:
+            self.model = sharded
 
     def configure_optimizers(self) -> dict:
         if self.trainer is not None and self.trainer.max_steps and self.trainer.max_steps > 0:
@@ -139,9 +194,21 @@ class TSFMModule(L.LightningModule):
                 return int(v.shape[0])
         return 1
 
-    def _report_nonfinite(self, batch: dict[str, Any], batch_idx: int, loss: torch.Tensor) -> None:
+    def _world_size(self) -> int:
+        return int(self.trainer.world_size) if self._trainer is not None else 1
+
+    def _report_nonfinite(self, batch: dict[str, Any], batch_idx: int, loss: torch.Tensor, local: bool = True) -> None:
+        """Count a skipped batch; log (and save) it on the rank(s) where the loss is non-finite.
+        The streak counts skipped steps, so every rank raises together."""
         self.nonfinite_batches += 1
         self._nonfinite_streak += 1
+        if not local:
+            if self._nonfinite_streak >= self.max_nonfinite:
+                raise NonFiniteLossError(
+                    f"{self._nonfinite_streak} consecutive steps had a non-finite loss on some rank (last at step "
+                    f"{self.global_step}); lower optim.lr, enable gradient clipping, or inspect that rank's log"
+                )
+            return
         summary = {
             k: f"shape={tuple(v.shape)} nan={int(torch.isnan(v).sum()) if v.is_floating_point() else 0} "
             f"inf={int(torch.isinf(v).sum()) if v.is_floating_point() else 0}"

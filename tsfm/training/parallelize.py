@@ -71,12 +71,41 @@ def apply_fsdp2(
     return model
 
 
+def meta_copy(model: nn.Module) -> nn.Module:
+    """A copy of ``model`` whose parameters live on the meta device (no memory); buffers are
+    copied. With :func:`full_state_dict` and ``load_state_dict(assign=True)`` it becomes a plain,
+    unsharded model again (:meth:`TSFMModule.unsharded`)."""
+    import copy
+
+    memo = {id(p): nn.Parameter(torch.empty_like(p, device="meta"), requires_grad=p.requires_grad)
+            for p in model.parameters()}  # fmt: skip
+    return copy.deepcopy(model, memo)
+
+
 def full_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
     """The unsharded state dict of an FSDP2 model, on CPU, on rank 0 (empty elsewhere).
     Collective: every rank must call it."""
     from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
 
     return get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+
+
+def total_grad_norm(params: Iterable[torch.nn.Parameter], norm_type: float = 2.0) -> torch.Tensor | None:
+    """The norm of all gradients of ``params`` as one plain tensor, the same on every rank.
+
+    Works for plain tensors (one process, DDP: gradients are already all-reduced) and for FSDP2's
+    sharded DTensor gradients, whose local norms are reduced across the mesh (``full_tensor``),
+    torchtitan-style. Collective under FSDP2: every rank must call it. None without gradients.
+    """
+    grads = [p.grad for p in params if p.grad is not None]
+    if not grads:
+        return None
+    from torch.distributed.tensor import DTensor
+
+    total = torch.nn.utils.get_total_norm(grads, norm_type=norm_type)
+    if isinstance(total, DTensor):
+        total = total.full_tensor()
+    return total
 
 
 def is_sharded(model: nn.Module) -> bool:

@@ -11,6 +11,7 @@ Rerunning an interrupted command therefore resumes it; ``ckpt_path=null`` starts
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 
 import lightning as L
@@ -114,3 +115,62 @@ def check_resumable(module: L.LightningModule, ckpt_path: str) -> None:
     )
 
 
+
+
+def adapt_to_strategy(ckpt_path: str, module: L.LightningModule, sharded: bool, out_dir: Path) -> str:
+    """``ckpt_path``, or a copy of it converted for the strategy that resumes it.
+
+    FSDP2 (``trainer=fsdp``: Lightning's ModelParallelStrategy) saves a sharded directory whose
+    optimizer state is keyed by parameter name; one process and DDP save one file keyed by each
+    parameter's position in the optimizer. Lightning reads neither in the other strategy (a
+    directory under DDP is an ``IsADirectoryError``; a file under FSDP is re-keyed in
+    ``named_parameters`` order, which is not the order of our decay / no-decay parameter groups).
+    The converted checkpoint is written once, atomically, under ``out_dir`` and resumed from.
+    Call before ``fit`` with the (unsharded) module the run trains.
+    """
+    import torch
+
+    from tsfm.training.optim import build_optimizer
+
+    path = Path(ckpt_path)
+    if path.is_dir() == sharded:
+        return ckpt_path
+    by_id = {id(p): n for n, p in module.named_parameters()}
+    opt = build_optimizer(module.trainable_module(), module.optim_cfg)["optimizer"]
+    names = [by_id[id(p)] for g in opt.param_groups for p in g["params"]]  # optimizer order
+    out = Path(out_dir) / f"{path.name.removesuffix('.ckpt')}.{'by_name' if sharded else 'consolidated'}.ckpt"
+    if path.is_dir():  # FSDP -> one process / DDP: consolidate the shards, key by position
+        from lightning.fabric.utilities.load import _load_distributed_checkpoint
+
+        ckpt = _load_distributed_checkpoint(path)
+        states = [ckpt.pop(k) for k in sorted((k for k in ckpt if k.startswith("optimizer_")), key=lambda k: int(k[10:]))]
+        ckpt["optimizer_states"] = [_keyed(s, names, by_name=False, source=path) for s in states]
+    else:  # one process / DDP -> FSDP: key the optimizer state by name
+        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+        ckpt["optimizer_states"] = [_keyed(s, names, by_name=True, source=path) for s in ckpt.get("optimizer_states", [])]
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")  # every rank may convert: same bytes, atomic rename
+    torch.save(ckpt, tmp)
+    os.replace(tmp, out)
+    log.info("ckpt_path=%s was saved %s; resuming from the converted copy %s",
+             ckpt_path, "by one process / DDP" if sharded else "sharded (FSDP)", out)
+    return str(out)
+
+
+def _keyed(state: dict, names: list[str], by_name: bool, source: Path) -> dict:
+    """An optimizer state dict keyed by parameter name (``by_name``) or by position."""
+    saved = [p for g in state["param_groups"] for p in g["params"]]
+    if len(saved) != len(names):
+        raise ValueError(
+            f"{source}: its optimizer holds {len(saved)} parameters, this run's {len(names)}; resume with the "
+            "model and optim overrides the run was started with"
+        )
+    key = dict(zip(range(len(names)), names, strict=True)) if by_name else {n: i for i, n in enumerate(names)}
+    try:
+        return {
+            "state": {key[k]: v for k, v in state["state"].items()},
+            "param_groups": [{**g, "params": [key[p] for p in g["params"]]} for g in state["param_groups"]],
+        }
+    except KeyError as e:
+        raise ValueError(f"{source}: its optimizer state names parameter {e}, which this run's model does not have; "
+                         "resume with the model overrides the run was started with") from None

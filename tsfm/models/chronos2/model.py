@@ -151,6 +151,13 @@ class GroupSelfAttention(nn.Module):
         self.dropout = Dropout(cfg.dropout_rate)
         self._fused: tuple[tuple, torch.Tensor] | None = None
 
+    # With only singleton groups, attention over a single key is the identity on v, so q and k
+    # take no part in the loss. The reference's autograd still gives them a zero gradient
+    # (softmax over one score); without one, DDP fails on "parameters that were not used" and
+    # AdamW would skip their weight decay. ``touch_unused`` adds ``0 · (Σq + Σk)`` in training,
+    # so they get exactly that zero gradient (two reductions per layer; off only to measure it).
+    touch_unused: bool = True
+
     def _fused_ov(self, num_tokens: int) -> torch.Tensor | None:
         """``W_o @ W_v`` for singleton groups (one token matmul instead of two).
 
@@ -186,7 +193,15 @@ class GroupSelfAttention(nn.Module):
                 h, a.q, a.k, a.v, self.num_heads, layout, mask, self.p if self.training else 0.0
             )
             out = a.o(ctx)
+        if layout.kind == "single" and self.touch_unused and self.training and torch.is_grad_enabled():
+            out = out + _zero_touch(a.q, a.k)
         return self.dropout(out).add_(x)  # in place on a fresh tensor: no new [B, S, D] buffer
+
+
+def _zero_touch(*modules: nn.Module) -> torch.Tensor:
+    """``0 · Σ`` of the trainable parameters of ``modules``: joins them to the graph with a zero gradient."""
+    total = sum(p.sum() for m in modules for p in m.parameters() if p.requires_grad)
+    return total * 0.0 if isinstance(total, torch.Tensor) else torch.zeros(())
 
 
 class MLP(nn.Module):
