@@ -138,3 +138,43 @@ def test_gradient_norm_and_loss_are_the_same_on_one_process_ddp_and_fsdp(tmp_pat
         for step, (a, b) in enumerate(zip(single, other, strict=True)):
             for key in ("train/loss", "grad/norm_total"):
                 assert b[key] == pytest.approx(a[key], rel=2e-3), (strategy, step, key, a, b)
+
+
+_CACHE_PROBE = """
+import copy, json, os, sys, torch, torch.distributed as dist
+os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=sys.argv[1])
+dist.init_process_group("gloo", rank=0, world_size=1)
+from torch.distributed.device_mesh import init_device_mesh
+from tsfm.models.chronos2.config import Chronos2Config
+from tsfm.models.chronos2.model import Chronos2Model
+from tsfm.training.parallelize import apply_fsdp2
+torch.manual_seed(0)
+cfg = Chronos2Config.from_dict({"d_model": 64, "num_layers": 2, "num_heads": 4, "d_kv": 16, "d_ff": 128, "dropout_rate": 0.0})
+sharded = Chronos2Model(cfg)
+plain = copy.deepcopy(sharded)
+apply_fsdp2(sharded, init_device_mesh("cpu", (1,)))
+x = torch.randn(70, 64)  # more rows than d_model: the fused W_o·W_v path of singleton groups
+diffs = []
+for m in (sharded, plain):
+    m.eval()
+with torch.no_grad():
+    for step in range(2):  # the second pass must not reuse weights cached before the update
+        a = sharded(x, num_output_patches=1).quantile_preds
+        b = plain(x, num_output_patches=1).quantile_preds
+        diffs.append(float((a - b).abs().max()))
+        for p, q in zip(sharded.parameters(), plain.parameters()):
+            (p.to_local() if hasattr(p, "to_local") else p).mul_(1.5)  # the root stays gathered after forward
+            q.mul_(1.5)
+print(json.dumps(diffs))
+"""
+
+
+def test_chronos2_weight_caches_follow_fsdp2_parameters(tmp_path):
+    """The fused q/k/v and W_o·W_v products Chronos-2 caches in inference are rebuilt when FSDP2
+    regathers updated shards (keyed on the gathered tensor's version), never reused stale."""
+    script = tmp_path / "probe.py"
+    script.write_text(_CACHE_PROBE)
+    out = subprocess.run([sys.executable, str(script), "29671"], cwd=ROOT, env=_env(tmp_path), capture_output=True,
+                         text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == [0.0, 0.0]
