@@ -31,7 +31,7 @@ test: $(STAMP) ## run the default (fast, CPU-only) test suite
 test-full: $(STAMP) ## run every test, slow and multi-process (dist) ones included
 	$(PY) -m pytest -q -m "not gpu" $(ARGS)
 
-test-dist: $(STAMP) ## run the 2-process gloo (DDP / FSDP2) tests
+test-dist: $(STAMP) ## run the 2-process gloo tests: every family under DDP and FSDP2 (CI stage 2, ~8 min)
 	$(PY) -m pytest -q -m dist $(ARGS)
 
 lint: $(STAMP) ## ruff lint

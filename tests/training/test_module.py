@@ -102,8 +102,8 @@ trainer = L.Trainer(max_steps=2, accelerator="cpu", devices=2, strategy=ModelPar
                     enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
                     default_root_dir={root!r})
 trainer.fit(module, DataLoader([{{"x": torch.randn(4, 4)}}] * 2, batch_size=None))
-print("RESULT", json.dumps({{"rank": trainer.global_rank, "world": trainer.world_size,
-                            "sharded": is_sharded(module.model)}}))
+with open(f"{root}/rank{{trainer.global_rank}}.json", "w") as f:  # not stdout: the ranks' lines interleave
+    json.dump({{"rank": trainer.global_rank, "world": trainer.world_size, "sharded": is_sharded(module.model)}}, f)
 """
 
 
@@ -119,6 +119,61 @@ def test_fsdp2_on_cpu_shards_blocks(tmp_path):
     script.write_text(_FSDP_SCRIPT.format(tests=str(Path(__file__).parents[1]), root=str(tmp_path)))
     out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert out.returncode == 0, out.stderr[-3000:]
-    results = [json.loads(line.split(" ", 1)[1]) for line in out.stdout.splitlines() if line.startswith("RESULT")]
-    assert sorted(r["rank"] for r in results) == [0, 1]
+    results = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
+    assert [r["rank"] for r in results] == [0, 1]
     assert all(r["world"] == 2 and r["sharded"] for r in results)
+
+
+_NAN_ON_ONE_RANK = """
+import json, sys
+import lightning as L, torch
+from lightning.pytorch.strategies import ModelParallelStrategy
+from torch.utils.data import DataLoader
+sys.path.insert(0, {tests!r})
+from training.test_module import Toy
+
+class Rank1NaN(Toy):
+    def compute_loss(self, batch):
+        loss = super().compute_loss(batch)
+        if self.global_step == 1 and self.global_rank == 1:
+            return loss * float("nan")
+        return loss
+
+class Snap(L.Callback):
+    def __init__(self):
+        self.norms = []
+    def on_train_batch_end(self, trainer, module, *args):
+        self.norms.append(sum(float((p.full_tensor() if hasattr(p, "full_tensor") else p).detach().norm()) for p in module.parameters()))
+
+torch.manual_seed(0)
+module = Rank1NaN(optim={{"lr": 0.1, "max_steps": 3, "warmup_steps": 0}})
+snap = Snap()
+strategy = ModelParallelStrategy() if sys.argv[1] == "fsdp" else "ddp"
+trainer = L.Trainer(max_steps=3, accelerator="cpu", devices=2, strategy=strategy, logger=False, enable_checkpointing=False,
+                    enable_progress_bar=False, enable_model_summary=False, default_root_dir={root!r}, callbacks=[snap])
+trainer.fit(module, DataLoader([{{"x": torch.randn(4, 4)}} for _ in range(3)], batch_size=None))
+with open(f"{root}/rank{{trainer.global_rank}}.json", "w") as f:  # not stdout: the ranks' lines interleave
+    json.dump({{"rank": trainer.global_rank, "norms": snap.norms, "skipped": module.nonfinite_batches}}, f)
+"""
+
+
+@pytest.mark.dist
+@pytest.mark.parametrize("strategy", ["ddp", "fsdp"])
+def test_a_nan_loss_on_one_rank_skips_the_step_on_every_rank(tmp_path, strategy):
+    """Rank 1's loss is NaN at step 1: both ranks run backward, drop the gradients, keep the weights, go on."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = tmp_path / "nan_rank.py"
+    script.write_text(_NAN_ON_ONE_RANK.format(tests=str(Path(__file__).parents[1]), root=str(tmp_path)))
+    out = subprocess.run([sys.executable, str(script), strategy], capture_output=True, text=True, timeout=300,
+                         cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-3000:]
+    results = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
+    for r in results:
+        n = r["norms"]
+        assert len(n) == 3 and n[1] == n[0] and n[2] != n[1]  # step 1 left the weights alone, step 2 trained
+        assert r["skipped"] == 1
+    assert results[0]["norms"] == results[1]["norms"]

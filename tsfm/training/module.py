@@ -216,9 +216,13 @@ class TSFMModule(L.LightningModule):
             if isinstance(v, torch.Tensor)
         }
         dump = None
-        log_dir = getattr(self.trainer, "log_dir", None) if self._trainer is not None else None
+        log_dir = None
+        if self._trainer is not None:  # not trainer.log_dir: it broadcasts, and only this rank is here
+            logger = self.trainer.logger
+            log_dir = getattr(logger, "log_dir", None) or self.trainer.default_root_dir
         if log_dir:
-            dump = Path(log_dir) / f"nonfinite_batch_step{self.global_step}_idx{batch_idx}.safetensors"
+            rank = f"_rank{self.global_rank}" if self._world_size() > 1 else ""
+            dump = Path(log_dir) / f"nonfinite_batch_step{self.global_step}_idx{batch_idx}{rank}.safetensors"
             dump.parent.mkdir(parents=True, exist_ok=True)
             tensors = {k: v.detach().cpu().contiguous() for k, v in batch.items() if isinstance(v, torch.Tensor)}
             save_file(tensors, str(dump))

@@ -115,8 +115,6 @@ def check_resumable(module: L.LightningModule, ckpt_path: str) -> None:
     )
 
 
-
-
 def adapt_to_strategy(ckpt_path: str, module: L.LightningModule, sharded: bool, out_dir: Path) -> str:
     """``ckpt_path``, or a copy of it converted for the strategy that resumes it.
 
