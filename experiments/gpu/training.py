@@ -47,6 +47,8 @@ def compose_run(s: Any, family: str, run_dir: Path, extra: list[str], trainer: s
     """The composed ``train`` config of one check run (tiny in the dry run)."""
     register_resolvers()
     trainer = trainer or ("gpu" if s.device == "cuda" else "cpu")
+    # callbacks=none: the check times the training step itself (its own timer callback); the default
+    # callbacks (lite benchmark, checkpoints) are run under every strategy by tests/training/test_distributed.py
     overrides = [
         f"model={s.models[family]}", f"trainer={trainer}", "callbacks=none", "logger=none", "export=false",
         f"trainer.max_steps={s.steps}", "trainer.limit_val_batches=0", "+trainer.enable_checkpointing=false",
