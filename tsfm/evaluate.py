@@ -12,10 +12,13 @@ from __future__ import annotations
 import logging
 import sys
 from pathlib import Path
+from typing import Any
 
 import hydra
 from omegaconf import DictConfig
 
+from tsfm.eval.baselines import BASELINES, MAX_CONTEXT, StatsBaseline
+from tsfm.forecast import load_forecaster
 from tsfm.utils.config import to_plain
 
 log = logging.getLogger(__name__)
@@ -33,6 +36,20 @@ def model_label(model: str) -> str:
     return f"{parent.name}/{name}" if name in _GENERIC and parent.name else (name or str(model))
 
 
+def resolve_forecaster(
+    model: str, device: str = "cpu", max_context: int = MAX_CONTEXT, n_jobs: int = 1, **kwargs: Any
+) -> Any:
+    """A baseline by name (``seasonal_naive``, ``auto_ets``, …) or a checkpoint via ``load_forecaster``."""
+    if model in BASELINES:
+        return StatsBaseline(model, max_context=max_context, n_jobs=n_jobs)
+    if not Path(model).expanduser().exists():
+        raise FileNotFoundError(
+            f"model={model!r} is neither a baseline ({', '.join(BASELINES)}) nor an existing path; pass a "
+            "tsfm .ckpt file, an exported or official checkpoint directory, or a baseline name"
+        )
+    return load_forecaster(model, device=device, **kwargs)
+
+
 def evaluate(cfg: DictConfig) -> Path:
     """Run the evaluation described by ``cfg`` and return the path of the JSON results."""
     from rich.console import Console
@@ -40,7 +57,7 @@ def evaluate(cfg: DictConfig) -> Path:
 
     from tsfm.eval.leakage import load_training_data
     from tsfm.eval.report import print_table, write_reports
-    from tsfm.eval.runner import evaluate_suite, resolve_forecaster
+    from tsfm.eval.runner import evaluate_suite
 
     suite = to_plain(cfg.eval)
     model = str(cfg.ckpt)

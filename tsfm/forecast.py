@@ -18,7 +18,6 @@ import warnings
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from contextlib import nullcontext
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,119 +25,16 @@ import numpy as np
 import pandas as pd
 import torch
 
+from tsfm.inputs import ForecastInput, normalize_inputs
 from tsfm.levels import DEFAULT_QUANTILES
 from tsfm.registry import _BY_NAME, local_path, resolve_local
+from tsfm.training.lora import fold_lora_state
 
 log = logging.getLogger(__name__)
 
 FAMILIES = ("moirai", "chronos", "chronos2", "baseline")
 # family -> module holding ``FORECASTER`` (a Forecaster subclass)
 _FORECASTER_MODULES = {f: f"tsfm.models.{f}.forecast" for f in FAMILIES}
-
-
-@dataclass
-class ForecastInput:
-    """One normalised request: per series a ``[V, T]`` target and named 1-D covariates."""
-
-    targets: list[np.ndarray]  # each [V, T] float32
-    past_covariates: list[dict[str, np.ndarray]]  # each name -> [T]
-    future_covariates: list[dict[str, np.ndarray]]  # each name -> [H] (known-future subset)
-    univariate: bool  # every input was 1-D -> squeeze V in the output
-
-
-def _as_float_array(x: Any, what: str) -> np.ndarray:
-    try:
-        arr = np.asarray(x, dtype=np.float32)
-    except (TypeError, ValueError) as e:
-        raise TypeError(
-            f"{what}: could not convert to float32 ({e}). Covariates must be numeric; encode "
-            "categorical covariates as numbers (e.g. integer codes or one-hot) first."
-        ) from None
-    if np.isinf(arr).any():
-        raise ValueError(f"{what}: contains +-inf; replace with NaN (missing) or a finite value")
-    return arr
-
-
-def normalize_inputs(
-    context: Sequence[np.ndarray] | np.ndarray | torch.Tensor,
-    prediction_length: int,
-    past_covariates: Sequence[dict[str, Any]] | None = None,
-    future_covariates: Sequence[dict[str, Any]] | None = None,
-    names: Sequence[Any] | None = None,
-) -> ForecastInput:
-    """Validate and normalise numpy/torch inputs to :class:`ForecastInput`.
-
-    ``names``: how errors call the series (the item ids of a DataFrame); default ``series <i>``.
-    """
-    if isinstance(prediction_length, bool) or not isinstance(prediction_length, (int, np.integer)) or prediction_length <= 0:
-        raise ValueError(f"prediction_length must be a positive integer, got {prediction_length!r}")
-    if isinstance(context, pd.DataFrame):
-        raise TypeError(
-            "context is a DataFrame: this call takes numpy/torch series (a list of [T] or [V, T] arrays); "
-            "use predict_quantiles for long DataFrames (id, timestamp, target columns)"
-        )
-    if isinstance(context, torch.Tensor):
-        context = context.detach().cpu().numpy()
-    if isinstance(context, np.ndarray):
-        if context.ndim == 1:
-            context = [context]
-        elif context.ndim == 2:  # a batch of univariate series of equal length
-            context = list(context)
-        else:
-            raise ValueError(f"context array must be 1-D or 2-D, got shape {context.shape}; pass a list of [V, T] arrays")
-    if len(context) == 0:
-        raise ValueError("context is empty: pass at least one series")
-    targets, univariate = [], True
-    for i, c in enumerate(context):
-        arr = _as_float_array(c, f"context[{i}]")
-        if arr.ndim == 1:
-            arr = arr[None]
-        elif arr.ndim == 2:
-            univariate = False
-        else:
-            raise ValueError(f"context[{i}] must be 1-D [T] or 2-D [V, T], got shape {arr.shape}")
-        if arr.shape[-1] == 0:
-            raise ValueError(f"context[{i}] is empty (length 0)")
-        targets.append(arr)
-    n = len(targets)
-    past = [dict(d) for d in past_covariates] if past_covariates is not None else [{} for _ in range(n)]
-    fut = [dict(d) for d in future_covariates] if future_covariates is not None else [{} for _ in range(n)]
-    if len(past) != n or len(fut) != n:
-        raise ValueError(
-            f"got {n} series but {len(past)} past_covariates and {len(fut)} future_covariates entries; "
-            "pass one dict per series (empty dict for none)"
-        )
-    def label(i: int) -> str:
-        return f"item {names[i]!r}" if names is not None else f"series {i}"
-
-    for i in range(n):
-        t_len = targets[i].shape[-1]
-        for name, v in list(past[i].items()):
-            arr = _as_float_array(v, f"past_covariates[{i}][{name!r}]")
-            if arr.ndim != 1 or arr.shape[0] != t_len:
-                raise ValueError(
-                    f"{label(i)}: past covariate {name!r} has shape {arr.shape}, expected ({t_len},) "
-                    "to match the target's length"
-                )
-            past[i][name] = arr
-        for name, v in list(fut[i].items()):
-            if name not in past[i]:
-                raise ValueError(
-                    f"{label(i)}: future covariate {name!r} has no past values; add it to past_covariates[{i}]"
-                )
-            arr = _as_float_array(v, f"future_covariates[{i}][{name!r}]")
-            if arr.ndim != 1 or arr.shape[0] != prediction_length:
-                raise ValueError(
-                    f"{label(i)}: future covariate {name!r} has shape {arr.shape}, expected "
-                    f"({prediction_length},) = prediction_length"
-                )
-            fut[i][name] = arr
-        if i > 0 and set(fut[i]) != set(fut[0]):
-            raise ValueError(
-                f"{label(i)} declares known-future covariates {sorted(fut[i])} but {label(0)} declares "
-                f"{sorted(fut[0])}; every series needs the same known-future covariates"
-            )
-    return ForecastInput(targets, past, fut, univariate)
 
 
 def _placeholder_unobserved(inputs: ForecastInput, names: Sequence[str] | None = None) -> list[int]:
@@ -216,6 +112,7 @@ class Forecaster(ABC):
     def __init__(self, model: torch.nn.Module, device: str | torch.device = "cpu") -> None:
         self.model = model.eval().to(device)
         self.device = torch.device(device)
+        self.source: Path | None = None  # the checkpoint it was loaded from (load_forecaster sets it)
 
     # -- for subclasses -------------------------------------------------------------------
     @classmethod
@@ -297,6 +194,32 @@ class Forecaster(ABC):
         dead = _placeholder_unobserved(inputs)
         out = _nan_out(self._samples(inputs, prediction_length, num_samples, **kwargs), dead)
         return self._stack(out, inputs.univariate, axis=1)
+
+    def fit(self, data: Any, prediction_length: int, out_dir: str | Path | None = None, **kwargs: Any) -> Forecaster:
+        """Fine-tune this model on ``data`` and return the forecaster to use (a new object).
+
+        ``data``: a long DataFrame (``item_id``, ``timestamp``, ``target`` columns), a CSV/Parquet
+        file or a LOTSA directory. The last ``num_windows`` windows of each series are held out;
+        the zero-shot model, the baselines and the fine-tuned model are scored on them, and the
+        result is the fine-tuned model only if it beats zero-shot there (else the zero-shot one,
+        unless ``force=True``). ``out_dir`` (default: a new temporary directory) receives the
+        report, the fan chart and ``model/``. Keywords: see :func:`tsfm.finetune.run.finetune`
+        (``preset``, ``lr``, ``max_steps``, ``num_windows``, ...). The full
+        :class:`~tsfm.finetune.run.FinetuneResult` is kept as ``.finetune_result`` on the result.
+        """
+        import tempfile
+
+        from tsfm.finetune.run import finetune
+
+        if self.source is None:
+            raise ValueError(
+                f"{type(self).__name__}.fit needs the checkpoint this forecaster was loaded from; load it with "
+                "load_forecaster(<checkpoint dir or .ckpt>) first"
+            )
+        out = Path(out_dir) if out_dir is not None else Path(tempfile.mkdtemp(prefix="tsfm-finetune-"))
+        result = finetune(self, self.source, data, prediction_length, out, **kwargs)
+        result.forecaster.finetune_result = result
+        return result.forecaster
 
     def to_gluonts_predictor(self, prediction_length: int, freq: str, **kwargs: Any):
         """Wrap as a ``gluonts`` Predictor yielding QuantileForecasts."""
@@ -385,8 +308,10 @@ def read_checkpoint(path: Path, family: str | None = None) -> dict:
 
 
 def checkpoint_model_state(ckpt: dict) -> dict[str, torch.Tensor]:
-    """The wrapped model's weights of a Lightning checkpoint (``model.`` prefix removed)."""
-    return {k.removeprefix("model."): v for k, v in ckpt["state_dict"].items() if k.startswith("model.")}
+    """The wrapped model's weights of a Lightning checkpoint (``model.`` prefix removed); a LoRA
+    run's adapters are folded in, so the result loads into the plain model."""
+    state = {k.removeprefix("model."): v for k, v in ckpt["state_dict"].items() if k.startswith("model.")}
+    return fold_lora_state(state, (ckpt.get("hyper_parameters") or {}).get("lora"))
 
 
 def detect_family(config: dict) -> str | None:
@@ -427,7 +352,9 @@ def load_forecaster(path: str | Path, device: str | torch.device = "cpu", **kwar
         if family not in _FORECASTER_MODULES:
             raise ValueError(f"{p}: checkpoint hyperparameters name no known family (got {family!r}); expected one of {FAMILIES}")
         cls = importlib.import_module(_FORECASTER_MODULES[family]).FORECASTER
-        return cls.from_checkpoint(ckpt, device=device, **kwargs)
+        forecaster = cls.from_checkpoint(ckpt, device=device, **kwargs)
+        forecaster.source = p
+        return forecaster
     cfg_path = p / "config.json"
     if not cfg_path.exists():
         raise FileNotFoundError(f"{p}: no config.json; expected a checkpoint directory (config.json + model.safetensors)")
@@ -438,4 +365,6 @@ def load_forecaster(path: str | Path, device: str | torch.device = "cpu", **kwar
             f"supported families: {FAMILIES}"
         )
     cls = importlib.import_module(_FORECASTER_MODULES[family]).FORECASTER
-    return cls.from_pretrained(p, device=device, **kwargs)
+    forecaster = cls.from_pretrained(p, device=device, **kwargs)
+    forecaster.source = p
+    return forecaster

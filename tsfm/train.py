@@ -16,71 +16,18 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
 
 import hydra
 import lightning as L
-from hydra.utils import instantiate
 from lightning.pytorch.strategies import ModelParallelStrategy
-from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf import DictConfig, OmegaConf
 
-from tsfm.training.checkpoint_io import AtomicCheckpointIO
-from tsfm.training.devices import check_trainer_device
+from tsfm.training.build import build, check_config, check_precision
 from tsfm.training.resume import adapt_to_strategy, check_resumable, resolve_ckpt_path
-from tsfm.utils.config import register_resolvers, to_plain
+from tsfm.utils.config import register_resolvers
 
 log = logging.getLogger(__name__)
 CONFIG_DIR = str(Path(__file__).resolve().parents[1] / "conf")
-
-
-def _instantiate_group(group: DictConfig | None) -> list[Any]:
-    """Instantiate every named entry of a dict-of-configs group (callbacks, logger)."""
-    if not group:
-        return []
-    return [instantiate(node, _convert_="all") for node in group.values() if isinstance(node, DictConfig) and "_target_" in node]
-
-
-def build(cfg: DictConfig) -> tuple[L.LightningModule, L.LightningDataModule, L.Trainer]:
-    """Everything ``train`` needs, in the order that keeps runs reproducible (seed first)."""
-    L.seed_everything(cfg.seed, workers=True)
-    task = instantiate(cfg.model.task, _convert_="all")
-    datamodule = instantiate(cfg.data, task=task, _convert_="all")
-    module = instantiate(cfg.model.module, optim=to_plain(cfg.optim), _convert_="all")
-    trainer = instantiate(
-        cfg.trainer,
-        callbacks=_instantiate_group(cfg.get("callbacks")),
-        logger=_instantiate_group(cfg.get("logger")) or False,
-        plugins=[AtomicCheckpointIO()],
-        _convert_="all",
-    )
-    return module, datamodule, trainer
-
-
-def check_config(cfg: DictConfig) -> None:
-    """Settings that would otherwise fail deep inside Lightning or torch (may set
-    ``trainer.precision=16-mixed`` in place of bf16 on a GPU without bf16, see tsfm.training.devices)."""
-    missing = [k for k in cfg if OmegaConf.is_missing(cfg, k)]
-    if missing:
-        raise ValueError(
-            f"required setting(s) not given: {', '.join(missing)}; set them on the command line, e.g. "
-            f"{missing[0]}=<value> (the experiment config's header comment says what they are)"
-        )
-    if cfg.trainer.get("max_steps") is not None and cfg.trainer.max_steps == 0:
-        raise ValueError("trainer.max_steps=0 trains nothing; give a positive number (or -1 with max_epochs)")
-    precision = check_trainer_device(cfg.trainer)  # no CUDA for trainer=gpu, bf16 on a pre-Ampere GPU
-    if precision != str(cfg.trainer.get("precision")):
-        with open_dict(cfg):
-            cfg.trainer.precision = precision
-
-
-def check_precision(cfg: DictConfig, module: L.LightningModule) -> None:
-    precision = str(cfg.trainer.get("precision", "32"))
-    if precision.endswith("-true") and not getattr(module, "supports_half_weights", False):
-        raise ValueError(
-            f"trainer.precision={precision} (half-precision weights) is not supported by the "
-            f"{getattr(module, 'family', type(module).__name__)} family; use trainer.precision=bf16-mixed "
-            "(fp32 weights, bf16 compute)"
-        )
 
 
 def export(cfg: DictConfig, module: L.LightningModule, trainer: L.Trainer, out: Path) -> None:

@@ -13,7 +13,8 @@ import pytest
 
 from tsfm.eval.baselines import StatsBaseline
 from tsfm.eval.report import to_dict, to_markdown, write_reports
-from tsfm.eval.runner import evaluate_suite, resolve_forecaster
+from tsfm.eval.runner import evaluate_suite
+from tsfm.evaluate import resolve_forecaster
 
 from .conftest import LastValueForecaster, tiny_suite
 

@@ -28,7 +28,8 @@ from typing import Any
 
 import numpy as np
 
-from tsfm.forecast import DEFAULT_QUANTILES, normalize_inputs
+from tsfm.inputs import normalize_inputs
+from tsfm.levels import DEFAULT_QUANTILES
 
 log = logging.getLogger(__name__)
 

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from tsfm.eval import precomputed
-from tsfm.eval.baselines import BASELINES, MAX_CONTEXT, StatsBaseline, cache_digest, cached_predict
+from tsfm.eval.baselines import MAX_CONTEXT, StatsBaseline, cache_digest, cached_predict
 from tsfm.eval.leakage import Overlap, TrainingData, dataset_overlap
 from tsfm.eval.protocol import EvalWindows, Score, aggregate, make_windows, relative_scores, score_forecasts
 from tsfm.eval.suites import DatasetSpec, check_available, parse_suite, prepare_dataset, read_dataset
@@ -82,22 +82,6 @@ class SuiteResult:
                 ref = {d: r.scores[self.reference] for d, r in self.datasets.items() if self.reference in r.scores}
             self.aggregates[n] = aggregate(per, ref, self.metrics)
             self.zero_shot_aggregates[n] = aggregate({d: s for d, s in per.items() if d in zero_shot}, ref, self.metrics)
-
-
-def resolve_forecaster(
-    model: str, device: str = "cpu", max_context: int = MAX_CONTEXT, n_jobs: int = 1, **kwargs: Any
-) -> Any:
-    """A baseline by name (``seasonal_naive``, ``auto_ets``, …) or a checkpoint via ``load_forecaster``."""
-    if model in BASELINES:
-        return StatsBaseline(model, max_context=max_context, n_jobs=n_jobs)
-    if not Path(model).expanduser().exists():
-        raise FileNotFoundError(
-            f"model={model!r} is neither a baseline ({', '.join(BASELINES)}) nor an existing path; pass a "
-            "tsfm .ckpt file, an exported or official checkpoint directory, or a baseline name"
-        )
-    from tsfm.forecast import load_forecaster
-
-    return load_forecaster(model, device=device, **kwargs)
 
 
 def _accepts(fn: Callable, name: str) -> bool:

@@ -9,6 +9,7 @@ from typing import Any
 
 import lightning as L
 import torch
+from lightning.pytorch.callbacks import EarlyStopping
 
 from tsfm.training.parallelize import total_grad_norm
 
@@ -125,3 +126,36 @@ class TrainingMonitor(L.Callback):
 def _clock(seconds: float) -> str:
     seconds = max(0, int(seconds))
     return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+
+
+class BenchmarkEarlyStopping(EarlyStopping):
+    """Lightning's ``EarlyStopping`` on a benchmark metric (e.g. ``holdout/avg_wql``).
+
+    The data stream has no epochs and the benchmark runs mid-epoch, every ``every_n_steps``
+    optimizer steps (:class:`tsfm.eval.callback.BenchmarkCallback`, which must come earlier in
+    the callback list), so the check runs right after each new value instead of at epoch or
+    validation end.
+    """
+
+    def __init__(self, monitor: str, every_n_steps: int, patience: int = 3, mode: str = "min",
+                 min_delta: float = 0.0, **kwargs: Any) -> None:
+        if every_n_steps <= 0:
+            raise ValueError(f"every_n_steps must be positive, got {every_n_steps}")
+        super().__init__(monitor=monitor, patience=patience, mode=mode, min_delta=min_delta,
+                         check_on_train_epoch_end=False, **kwargs)
+        self.every_n_steps = int(every_n_steps)
+        self._checked_step = -1
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
+                           batch_idx: int) -> None:
+        step = trainer.global_step
+        if step > 0 and step % self.every_n_steps == 0 and step != self._checked_step:
+            self._checked_step = step
+            if self.monitor in trainer.callback_metrics:
+                self._run_early_stopping_check(trainer)
+                if trainer.should_stop:
+                    log.info("early stopping at step %d: %s did not improve for %d evaluations (best %.4f)",
+                             step, self.monitor, self.patience, float(self.best_score))
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """Not a validation metric: checked in :meth:`on_train_batch_end` only."""

@@ -25,6 +25,7 @@ import lightning as L
 import torch
 from safetensors.torch import save_file
 
+from tsfm.training.lora import PRESETS, apply_lora, freeze_except, lora_options, merge_lora
 from tsfm.training.optim import OptimConfig, build_optimizer
 from tsfm.training.parallelize import (
     apply_compile,
@@ -49,6 +50,8 @@ class TSFMModule(L.LightningModule):
     family: str = ""
     supports_half_weights: bool = False  # trainer.precision=bf16-true / 16-true (checked by tsfm.train)
     fsdp_forward_methods: tuple[str, ...] = ()  # model methods compute_loss calls instead of forward
+    head_modules: tuple[str, ...] = ()  # submodules of self.model that finetune=head trains (the rest is frozen)
+    lora_targets: tuple[str, ...] = ()  # linear layers (name suffixes) that finetune=lora gives adapters
 
     def __init__(
         self, optim: dict | OptimConfig | None = None, max_nonfinite: int = 10, compile: bool | str = False
@@ -76,6 +79,34 @@ class TSFMModule(L.LightningModule):
         """Export the current weights as a checkpoint directory (config.json + model.safetensors)
         in the family's official layout, loadable by ``load_forecaster``."""
         raise NotImplementedError(f"{type(self).__name__} does not export checkpoint directories")
+
+    def apply_finetune(self, preset: str = "full", lora: dict[str, Any] | None = None) -> None:
+        """Apply a fine-tuning preset to ``self.model`` (call at the end of ``__init__``):
+        ``full`` trains everything, ``head`` only :attr:`head_modules`, ``lora`` LoRA adapters on
+        :attr:`lora_targets` (``lora``: peft options, e.g. ``{"r": 16}``). The effective choice is
+        recorded in the hyperparameters, so checkpoints rebuild (and fold) it."""
+        if preset not in PRESETS:
+            raise ValueError(f"finetune={preset!r}: use one of {', '.join(PRESETS)}")
+        if lora and preset != "lora":
+            raise ValueError("lora options given but finetune is not 'lora'; set finetune: lora")
+        opts = None
+        if preset == "head":
+            n = freeze_except(self.model, self.head_modules)
+            log.info("finetune=head: %d trainable parameters (%s)", n, ", ".join(self.head_modules))
+        elif preset == "lora":
+            opts = lora_options(lora, self.lora_targets)
+            apply_lora(self.model, opts)
+            n = sum(p.numel() for p in self.model.parameters() if p.requires_grad)
+            log.info("finetune=lora: %d trainable parameters (r=%s on %s)", n, opts["r"], opts["target_modules"])
+        self.hparams["finetune"] = preset
+        self.hparams["lora"] = opts
+
+    def merged_model(self) -> torch.nn.Module:
+        """The model to forecast with or export: ``self.model`` itself, or with ``finetune=lora`` a
+        copy with the adapters folded into plain weights."""
+        if self.hparams.get("finetune") != "lora":
+            return self.model
+        return merge_lora(copy.deepcopy(self.model))
 
     def trainable_module(self) -> torch.nn.Module:
         """The module whose parameters the optimizer sees (override to freeze parts)."""

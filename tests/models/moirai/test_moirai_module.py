@@ -81,6 +81,8 @@ def test_finetune_needs_pretrained_and_valid_options():
     with pytest.raises(ValueError, match="needs `pretrained`"):
         MoiraiModule(config=TINY, mode="finetune")
     with pytest.raises(ValueError, match="freeze_ffn"):
+        MoiraiModule(config=TINY, finetune="partial")
+    with pytest.raises(ValueError, match="mode='finetune'"):
         MoiraiModule(config=TINY, finetune="lora")
     with pytest.raises(ValueError, match="unknown Moirai config keys"):
         MoiraiModule(config={**TINY, "n_layer": 3})

@@ -28,6 +28,8 @@ class BaselineModule(TSFMModule):
 
     family = "baseline"
     fsdp_forward_methods = ("nll", "masked_nll")  # compute_loss calls these, not forward
+    head_modules = ("head",)
+    lora_targets = ("qkv", "out")  # attention projections
 
     def __init__(
         self,
@@ -41,6 +43,8 @@ class BaselineModule(TSFMModule):
         gradient_checkpointing: bool = False,
         compile: bool | str = False,
         pretrained: str | None = None,
+        finetune: str = "full",
+        lora: dict[str, Any] | None = None,
         initialized_from: str | None = None,  # recorded in checkpoints (where the weights came from)
     ) -> None:
         super().__init__(optim=optim, max_nonfinite=max_nonfinite, compile=compile)
@@ -77,6 +81,9 @@ class BaselineModule(TSFMModule):
                 "initialized_from": str(pretrained) if pretrained else initialized_from,
             }
         )
+        if finetune != "full" and not pretrained:
+            raise ValueError(f"finetune={finetune!r} needs `pretrained` (the checkpoint to fine-tune)")
+        self.apply_finetune(finetune, lora)
 
     @property
     def config(self) -> BaselineConfig:
@@ -106,10 +113,10 @@ class BaselineModule(TSFMModule):
         """A :class:`BaselineForecaster` sharing this module's weights (puts the model in eval mode)."""
         from tsfm.models.baseline.forecast import BaselineForecaster
 
-        return BaselineForecaster(self.model, device=self.device)
+        return BaselineForecaster(self.merged_model(), device=self.device)
 
     def save_pretrained(self, path: str | Path) -> Path:
         """Export ``config.json`` + ``model.safetensors`` (loadable by ``load_forecaster``)."""
-        return export_pretrained(self.model, path)
+        return export_pretrained(self.merged_model(), path)
 
     export = save_pretrained

@@ -65,12 +65,16 @@ class ChronosModule(TSFMModule):
 
     family = "chronos"
     supports_half_weights = True  # trainer.precision=bf16-true works (HF T5 casts its inputs)
+    head_modules = ("t5.lm_head",)
+    lora_targets = ("q", "k", "v", "o")  # T5 self- and cross-attention projections
 
     def __init__(
         self,
         config: dict[str, Any] | None = None,
         size: str | None = None,
         pretrained: str | None = None,
+        finetune: str = "full",
+        lora: dict[str, Any] | None = None,
         optim: dict | OptimConfig | None = None,
         max_nonfinite: int = 10,
         family: str = "chronos",
@@ -108,6 +112,9 @@ class ChronosModule(TSFMModule):
                 "compile": compile,
             }
         )
+        if finetune != "full" and not pretrained:
+            raise ValueError(f"finetune={finetune!r} needs `pretrained` (the checkpoint to fine-tune)")
+        self.apply_finetune(finetune, lora)
 
     @property
     def config(self) -> ChronosConfig:
@@ -120,10 +127,10 @@ class ChronosModule(TSFMModule):
         """A :class:`ChronosForecaster` sharing this module's weights (puts the model in eval mode)."""
         from tsfm.models.chronos.forecast import ChronosForecaster
 
-        return ChronosForecaster(self.model, device=self.device)
+        return ChronosForecaster(self.merged_model(), device=self.device)
 
     def save_pretrained(self, path: str | Path) -> Path:
         """Write the official checkpoint layout (loads in ``ChronosPipeline`` and ``load_forecaster``)."""
-        return export_pretrained(self.model, path)
+        return export_pretrained(self.merged_model(), path)
 
     export = save_pretrained

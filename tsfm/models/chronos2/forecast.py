@@ -93,15 +93,7 @@ class Chronos2Forecaster(Forecaster):
         if not isinstance(cfg_dict, dict):
             raise ValueError("checkpoint has no Chronos-2 config (hyper_parameters['config'])")
         model = Chronos2Model(Chronos2Config.from_dict(dict(cfg_dict)))
-        state = checkpoint_model_state(ckpt)
-        if any("lora_" in k for k in state):
-            from tsfm.models.chronos2.lora import apply_lora, merge_lora
-
-            apply_lora(model, hp.get("lora"))
-            model.load_state_dict(state)
-            merge_lora(model)
-        else:
-            load_state_dict_checked(model, state, "checkpoint state_dict")
+        load_state_dict_checked(model, checkpoint_model_state(ckpt), "checkpoint state_dict")  # LoRA folded
         return cls(model, device=device)
 
     # -- batching -------------------------------------------------------------------------

@@ -5,8 +5,9 @@
   and ``max_output_patches`` come from this module's config (the YAML), so loading a stage-1
   checkpoint with a larger ``context_length`` *extends* the context (stage 2 of the TSM-Trainer
   recipe: 2048 -> 8192). ``time_encoding_scale`` stays the checkpoint's value.
-* ``finetune``: ``full`` (all weights) or ``lora`` (peft adapters with ``lora`` options:
-  ``r``, ``lora_alpha``, ``lora_dropout``, ``target_modules``; reference defaults otherwise).
+* ``finetune``: ``full`` (all weights), ``head`` (the output patch embedding only) or ``lora``
+  (peft adapters with ``lora`` options: ``r``, ``lora_alpha``, ``lora_dropout``,
+  ``target_modules``; the reference's defaults otherwise), see :meth:`TSFMModule.apply_finetune`.
 * A training batch whose context is longer than the model's ``context_length`` is an error,
   never a silent truncation.
 """
@@ -25,7 +26,6 @@ from tsfm.forecast import checkpoint_model_state, read_checkpoint
 from tsfm.models.chronos2.config import Chronos2Config
 from tsfm.models.chronos2.convert import load_state_dict_checked, read_config, save_pretrained
 from tsfm.models.chronos2.forecast import Chronos2Forecaster
-from tsfm.models.chronos2.lora import apply_lora, merge_lora
 from tsfm.models.chronos2.model import Chronos2Model
 from tsfm.training.module import TSFMModule
 
@@ -46,12 +46,7 @@ def _load_pretrained_weights(path: str | Path) -> tuple[Chronos2Config, dict[str
         cfg = ckpt.get("chronos2_config") or ckpt["hyper_parameters"].get("config")
         if not isinstance(cfg, dict):
             raise ValueError(f"{p}: not a Chronos-2 tsfm checkpoint (no chronos2_config)")
-        state = checkpoint_model_state(ckpt)
-        if any("lora_" in k for k in state):  # a LoRA run: fold its adapters first
-            model = apply_lora(Chronos2Model(Chronos2Config.from_dict(cfg)), ckpt["hyper_parameters"].get("lora"))
-            model.load_state_dict(state)
-            state = merge_lora(model).state_dict()
-        return Chronos2Config.from_dict(cfg), state
+        return Chronos2Config.from_dict(cfg), checkpoint_model_state(ckpt)  # a LoRA run's adapters folded in
     raise FileNotFoundError(f"pretrained={p}: no such checkpoint directory or .ckpt file (nothing is downloaded)")
 
 
@@ -59,6 +54,10 @@ class Chronos2Module(TSFMModule):
     """Chronos-2 pretraining / fine-tuning (``family = "chronos2"``)."""
 
     family = "chronos2"
+    head_modules = ("output_patch_embedding",)
+    # the reference's LoRA targets (chronos-forecasting Chronos2Pipeline.fit)
+    lora_targets = ("self_attention.q", "self_attention.v", "self_attention.k", "self_attention.o",
+                    "output_patch_embedding.output_layer")
 
     def __init__(
         self,
@@ -79,10 +78,6 @@ class Chronos2Module(TSFMModule):
             "prediction_length": prediction_length, "max_nonfinite": max_nonfinite,
             "gradient_checkpointing": bool(gradient_checkpointing), "compile": compile,
         })  # fmt: skip
-        if finetune not in {"full", "lora"}:
-            raise ValueError(f"finetune={finetune!r}: use 'full' or 'lora'")
-        if lora and finetune != "lora":
-            raise ValueError("lora options given but finetune is not 'lora'; set finetune: lora")
         requested = dict(config or {})
         state = None
         if pretrained:
@@ -102,8 +97,7 @@ class Chronos2Module(TSFMModule):
         self.model.encoder.gradient_checkpointing = bool(gradient_checkpointing)
         if state is not None:
             load_state_dict_checked(self.model, state, str(pretrained))
-        if finetune == "lora":
-            apply_lora(self.model, lora)
+        self.apply_finetune(finetune, lora)
         self.prediction_length = prediction_length
         if prediction_length < 1:
             raise ValueError(f"prediction_length must be >= 1, got {prediction_length}")
@@ -137,8 +131,8 @@ class Chronos2Module(TSFMModule):
 
     def merged_model(self) -> Chronos2Model:
         """A standalone copy of the current weights (LoRA adapters folded in)."""
-        model = copy.deepcopy(self.model)
-        return merge_lora(model) if self.hparams.get("finetune") == "lora" else model
+        model = super().merged_model()
+        return copy.deepcopy(model) if model is self.model else model
 
     def forecaster(self) -> Chronos2Forecaster:
         return Chronos2Forecaster(self.merged_model(), device=self.device)

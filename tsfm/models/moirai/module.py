@@ -3,7 +3,8 @@
 ``mode="pretrain"`` trains every parameter from ``config`` (or from ``pretrained``).
 ``mode="finetune"`` starts from ``pretrained`` (an official checkpoint directory or a tsfm
 ``.ckpt``) and trains ``finetune="full"`` (everything), ``"freeze_ffn"`` (encoder FFNs frozen) or
-``"head_only"`` (only ``param_proj``), the reference's three patterns. The loss (train and
+``"head"`` / ``"head_only"`` (only ``param_proj``), the reference's three patterns, or ``"lora"``
+(peft adapters on the attention projections, see :meth:`TSFMModule.apply_finetune`). The loss (train and
 validation) is the packed NLL of :meth:`MoiraiModel.loss`. The optimizer recipe lives in
 ``conf/optim`` (TSFMModule builds it, excluding norms, biases and embeddings from weight decay).
 
@@ -29,7 +30,7 @@ from tsfm.training.module import TSFMModule
 
 log = logging.getLogger(__name__)
 MODES = ("pretrain", "finetune")
-FINETUNE = ("full", "freeze_ffn", "head_only")
+FINETUNE = ("full", "head", "lora", "freeze_ffn", "head_only")
 _DROPOUT_KEYS = ("attn_dropout_p", "dropout_p")
 
 
@@ -59,6 +60,8 @@ class MoiraiModule(TSFMModule):
     """Moirai in Lightning; ``self.model`` is the single-device :class:`MoiraiModel`."""
 
     family = "moirai"
+    head_modules = ("param_proj",)
+    lora_targets = ("q_proj", "k_proj", "v_proj", "out_proj")
 
     def __init__(
         self,
@@ -66,6 +69,7 @@ class MoiraiModule(TSFMModule):
         mode: str = "pretrain",
         finetune: str = "full",
         pretrained: str | None = None,
+        lora: dict[str, Any] | None = None,
         gradient_checkpointing: bool = False,
         optim: dict[str, Any] | None = None,
         max_nonfinite: int = 10,
@@ -76,6 +80,8 @@ class MoiraiModule(TSFMModule):
             raise ValueError(f"mode={mode!r}: use one of {MODES}")
         if finetune not in FINETUNE:
             raise ValueError(f"finetune={finetune!r}: use one of {FINETUNE}")
+        if finetune != "full" and mode != "finetune":
+            raise ValueError(f"finetune={finetune!r} applies with mode='finetune' (and `pretrained`)")
         if mode == "finetune" and not pretrained:
             raise ValueError("mode='finetune' needs `pretrained`: an official Moirai directory or a tsfm .ckpt")
         config = dict(config or {})
@@ -89,13 +95,14 @@ class MoiraiModule(TSFMModule):
         self.hparams["config"] = self.model.cfg.to_dict()
         self.hparams["family"] = self.family
         if mode == "finetune":
-            self._apply_finetune_pattern(finetune)
+            self._apply_finetune_pattern(finetune, lora)
 
-    def _apply_finetune_pattern(self, pattern: str) -> None:
+    def _apply_finetune_pattern(self, pattern: str, lora: dict[str, Any] | None) -> None:
+        if pattern != "freeze_ffn":  # the presets every family shares
+            self.apply_finetune("head" if pattern == "head_only" else pattern, lora)
+            return
         for name, p in self.model.named_parameters():
-            if pattern == "freeze_ffn" and ".ffn." in name:
-                p.requires_grad_(False)
-            elif pattern == "head_only" and not name.startswith("param_proj."):
+            if ".ffn." in name:
                 p.requires_grad_(False)
         n_train = sum(p.numel() for p in self.model.parameters() if p.requires_grad)
         log.info("finetune=%s: %d trainable parameters", pattern, n_train)
@@ -107,7 +114,7 @@ class MoiraiModule(TSFMModule):
         """A forecaster sharing this module's weights (Lightning restores train mode after eval)."""
         from tsfm.models.moirai.forecast import MoiraiForecaster
 
-        return MoiraiForecaster(self.model, device=self.device)
+        return MoiraiForecaster(self.merged_model(), device=self.device)
 
     def parallel_blocks(self) -> list[torch.nn.Module]:
         """The encoder layers (compiled and FSDP2-sharded one by one in ``configure_model``)."""
@@ -121,4 +128,4 @@ class MoiraiModule(TSFMModule):
 
     def save_pretrained(self, path: str | Path) -> Path:
         """Export the weights as an official-layout directory (loads in uni2ts and in tsfm)."""
-        return save_official(self.model, path)
+        return save_official(self.merged_model(), path)

@@ -1,0 +1,301 @@
+"""Fine-tune a checkpoint on the user's data, safely: score first, train, compare, keep the better.
+
+:func:`finetune` is the whole workflow behind ``python -m tsfm.finetune`` and
+``Forecaster.fit``:
+
+1. read and check the data (:mod:`tsfm.finetune.data`) and hold out the last ``num_windows``
+   windows of every series; nothing from them is trained on;
+2. score the **zero-shot** model and the statistical baselines (Seasonal Naive, AutoETS,
+   AutoTheta) on the held-out windows;
+3. fine-tune with ``tsfm.train``'s machinery (the family's LightningModule from ``pretrained``,
+   the preset ``full`` / ``head`` / ``lora``), evaluating the held-out WQL every ``eval_every``
+   steps, keeping the best checkpoint and stopping early after ``patience`` evaluations without
+   improvement;
+4. score the fine-tuned model on the same windows, print the table (WQL, MASE and both relative
+   to Seasonal Naive) and draw a fan chart;
+5. **guardrail**: if fine-tuning did not beat zero-shot on held-out WQL, say so and export the
+   zero-shot model (unless ``force``). ``<out_dir>/model`` is the exported checkpoint directory.
+
+This module does not import :mod:`tsfm.forecast` (which calls it from ``Forecaster.fit``): the
+fine-tuned model is loaded with the same forecaster class as the zero-shot one.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import shutil
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+from tsfm.data.format import write_dataset
+from tsfm.eval.runner import SuiteResult, evaluate_suite
+from tsfm.finetune.data import Holdout, hold_out, load_series
+from tsfm.finetune.report import comparison_table, plot_comparison, print_comparison
+from tsfm.levels import DEFAULT_QUANTILES
+from tsfm.training.build import build, check_config, check_precision
+from tsfm.utils.config import register_resolvers
+
+log = logging.getLogger(__name__)
+CONFIG_DIR = str(Path(__file__).resolve().parents[2] / "conf")
+BASELINES = ("seasonal_naive", "auto_ets", "auto_theta")
+REFERENCE = "seasonal_naive"
+MONITOR = "holdout/avg_wql"
+# families whose forecasters take past / known-future covariates
+COVARIATE_FAMILIES = ("chronos2",)
+# The model config each family's fine-tuning run is composed from; the architecture itself always
+# comes from the checkpoint (`model.module.pretrained`), see `_model_overrides`.
+_MODEL_FILE = {"chronos2": "chronos2_mini", "chronos": "chronos_small", "moirai": "moirai_small",
+               "baseline": "baseline_dec_small"}  # fmt: skip
+
+
+@dataclass
+class FinetuneResult:
+    """What a fine-tuning run produced; ``model_dir`` is the exported (chosen) checkpoint."""
+
+    table: pd.DataFrame  # one row per model: wql, mase, rel_wql, rel_mase on the held-out windows
+    improved: bool  # fine-tuned beat zero-shot on held-out WQL
+    exported: str  # "finetuned" or "zero_shot"
+    model_dir: Path
+    out_dir: Path
+    best_step: int | None
+    steps: int
+    seconds: float
+    holdout: dict[str, Any]
+    files: dict[str, Path] = field(default_factory=dict)
+    forecaster: Any = None
+
+    @property
+    def message(self) -> str:
+        zs, ft = self.table.loc["zero_shot", "rel_wql"], self.table.loc["finetuned", "rel_wql"]
+        if self.improved:
+            return (f"fine-tuning improved held-out WQL: {ft:.3f} vs zero-shot {zs:.3f} (relative to Seasonal "
+                    f"Naive); exported the fine-tuned model to {self.model_dir}")
+        kept = "the fine-tuned model (force=true)" if self.exported == "finetuned" else "the zero-shot model"
+        return (f"FINE-TUNING DID NOT HELP: held-out WQL {ft:.3f} is not better than zero-shot {zs:.3f} "
+                f"(relative to Seasonal Naive); exported {kept} to {self.model_dir}")
+
+
+def _model_config(forecaster: Any) -> dict[str, Any]:
+    model = forecaster.model
+    cfg = getattr(model, "config", None) or getattr(model, "cfg", None)
+    if cfg is None or not hasattr(cfg, "to_dict"):
+        raise TypeError(f"{type(forecaster).__name__}: its model has no config to fine-tune from")
+    return dict(cfg.to_dict())
+
+
+def _model_overrides(family: str, c: dict[str, Any], prediction_length: int) -> dict[str, Any]:
+    """Top-level model settings (shared with the task) that follow the checkpoint's architecture."""
+    if family == "chronos2":
+        p = int(c["patch_size"])
+        return {"context_length": c["context_length"], "patch_size": p,
+                "prediction_length": math.ceil(prediction_length / p) * p}  # fmt: skip
+    if family == "chronos":
+        return {"context_length": c["context_length"], "prediction_length": min(prediction_length, c["prediction_length"])}
+    if family == "moirai":
+        return {"max_seq_len": c["max_seq_len"], "patch_sizes": list(c["patch_sizes"])}
+    if family == "baseline":
+        return {k: c[k] for k in ("architecture", "context_length", "prediction_length", "patch_size")}
+    raise ValueError(f"fine-tuning does not know the family {family!r}")
+
+
+def holdout_suite(path: Path, holdout: Holdout, name: str, baselines: Sequence[str], season_length: int | None,
+                  max_context: int) -> dict[str, Any]:
+    """The held-out windows as an evaluation suite (one dataset) for :func:`evaluate_suite`."""
+    ds = {"name": name, "source": "arrow", "path": str(path), "freq": holdout.freq,
+          "prediction_length": holdout.prediction_length, "num_windows": holdout.num_windows,
+          "min_context": holdout.min_context}  # fmt: skip
+    if season_length:
+        ds["season_length"] = int(season_length)
+    return {"name": "holdout", "quantile_levels": list(DEFAULT_QUANTILES), "metrics": ["wql", "mase"],
+            "baselines": list(baselines), "reference": REFERENCE, "use_precomputed": False,
+            "max_context": max_context, "datasets": [ds]}  # fmt: skip
+
+
+def compose_train(overrides: Sequence[str]) -> DictConfig:
+    """``conf/train.yaml`` composed with ``overrides`` (inside a Hydra app or from plain Python)."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    register_resolvers()
+    if GlobalHydra.instance().is_initialized():
+        return compose("train", overrides=list(overrides))
+    with initialize_config_dir(CONFIG_DIR, version_base="1.3"):
+        return compose("train", overrides=list(overrides))
+
+
+def train_config(
+    family: str, model_cfg: dict[str, Any], pretrained: Path, train_dir: Path, out_dir: Path, suite: dict,
+    prediction_length: int, *, preset: str, lr: float, max_steps: int, batch_size: int, eval_every: int,
+    patience: int, seed: int, lora: dict | None, overrides: Sequence[str], cache_dir: str,
+) -> DictConfig:
+    """The ``tsfm.train`` config of the fine-tuning run (checked, ready for :func:`build`)."""
+    base = [f"model={_MODEL_FILE[family]}", "optim=finetune", "data=synthetic", "logger=csv", "final_eval=null",
+            "export=false", "ckpt_path=null", f"seed={seed}", f"paths.output_dir={out_dir}"]  # fmt: skip
+    cfg = compose_train([*base, *overrides])
+    with open_dict(cfg):
+        for k, v in _model_overrides(family, model_cfg, prediction_length).items():
+            cfg.model[k] = v
+        shared = {k: v for k, v in model_cfg.items() if k in cfg.model.module.config}
+        for k, v in shared.items():  # the architecture is the checkpoint's (the module checks it too)
+            if k not in ("context_length", "prediction_length", "patch_size", "max_output_patches", "max_seq_len",
+                         "patch_sizes", "architecture"):
+                cfg.model.module.config[k] = v
+        cfg.model.module.pretrained = str(pretrained)
+        cfg.model.module.finetune = preset
+        cfg.model.module.lora = dict(lora) if lora else None
+        if family == "moirai":
+            cfg.model.module.mode = "finetune"
+        cfg.data.corpus = [{"name": "finetune_train", "path": str(train_dir), "weight": 1.0}]
+        cfg.data.batch_size = int(batch_size)
+        cfg.data.early_steps = 0
+        cfg.data.item_weighting = "uniform"
+        cfg.optim.lr = float(lr)
+        cfg.trainer.max_steps = int(max_steps)
+        cfg.trainer.val_check_interval = int(eval_every)
+        cfg.trainer.limit_val_batches = 0
+        cfg.trainer.log_every_n_steps = max(1, min(10, int(eval_every)))
+        cfg.callbacks.benchmark.suite = suite
+        cfg.callbacks.benchmark.prefix = "holdout"
+        cfg.callbacks.benchmark.cache_dir = cache_dir
+        cfg.callbacks.benchmark.on_train_end = False
+        cfg.callbacks.model_checkpoint.monitor = MONITOR
+        cfg.callbacks.model_checkpoint.save_top_k = 1
+        cfg.callbacks.early_stopping = {
+            "_target_": "tsfm.training.callbacks.BenchmarkEarlyStopping", "monitor": MONITOR, "mode": "min",
+            "patience": int(patience), "every_n_steps": int(eval_every)}  # fmt: skip
+        if "monitor" in cfg.callbacks:
+            cfg.callbacks.monitor.print_every_n_steps = int(eval_every)
+    OmegaConf.resolve(cfg)
+    check_config(cfg)
+    return cfg
+
+
+def finetune(
+    forecaster: Any,
+    pretrained: str | Path,
+    data: Any,
+    prediction_length: int,
+    out_dir: str | Path,
+    *,
+    preset: str = "full",
+    lr: float = 1e-4,
+    max_steps: int = 300,
+    batch_size: int = 32,
+    eval_every: int = 50,
+    patience: int = 3,
+    num_windows: int = 1,
+    min_context: int = 8,
+    season_length: int | None = None,
+    force: bool = False,
+    seed: int = 0,
+    lora: dict | None = None,
+    id_column: str = "item_id",
+    timestamp_column: str = "timestamp",
+    target: str | Sequence[str] = "target",
+    covariates: Sequence[str] | None = None,
+    freq: str | None = None,
+    baselines: Sequence[str] = BASELINES,
+    train_overrides: Sequence[str] = (),
+    callbacks: Sequence[Any] = (),
+    cache_dir: str | Path | None = None,
+    plot: bool = True,
+    console: Any = None,
+) -> FinetuneResult:
+    """Fine-tune ``forecaster`` (loaded from ``pretrained``) on ``data``; see the module docstring.
+
+    ``callbacks``: extra Lightning callbacks for the training run (e.g. an Optuna pruning callback
+    reading ``holdout/avg_wql``). ``train_overrides``: further ``tsfm.train`` overrides
+    (``trainer.precision=32``, ...).
+    """
+    t0 = time.perf_counter()
+    family = getattr(forecaster, "family", "")
+    if family not in _MODEL_FILE:
+        raise ValueError(f"cannot fine-tune a {type(forecaster).__name__}: families {sorted(_MODEL_FILE)} only")
+    if covariates and family not in COVARIATE_FAMILIES:
+        raise ValueError(
+            f"covariates {list(covariates)} given, but the {family} family takes no covariates; families with "
+            f"covariate support: {', '.join(COVARIATE_FAMILIES)}. Drop `covariates` or use such a model."
+        )
+    out = Path(out_dir).expanduser().resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    cache = str(Path(cache_dir).expanduser() if cache_dir else out / "cache")
+    series = load_series(data, id_column=id_column, timestamp_column=timestamp_column, target=target,
+                         covariates=covariates, freq=freq)
+    holdout = hold_out(series, prediction_length, num_windows, min_context)
+    data_dir = out / "data"
+    if data_dir.exists():
+        shutil.rmtree(data_dir)
+    write_dataset(holdout.train, data_dir / "train")
+    write_dataset(holdout.full, data_dir / "holdout")
+    max_context = int(_model_overrides(family, _model_config(forecaster), prediction_length).get("context_length")
+                      or 2048)
+    suite = holdout_suite(data_dir / "holdout", holdout, "holdout", baselines, season_length, max_context)
+
+    log.info("scoring the zero-shot model and the baselines on %d held-out window(s) of %d series",
+             holdout.num_windows, len(holdout.full))
+    zero_shot = evaluate_suite(forecaster, suite, model_name="zero_shot", cache_dir=cache, plot_series=4)
+
+    cfg = train_config(
+        family, _model_config(forecaster), Path(pretrained).expanduser().resolve(), data_dir / "train",
+        out / "train", holdout_suite(data_dir / "holdout", holdout, "holdout", [], season_length, max_context),
+        prediction_length, preset=preset, lr=lr, max_steps=max_steps, batch_size=batch_size, eval_every=eval_every,
+        patience=patience, seed=seed, lora=lora, overrides=train_overrides, cache_dir=cache,
+    )
+    (out / "train").mkdir(parents=True, exist_ok=True)
+    (out / "train" / "config.yaml").write_text(OmegaConf.to_yaml(cfg))
+    module, datamodule, trainer = build(cfg)
+    check_precision(cfg, module)
+    for cb in callbacks:
+        trainer.callbacks.append(cb)
+    module.save_pretrained(out / "zero_shot")
+    trainer.fit(module, datamodule=datamodule)
+    ckpt_cb = trainer.checkpoint_callback
+    best_path = getattr(ckpt_cb, "best_model_path", "") if ckpt_cb is not None else ""
+    best_step = None
+    if best_path:
+        ckpt = torch.load(best_path, map_location="cpu", weights_only=True)
+        module.load_state_dict(ckpt["state_dict"])
+        best_step = int(ckpt.get("global_step", 0))
+    module.save_pretrained(out / "finetuned")
+    tuned_fc = type(forecaster).from_pretrained(out / "finetuned", device=getattr(forecaster, "device", "cpu"))
+    tuned = evaluate_suite(tuned_fc, suite, model_name="finetuned", cache_dir=cache, plot_series=4)
+
+    table = comparison_table(zero_shot, tuned, baselines)
+    improved = bool(table.loc["finetuned", "rel_wql"] < table.loc["zero_shot", "rel_wql"])
+    chosen = "finetuned" if improved or force else "zero_shot"
+    model_dir = out / "model"
+    if model_dir.exists():
+        shutil.rmtree(model_dir)
+    shutil.copytree(out / chosen, model_dir)
+    result = FinetuneResult(table, improved, chosen, model_dir, out, best_step, int(trainer.global_step),
+                            time.perf_counter() - t0, holdout.summary())  # fmt: skip
+    result.files = _write_report(result, zero_shot, tuned, plot)
+    print_comparison(result, console)
+    result.forecaster = tuned_fc if chosen == "finetuned" else type(forecaster).from_pretrained(model_dir)
+    return result
+
+
+def _write_report(result: FinetuneResult, zero_shot: SuiteResult, tuned: SuiteResult, plot: bool) -> dict[str, Path]:
+    files = {"table": result.out_dir / "comparison.csv", "report": result.out_dir / "finetune_report.json"}
+    result.table.to_csv(files["table"])
+    files["report"].write_text(json.dumps({
+        "improved": result.improved, "exported": result.exported, "model_dir": str(result.model_dir),
+        "message": result.message, "best_step": result.best_step, "steps": result.steps,
+        "seconds": round(result.seconds, 2), "holdout": result.holdout,
+        "table": {k: {m: (None if pd.isna(v) else float(v)) for m, v in row.items()}
+                  for k, row in result.table.to_dict(orient="index").items()},
+    }, indent=2))  # fmt: skip
+    if plot:
+        png = plot_comparison(zero_shot, tuned, result.out_dir / "forecasts.png", DEFAULT_QUANTILES)
+        if png is not None:
+            files["plot"] = png
+    return files
