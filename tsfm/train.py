@@ -22,6 +22,7 @@ import lightning as L
 from lightning.pytorch.strategies import ModelParallelStrategy
 from omegaconf import DictConfig, OmegaConf
 
+from tsfm.search.pruning import pruning_callback
 from tsfm.training.build import build, check_config, check_precision
 from tsfm.training.resume import adapt_to_strategy, check_resumable, resolve_ckpt_path
 from tsfm.utils.config import register_resolvers
@@ -52,6 +53,9 @@ def train(cfg: DictConfig) -> dict[str, float]:
     check_config(cfg)
     module, datamodule, trainer = build(cfg)
     check_precision(cfg, module)
+    pruning = pruning_callback(cfg, str(cfg.get("search_monitor")), int(cfg.trainer.val_check_interval))
+    if pruning is not None:  # a trial of hparams_search=optuna
+        trainer.callbacks.append(pruning)
     ckpt_path = resolve_ckpt_path(cfg)
     if ckpt_path is not None:
         check_resumable(module, ckpt_path)
@@ -86,6 +90,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
 def main(cfg: DictConfig) -> float | None:
     log.info("config:\n%s", OmegaConf.to_yaml(cfg, resolve=False))
     metrics = train(cfg)
+    if cfg.get("optuna_trial") is not None:  # the trial's score: the search monitor's last value
+        return metrics.get(str(cfg.search_monitor), float("inf"))
     if cfg.get("optimized_metric"):
         if cfg.optimized_metric not in metrics:
             raise KeyError(f"optimized_metric={cfg.optimized_metric!r} was not logged; logged: {sorted(metrics)}")

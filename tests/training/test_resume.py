@@ -76,3 +76,21 @@ def test_ctrl_c_then_rerun_resumes_from_the_interrupted_run(tmp_path):
     # the finished command is not resumed again: a third run starts afresh
     again = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert again.returncode == 0 and "resuming" not in again.stderr + again.stdout
+
+
+def test_ckpt_path_null_starts_afresh_even_beside_an_old_last_ckpt(tmp_path):
+    """With Lightning's OnExceptionCheckpoint in the callbacks, Lightning 2.6 resumed `fit(ckpt_path=None)`
+    from any last.ckpt in the checkpoint directory; the default callbacks must honour ckpt_path=null."""
+    env = {**os.environ, "PROJECT_ROOT": str(tmp_path)}
+    run = tmp_path / "run"
+    cmd = [sys.executable, "-m", "tsfm.train", "model=chronos2_tiny", "trainer.max_steps=4",
+           "trainer.val_check_interval=1000", "callbacks.monitor.print_every_n_steps=1", "data.batch_size=8",
+           "data.series_scale=0.003", "callbacks.progress_bar.refresh_rate=0", "final_eval=null",
+           "ckpt_path=null", f"hydra.run.dir={run}"]
+    first = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert (run / "checkpoints" / "last.ckpt").is_file()
+    again = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr[-3000:]
+    printed = [int(m) for m in re.findall(r"step (\d+)/4 \|", again.stderr + again.stdout)]
+    assert printed and min(printed) <= 2 and max(printed) == 4  # trained from the start again, not resumed at step 4

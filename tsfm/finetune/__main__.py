@@ -14,6 +14,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from tsfm.finetune.run import CONFIG_DIR, finetune
 from tsfm.forecast import load_forecaster
+from tsfm.search.pruning import pruning_callback
 from tsfm.utils.config import register_resolvers, to_plain
 
 log = logging.getLogger(__name__)
@@ -23,6 +24,7 @@ def run(cfg: DictConfig):
     """Fine-tune as ``cfg`` says (the composed conf/finetune.yaml); returns the FinetuneResult."""
     forecaster = load_forecaster(str(cfg.ckpt), device=cfg.device)
     ft = to_plain(cfg.finetune)
+    pruning = pruning_callback(cfg, str(cfg.search_monitor), int(cfg.eval_every))  # a trial of hparams_search=optuna
     return finetune(
         forecaster, str(cfg.ckpt), str(cfg.dataset), int(cfg.prediction_length), cfg.paths.output_dir,
         preset=ft["preset"], lr=float(ft["lr"]), lora=ft.get("lora"), max_steps=cfg.max_steps,
@@ -30,7 +32,7 @@ def run(cfg: DictConfig):
         min_context=cfg.min_context, season_length=cfg.season_length, force=cfg.force, seed=cfg.seed,
         id_column=cfg.id_column, timestamp_column=cfg.timestamp_column, target=to_plain(cfg.target),
         covariates=to_plain(cfg.covariates), freq=cfg.freq, train_overrides=list(cfg.train_overrides),
-        cache_dir=cfg.cache_dir,
+        cache_dir=cfg.cache_dir, callbacks=[pruning] if pruning is not None else [],
     )
 
 

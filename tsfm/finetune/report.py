@@ -39,8 +39,10 @@ def print_comparison(result: Any, console: Any | None = None) -> None:
 
     console = console or Console()
     h = result.holdout
-    t = Table(title=f"held-out windows: {h['series']} series x {h['num_windows']} window(s) of {h['prediction_length']}"
-                    + (f" ({h['excluded_too_short']} too short, left out)" if h["excluded_too_short"] else ""))
+    console.print(f"held-out windows: {h['series']} series x {h['num_windows']} window(s) of {h['prediction_length']}"
+                  + (f"; {h['excluded_too_short']} series too short, left out of training and validation: "
+                     f"{h['excluded_items'][:5]}" if h["excluded_too_short"] else ""))
+    t = Table(title="zero-shot vs fine-tuned vs baselines (lower is better)")
     t.add_column("model")
     for c in COLUMNS:
         t.add_column(c.replace("rel_", "rel. ").upper() if not c.startswith("rel") else f"{c[4:].upper()} / SNaive",

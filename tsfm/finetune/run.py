@@ -36,7 +36,7 @@ import pandas as pd
 import torch
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from tsfm.data.format import write_dataset
+from tsfm.data.format import DataError, write_dataset
 from tsfm.eval.runner import SuiteResult, evaluate_suite
 from tsfm.finetune.data import Holdout, hold_out, load_series
 from tsfm.finetune.report import comparison_table, plot_comparison, print_comparison
@@ -135,7 +135,7 @@ def compose_train(overrides: Sequence[str]) -> DictConfig:
 def train_config(
     family: str, model_cfg: dict[str, Any], pretrained: Path, train_dir: Path, out_dir: Path, suite: dict,
     prediction_length: int, *, preset: str, lr: float, max_steps: int, batch_size: int, eval_every: int,
-    patience: int, seed: int, lora: dict | None, overrides: Sequence[str], cache_dir: str,
+    patience: int, seed: int, lora: dict | None, overrides: Sequence[str], cache_dir: str, min_context: int = 8,
 ) -> DictConfig:
     """The ``tsfm.train`` config of the fine-tuning run (checked, ready for :func:`build`)."""
     base = [f"model={_MODEL_FILE[family]}", "optim=finetune", "data=synthetic", "logger=csv", "final_eval=null",
@@ -158,6 +158,8 @@ def train_config(
         cfg.data.batch_size = int(batch_size)
         cfg.data.early_steps = 0
         cfg.data.item_weighting = "uniform"
+        if "min_past" in cfg.model.task:  # short user series: contexts down to min_context points
+            cfg.model.task.min_past = min(int(cfg.model.task.min_past), int(min_context))
         cfg.optim.lr = float(lr)
         cfg.trainer.max_steps = int(max_steps)
         cfg.trainer.val_check_interval = int(eval_every)
@@ -248,12 +250,20 @@ def finetune(
         family, _model_config(forecaster), Path(pretrained).expanduser().resolve(), data_dir / "train",
         out / "train", holdout_suite(data_dir / "holdout", holdout, "holdout", [], season_length, max_context),
         prediction_length, preset=preset, lr=lr, max_steps=max_steps, batch_size=batch_size, eval_every=eval_every,
-        patience=patience, seed=seed, lora=lora, overrides=train_overrides, cache_dir=cache,
+        patience=patience, seed=seed, lora=lora, overrides=train_overrides, cache_dir=cache, min_context=min_context,
     )
     (out / "train").mkdir(parents=True, exist_ok=True)
     (out / "train" / "config.yaml").write_text(OmegaConf.to_yaml(cfg))
     module, datamodule, trainer = build(cfg)
     check_precision(cfg, module)
+    need = getattr(getattr(datamodule, "task", None), "min_length", None)
+    longest = max(s.length for s in holdout.train)
+    if need is not None and longest < need:
+        raise DataError(
+            f"the {family} model trains on windows of at least {need} points (context + horizon), but the longest "
+            f"training part (a series minus its {holdout.span} held-out points) has {longest}; use longer series, or a "
+            "shorter prediction_length / num_windows"
+        )
     for cb in callbacks:
         trainer.callbacks.append(cb)
     module.save_pretrained(out / "zero_shot")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import resource
 import time
 from typing import Any
@@ -159,3 +160,30 @@ class BenchmarkEarlyStopping(EarlyStopping):
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         """Not a validation metric: checked in :meth:`on_train_batch_end` only."""
+
+
+class SaveOnException(L.Callback):
+    """Write ``<dirpath>/on_exception.ckpt`` when training stops on an exception (Ctrl-C, a crash),
+    so that rerunning the command resumes (``ckpt_path=auto``, :mod:`tsfm.training.resume`); the
+    file is removed when a run ends normally.
+
+    Not Lightning's ``OnExceptionCheckpoint``: with that callback present, Lightning 2.6 turns
+    ``fit(ckpt_path=None)`` into ``ckpt_path="last"`` and silently resumes from any ``last.ckpt``
+    in the checkpoint directory, so ``ckpt_path=null`` (start afresh) could not be honoured.
+    Resuming is decided by ``tsfm.train`` alone.
+    """
+
+    def __init__(self, dirpath: str, filename: str = "on_exception") -> None:
+        if not filename:
+            raise ValueError("filename cannot be empty")
+        self.dirpath, self.filename = str(dirpath), filename
+
+    @property
+    def ckpt_path(self) -> str:
+        return os.path.join(self.dirpath, self.filename + ".ckpt")
+
+    def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
+        trainer.save_checkpoint(self.ckpt_path)
+
+    def teardown(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        trainer.strategy.remove_checkpoint(self.ckpt_path)

@@ -77,11 +77,13 @@ def freeze_except(model: nn.Module, heads: Sequence[str]) -> int:
     missing = [h for h in heads if h not in names]
     if missing:
         raise ValueError(f"finetune=head: head modules {missing} are not in the model")
+    # by identity, over every name a parameter has: a head tied to an embedding (T5's lm_head) trains it too
+    head_ids = {id(p) for name, p in model.named_parameters(remove_duplicate=False)
+                if any(name == h or name.startswith(h + ".") for h in heads)}
     n = 0
-    for name, p in model.named_parameters():
-        train = any(name == h or name.startswith(h + ".") for h in heads)
-        p.requires_grad_(train)
-        n += p.numel() if train else 0
+    for p in model.parameters():
+        p.requires_grad_(id(p) in head_ids)
+        n += p.numel() if id(p) in head_ids else 0
     return n
 
 

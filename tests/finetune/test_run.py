@@ -1,0 +1,130 @@
+"""The fine-tuning workflow end to end, for every family: held-out windows, zero-shot and baseline
+scores first, the presets, the guardrail, the report files, Forecaster.fit and the command line."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from safetensors.torch import load_file
+
+from tsfm.finetune import finetune
+from tsfm.forecast import load_forecaster
+
+from .conftest import monthly_frame
+
+ROOT = Path(__file__).resolve().parents[2]
+QUICK = dict(max_steps=4, eval_every=2, batch_size=8, baselines=("seasonal_naive",), plot=False)
+
+
+def _run(ckpt: Path, frame: pd.DataFrame, out: Path, **kw):
+    return finetune(load_forecaster(ckpt), ckpt, frame, 12, out, **{**QUICK, **kw})
+
+
+@pytest.mark.parametrize("family_ckpt", ["chronos2", "moirai", "chronos", "baseline"], indirect=True)
+@pytest.mark.parametrize("preset", ["full", "head", "lora"])
+def test_every_family_fine_tunes_with_every_preset(family_ckpt, preset, frame, tmp_path):
+    res = _run(family_ckpt, frame, tmp_path / "ft", preset=preset, lr=1e-3)
+    assert list(res.table.index) == ["seasonal_naive", "zero_shot", "finetuned"]
+    assert res.table.loc["seasonal_naive", "rel_wql"] == pytest.approx(1.0)
+    assert np.isfinite(res.table.loc[["zero_shot", "finetuned"], ["wql", "mase", "rel_wql", "rel_mase"]].to_numpy()).all()
+    assert res.steps == 4 and res.best_step in (2, 4)
+    assert res.exported == ("finetuned" if res.improved else "zero_shot")
+    exported = load_forecaster(res.model_dir)  # a plain checkpoint directory: adapters folded in
+    q = exported.predict_quantiles([frame.target.to_numpy()[:60]], 12, [0.1, 0.5, 0.9])
+    assert q.shape == (1, 12, 3) and np.isfinite(q).all()
+    report = json.loads((res.out_dir / "finetune_report.json").read_text())
+    assert report["exported"] == res.exported and report["holdout"]["series"] == 6
+
+
+@pytest.mark.parametrize("preset", ["head", "lora"])
+def test_presets_change_only_their_own_weights(preset, fixtures_dir, frame, tmp_path):
+    ckpt = fixtures_dir / "chronos2_tiny" / "checkpoint"
+    res = _run(ckpt, frame, tmp_path / "ft", preset=preset, lr=1e-2, force=True)
+    before, after = load_file(res.out_dir / "zero_shot" / "model.safetensors"), load_file(res.out_dir / "finetuned" / "model.safetensors")
+    assert before.keys() == after.keys()  # LoRA adapters are folded into the plain layout
+    changed = {k for k in before if not np.array_equal(before[k].numpy(), after[k].numpy())}
+    assert changed
+    if preset == "head":
+        assert all(k.startswith("output_patch_embedding.") for k in changed)
+    else:  # the reference's LoRA targets: attention q/k/v/o and the output layer
+        assert all(".self_attention." in k or k.startswith("output_patch_embedding.output_layer") for k in changed)
+        assert not any(".mlp." in k or "input_patch_embedding" in k for k in changed)
+
+
+def test_the_guardrail_keeps_the_zero_shot_model_when_fine_tuning_hurts(fixtures_dir, frame, tmp_path):
+    ckpt = fixtures_dir / "chronos2_tiny" / "checkpoint"
+    res = _run(ckpt, frame, tmp_path / "ft", lr=5.0)  # a learning rate that wrecks the weights
+    assert not res.improved and res.exported == "zero_shot"
+    assert "DID NOT HELP" in res.message
+    assert (res.model_dir / "model.safetensors").read_bytes() == (res.out_dir / "zero_shot" / "model.safetensors").read_bytes()
+    forced = _run(ckpt, frame, tmp_path / "forced", lr=5.0, force=True)
+    assert forced.exported == "finetuned" and "force=true" in forced.message
+    assert (forced.model_dir / "model.safetensors").read_bytes() == (forced.out_dir / "finetuned" / "model.safetensors").read_bytes()
+
+
+def test_fine_tuning_a_reasonable_rate_beats_zero_shot_on_the_held_out_windows(fixtures_dir, tmp_path):
+    ckpt = fixtures_dir / "chronos2_tiny" / "checkpoint"  # a random tiny model: fine-tuning must help it
+    res = _run(ckpt, monthly_frame(n_items=12), tmp_path / "ft", lr=3e-3, max_steps=30, eval_every=10)
+    assert res.improved and res.exported == "finetuned"
+    assert res.table.loc["finetuned", "rel_wql"] < res.table.loc["zero_shot", "rel_wql"]
+
+
+def test_forecaster_fit_returns_the_forecaster_to_use(fixtures_dir, frame, tmp_path):
+    f = load_forecaster(fixtures_dir / "chronos2_tiny" / "checkpoint")
+    tuned = f.fit(frame, 12, out_dir=tmp_path / "fit", **QUICK)
+    assert type(tuned) is type(f) and tuned is not f
+    assert tuned.finetune_result.model_dir == (tmp_path / "fit" / "model").resolve()
+    out = tuned.predict_quantiles(frame, 12, [0.1, 0.5, 0.9])
+    assert len(out) == 6 * 12 and {"predictions", "0.1", "0.9"} <= set(out.columns)
+    with pytest.raises(ValueError, match="load_forecaster"):
+        type(f)(f.model).fit(frame, 12)
+
+
+def test_a_horizon_beyond_the_model_limit_fine_tunes_and_forecasts(fixtures_dir, tmp_path):
+    ckpt = fixtures_dir / "chronos2_tiny" / "checkpoint"
+    limit = 16 * load_forecaster(ckpt).config.max_output_patches
+    frame = monthly_frame(length=limit + 40)
+    res = finetune(load_forecaster(ckpt), ckpt, frame, limit + 8, tmp_path / "ft", **QUICK)
+    assert np.isfinite(res.table.loc["finetuned", "rel_wql"])
+
+
+def test_covariates_on_a_family_without_them_name_the_families_that_have_them(fixtures_dir, frame, tmp_path):
+    frame = frame.assign(price=1.0)
+    ckpt = fixtures_dir / "moirai_tiny" / "checkpoint"
+    with pytest.raises(ValueError, match="the moirai family takes no covariates; families with covariate support: chronos2"):
+        _run(ckpt, frame, tmp_path / "ft", covariates=["price"])
+
+
+def test_covariates_train_with_chronos2(fixtures_dir, frame, tmp_path):
+    frame = frame.assign(price=np.cos(np.arange(len(frame)) / 5.0))
+    res = _run(fixtures_dir / "chronos2_tiny" / "checkpoint", frame, tmp_path / "ft", covariates=["price"])
+    assert res.steps == 4
+
+
+def test_the_command_line_prints_the_table_against_every_baseline(fixtures_dir, tmp_path):
+    frame = pd.concat([monthly_frame(), pd.DataFrame({"item_id": "short", "target": np.arange(15.0),
+                                                      "timestamp": pd.date_range("2019-01-01", periods=15, freq="MS")})])
+    frame.to_csv(tmp_path / "sales.csv", index=False)
+    run = tmp_path / "run"
+    cmd = [sys.executable, "-m", "tsfm.finetune", f"ckpt={fixtures_dir / 'chronos2_tiny' / 'checkpoint'}",
+           f"dataset={tmp_path / 'sales.csv'}", "prediction_length=12", "max_steps=4", "eval_every=2",
+           f"hydra.run.dir={run}", f"cache_dir={tmp_path / 'cache'}"]
+    out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300,
+                         env={**os.environ, "COLUMNS": "160"})
+    assert out.returncode == 0, out.stderr[-3000:]
+    text = out.stdout + out.stderr
+    for name in ("seasonal_naive", "auto_ets", "auto_theta", "zero_shot", "finetuned"):
+        assert name in text
+    assert "1 series too short, left out of training and validation: ['short']" in text
+    assert (run / "model" / "config.json").is_file() and (run / "forecasts.png").stat().st_size > 1000
+    table = pd.read_csv(run / "comparison.csv", index_col=0)
+    assert list(table.index) == ["seasonal_naive", "auto_ets", "auto_theta", "zero_shot", "finetuned"]
+    report = json.loads((run / "finetune_report.json").read_text())
+    assert report["holdout"]["excluded_too_short"] == 1 and report["holdout"]["excluded_items"] == ["short"]

@@ -1,0 +1,126 @@
+"""The Optuna sweeper: search-space specs, pruning, a resumable SQLite study, parallel trials through
+a Hydra launcher, and the `hparams_search=optuna` commands of tsfm.finetune and tsfm.train."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import optuna
+import pytest
+import torch
+import yaml
+
+from tsfm.search.pruning import TrialPruning
+from tsfm.search.sweeper import make_pruner, open_study, study_name_for, suggest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_suggest_reads_float_int_and_categorical_specs():
+    study = optuna.create_study()
+    t = study.ask()
+    assert 1e-5 <= suggest(t, "lr", {"type": "float", "low": 1e-5, "high": 1e-2, "log": True}) <= 1e-2
+    assert suggest(t, "r", {"type": "int", "low": 4, "high": 16}) in range(4, 17)
+    assert suggest(t, "preset", ["full", "lora"]) in ("full", "lora")
+    with pytest.raises(ValueError, match="needs low < high"):
+        suggest(t, "a", {"type": "float", "low": 1.0, "high": 1.0})
+    with pytest.raises(ValueError, match="log scale needs low > 0"):
+        suggest(t, "b", {"type": "float", "low": 0.0, "high": 1.0, "log": True})
+    with pytest.raises(ValueError, match="unknown type 'uniform'"):
+        suggest(t, "c", {"type": "uniform", "low": 0, "high": 1})
+
+
+def test_the_study_name_ignores_overrides_that_steer_the_search():
+    a = study_name_for("finetune", ["ckpt=m", "dataset=d.csv", "n_trials=8", "hydra/launcher=joblib"])
+    assert a == study_name_for("finetune", ["dataset=d.csv", "ckpt=m", "n_trials=12", "hydra.sweeper.n_jobs=2"])
+    assert a != study_name_for("finetune", ["ckpt=m", "dataset=other.csv"])
+
+
+def test_a_trial_worse_than_the_median_is_pruned(tmp_path):
+    storage = f"sqlite:///{tmp_path / 'study.db'}"
+    study = optuna.create_study(storage=storage, study_name="s", pruner=optuna.pruners.MedianPruner(n_startup_trials=1))
+    done = study.ask()
+    done.report(1.0, 2)
+    done.report(1.0, 4)
+    study.tell(done, 1.0)
+    good, bad = study.ask(), study.ask()
+    pruner = make_pruner({"type": "median", "n_startup_trials": 1})  # as the sweeper's config builds it
+    cb = TrialPruning(storage, "s", good._trial_id, "holdout/avg_wql", every_n_steps=2, pruner=pruner)
+    cb.on_train_batch_end(SimpleNamespace(global_step=2, callback_metrics={"holdout/avg_wql": torch.tensor(0.5)}),
+                          None, None, None, 0)  # better than the median: continues
+    cb = TrialPruning(storage, "s", bad._trial_id, "holdout/avg_wql", every_n_steps=2, pruner=pruner)
+    cb.on_train_batch_end(SimpleNamespace(global_step=3, callback_metrics={"holdout/avg_wql": torch.tensor(9.0)}),
+                          None, None, None, 0)  # not a benchmark step: nothing reported
+    with pytest.raises(optuna.TrialPruned, match="pruned at step 4"):
+        cb.on_train_batch_end(SimpleNamespace(global_step=4, callback_metrics={"holdout/avg_wql": torch.tensor(9.0)}),
+                              None, None, None, 0)
+
+
+def test_a_corrupt_study_file_is_an_error_naming_it(tmp_path):
+    bad = tmp_path / "optuna.db"
+    bad.write_bytes(b"this is not a database" * 100)
+    with pytest.raises(RuntimeError, match=rf"{bad}.*corrupt or not an Optuna database"):
+        open_study(f"sqlite:///{bad}", "s", "minimize", None, None)
+
+
+def _search(tmp_path: Path, *extra: str) -> subprocess.CompletedProcess:
+    import numpy as np
+    import pandas as pd
+
+    csv = tmp_path / "sales.csv"
+    if not csv.exists():
+        t, rng = np.arange(60), np.random.default_rng(0)  # noisy: Seasonal Naive (the reference) must not be exact
+        pd.concat([pd.DataFrame({"item_id": f"s{i}", "timestamp": pd.date_range("2015-01-01", periods=60, freq="MS"),
+                                 "target": 50 + 10 * np.sin(2 * np.pi * t / 12 + i) + rng.normal(0, 1, 60)})
+                   for i in range(4)]).to_csv(csv, index=False)
+    cmd = [sys.executable, "-m", "tsfm.finetune", f"ckpt={ROOT / 'tests/fixtures/chronos2_tiny/checkpoint'}",
+           f"dataset={csv}", "prediction_length=12", "max_steps=4", "eval_every=2", "batch_size=8",
+           f"paths.log_dir={tmp_path / 'logs'}", f"cache_dir={tmp_path / 'cache'}", "hparams_search=optuna", *extra]
+    # output to files, not pipes: joblib's loky workers outlive the command for a while and would hold a pipe open
+    log = tmp_path / f"search-{len(list(tmp_path.glob('search-*.out')))}"
+    with open(f"{log}.out", "w") as out, open(f"{log}.err", "w") as err:
+        rc = subprocess.run(cmd, cwd=ROOT, stdout=out, stderr=err, timeout=600, env={**os.environ}).returncode
+    return subprocess.CompletedProcess(cmd, rc, Path(f"{log}.out").read_text(), Path(f"{log}.err").read_text())
+
+
+def test_finetune_search_runs_trials_in_parallel_and_resumes_its_study(tmp_path):
+    out = _search(tmp_path, "n_trials=2", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "hydra.sweeper.n_jobs=2")
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "best trial" in out.stdout
+    (sweep,) = (tmp_path / "logs" / "finetune" / "multiruns").iterdir()
+    res = yaml.safe_load((sweep / "optimization_results.yaml").read_text())
+    assert {"finetune", "finetune.lr"} == set(res["best_params"]) and len(res["trials"]) == 2
+    assert (Path(res["best_job_dir"]) / "model" / "config.json").is_file()  # the best trial's exported model
+    db = tmp_path / "logs" / "finetune" / "optuna.db"
+    assert db.is_file()
+    # the same command with a larger budget continues the stored study: one new trial, not three
+    again = _search(tmp_path, "n_trials=3")
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "2 of 3 trials already finished" in again.stdout + again.stderr
+    with sqlite3.connect(db) as con:
+        states = [s for (s,) in con.execute("select state from trials")]
+    assert len(states) == 3 and all(s in ("COMPLETE", "PRUNED") for s in states)
+
+
+def test_a_search_whose_trials_all_fail_stops_and_says_why(tmp_path):
+    out = _search(tmp_path, "n_trials=2", "batch_size=0")  # every trial fails to build its data loader
+    assert out.returncode != 0
+    assert "2 trials of study" in out.stderr and "failed (the search stops)" in out.stderr
+
+
+def test_train_search_scores_trials_by_the_lite_benchmark(tmp_path):
+    env = {**os.environ, "PROJECT_ROOT": str(tmp_path)}
+    cmd = [sys.executable, "-m", "tsfm.train", "hparams_search=optuna", "n_trials=2", "model=chronos2_tiny",
+           "trainer.max_steps=4", "trainer.val_check_interval=2", "data.batch_size=8", "data.series_scale=0.003",
+           "eval.max_series=4", "final_eval=null", "callbacks.progress_bar.refresh_rate=0"]
+    out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=900, env=env)
+    assert out.returncode == 0, out.stderr[-3000:]
+    (sweep,) = (tmp_path / "logs" / "train" / "multiruns").iterdir()
+    res = yaml.safe_load((sweep / "optimization_results.yaml").read_text())
+    assert set(res["best_params"]) == {"optim.lr"} and 3e-4 <= res["best_params"]["optim.lr"] <= 1e-2
+    assert all(t["state"] == "COMPLETE" and t["value"] > 0 for t in res["trials"])
