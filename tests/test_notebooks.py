@@ -23,3 +23,25 @@ def test_forecasting_demo_runs(fixtures_dir, monkeypatch):
     assert list(ns["pred"].columns[:3]) == ["item_id", "timestamp", "target_name"]
     assert len(ns["pred"]) == 18
     assert ns["samples"].shape == (4, 100, 18)
+
+
+FT = NB.parent / "finetune_your_data.ipynb"
+
+
+def test_finetune_notebook_runs_and_keeps_no_outputs(monkeypatch, tmp_path):
+    matplotlib.use("Agg")
+    nb = json.loads(FT.read_text())
+    code = [c for c in nb["cells"] if c["cell_type"] == "code"]
+    assert all(not c["outputs"] and c["execution_count"] is None for c in code)  # stripped in git
+    monkeypatch.chdir(NB.parent)
+    monkeypatch.setenv("TSFM_NOTEBOOK_STEPS", "4")
+    ns: dict = {}
+    for i, cell in enumerate(code):
+        src = "".join(cell["source"]).replace('out_dir="finetune_demo_run"', f'out_dir="{tmp_path / "run"}"')
+        exec(compile(src, f"{FT}:cell{i}", "exec"), ns)  # noqa: S102 - our own notebook
+    assert ns["df"].item_id.nunique() == 54
+    assert len(ns["pred"]) == 54 * 12 and {"0.1", "0.5", "0.9"} <= set(ns["pred"].columns)
+    res = ns["result"]
+    assert list(res.table.index) == ["seasonal_naive", "auto_ets", "auto_theta", "zero_shot", "finetuned"]
+    assert res.files["plot"].is_file() and len(ns["final"]) == 54 * 12
+    assert not (NB.parent / "finetune_demo_run").exists()  # the test wrote to tmp only

@@ -244,6 +244,25 @@ def load_packaged(name: str, *, skip_empty: bool = True) -> list[Series]:
     return series
 
 
+def packaged_frame(name: str) -> pd.DataFrame:
+    """Packaged dataset ``name`` as a long DataFrame: ``item_id``, ``timestamp``, ``target`` (and
+    its covariate columns, e.g. vic_elec's ``Temperature``), the layout ``predict_quantiles``,
+    ``Forecaster.fit`` and ``python -m tsfm.finetune`` take."""
+    info = packaged_info(name)
+    frames = []
+    for s in load_packaged(info.name):
+        start = pd.Timestamp(s.start) if s.start is not None else pd.Timestamp("2000-01-01")
+        f = pd.DataFrame({"item_id": s.item_id, "timestamp": pd.date_range(start, periods=s.length, freq=s.freq),
+                          "target": s.target[0]})
+        if s.past_feat_dynamic_real is not None:
+            spec = next((kw for i, kw in _FPP if i.name == info.name), {})
+            names = spec.get("covariates") or [f"covariate_{i}" for i in range(s.past_feat_dynamic_real.shape[0])]
+            for n, row in zip(names, s.past_feat_dynamic_real):
+                f[n] = row
+        frames.append(f)
+    return pd.concat(frames, ignore_index=True)
+
+
 def build_packaged(name: str, out: str | Path, *, overwrite: bool = False, **write_kw: Any) -> BuildReport:
     """Write packaged dataset ``name`` as a sub-dataset directory ``out`` (all-missing items are
     skipped and counted in the returned report).
