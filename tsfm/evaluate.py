@@ -55,6 +55,7 @@ def evaluate(cfg: DictConfig) -> Path:
     from rich.console import Console
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
+    from tsfm.eval.exports import write_exports
     from tsfm.eval.leakage import load_training_data
     from tsfm.eval.report import print_table, write_reports
     from tsfm.eval.runner import evaluate_suite
@@ -86,6 +87,7 @@ def evaluate(cfg: DictConfig) -> Path:
         log.info("wrote %d shipped baseline scores to %s", len(table), precomputed.save(res.suite, table))
     out_dir = Path(cfg.paths.output_dir)
     paths = write_reports(res, out_dir, [float(q) for q in suite["quantile_levels"]], plot=cfg.plot_series > 0)
+    paths |= write_exports(res, out_dir, model_type=str(cfg.get("model_type", "pretrained")))  # GIFT-Eval, fev
     print_table(res, Console() if sys.stdout.isatty() else Console(width=220))
     for kind, p in paths.items():
         log.info("wrote %s: %s", kind, p)
@@ -107,6 +109,11 @@ def _rewrite_argv(argv: list[str]) -> list[str]:
 
 
 def main() -> None:
+    if len(sys.argv) > 1 and sys.argv[1] == "compare":  # python -m tsfm.evaluate compare A.json B.json ...
+        from tsfm.eval.compare import main as compare_main
+
+        compare_main(sys.argv[2:])
+        return
     sys.argv = _rewrite_argv(sys.argv)
     _app()
 

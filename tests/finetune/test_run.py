@@ -80,6 +80,7 @@ def test_forecaster_fit_returns_the_forecaster_to_use(fixtures_dir, frame, tmp_p
     f = load_forecaster(fixtures_dir / "chronos2_tiny" / "checkpoint")
     tuned = f.fit(frame, 12, out_dir=tmp_path / "fit", **QUICK)
     assert type(tuned) is type(f) and tuned is not f
+    assert tuned.source == tuned.finetune_result.model_dir  # it can be fine-tuned again
     assert tuned.finetune_result.model_dir == (tmp_path / "fit" / "model").resolve()
     out = tuned.predict_quantiles(frame, 12, [0.1, 0.5, 0.9])
     assert len(out) == 6 * 12 and {"predictions", "0.1", "0.9"} <= set(out.columns)

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from tsfm.eval.leaderboard import leaderboard
 from tsfm.eval.runner import SuiteResult
 
 
@@ -40,6 +41,9 @@ def to_dict(res: SuiteResult) -> dict[str, Any]:
             "leakage": d.overlap.status,
             "overlap_fraction": d.overlap.fraction,
             "overlap_sources": d.overlap.sources,
+            "freq": d.spec.freq,
+            "num_variates": d.num_variates,
+            "fingerprint": d.fingerprint,
             "scores": {},
         }
         for f, s in d.scores.items():
@@ -58,8 +62,40 @@ def to_dict(res: SuiteResult) -> dict[str, Any]:
 
     training = res.training.to_dict() if res.training is not None else {"status": "unknown", "where": None}
     return {"suite": res.suite, "model": res.model, "metrics": res.metrics, "reference": res.reference,
-            "training_data": training, "datasets": datasets, "aggregate": plain(res.aggregates),
-            "zero_shot_datasets": res.zero_shot_datasets, "aggregate_zero_shot": plain(res.zero_shot_aggregates)}
+            "protocol": protocol(res), "training_data": training, "datasets": datasets,
+            "aggregate": plain(res.aggregates), "zero_shot_datasets": res.zero_shot_datasets,
+            "aggregate_zero_shot": plain(res.zero_shot_aggregates),
+            "leaderboard": {f: {k: (_num(v) if isinstance(v, float) else [_num(x) for x in v] if isinstance(v, list)
+                                    else v) for k, v in row.items()} for f, row in leaderboard_of(res).items()}}
+
+
+def protocol(res: SuiteResult) -> dict[str, Any]:
+    """What makes two results comparable: the metrics, quantile levels, reference and, per dataset,
+    the horizon, windows, season, stride and offset (``tsfm.evaluate compare`` checks them)."""
+    return {"metrics": list(res.metrics), "quantile_levels": [float(q) for q in res.quantile_levels],
+            "reference": res.reference,
+            "datasets": {n: {"prediction_length": d.spec.prediction_length, "num_windows": d.spec.num_windows,
+                             "season_length": d.spec.seasonality, "stride": d.spec.stride, "offset": d.spec.offset}
+                         for n, d in res.datasets.items()}}  # fmt: skip
+
+
+def relative_table(res: SuiteResult) -> dict[str, dict[str, dict[str, float]]]:
+    """``[forecaster][metric][dataset]`` scores relative to the reference (finite ones only)."""
+    out: dict[str, dict[str, dict[str, float]]] = {}
+    if not res.reference:
+        return out
+    for name, d in res.datasets.items():
+        for f in d.scores:
+            for m, v in d.relative(f, res.reference).items():
+                if v is not None and math.isfinite(v):
+                    out.setdefault(f, {}).setdefault(m, {})[name] = float(v)
+    return out
+
+
+def leaderboard_of(res: SuiteResult) -> dict[str, dict[str, Any]]:
+    """Skill score, clipped geometric mean, 95% bootstrap intervals and win rates of every forecaster."""
+    rel = relative_table(res)
+    return leaderboard(rel, [m for m in res.metrics if m != "nll"]) if rel else {}
 
 
 def to_frame(res: SuiteResult) -> pd.DataFrame:
@@ -167,6 +203,18 @@ def to_markdown(res: SuiteResult) -> str:
               "fingerprint); the zero-shot aggregate covers the datasets it was not trained on.", ""]
     lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(r) + " |" for r in rows]
+    board = leaderboard_of(res)
+    if board:
+        lines += ["", f"Leaderboard (relative to {res.reference}; skill = 1 - geometric mean of the relative errors "
+                  "clipped to [0.01, 100]; 95% bootstrap intervals over datasets; win rate = share of datasets won "
+                  "against each other forecaster, averaged):", "",
+                  "| forecaster | WQL skill [95% CI] | MASE skill [95% CI] | WQL win rate | MASE win rate |",
+                  "|---|---|---|---|---|"]
+        for f, row in sorted(board.items(), key=lambda kv: -(kv[1].get("wql_skill") or -1e9)):
+            cells = [f"{_fmt(row.get(f'{m}_skill'))} [{_fmt(row.get(f'{m}_skill_ci', [None])[0])}, "
+                     f"{_fmt(row.get(f'{m}_skill_ci', [None, None])[1])}]" for m in ("wql", "mase")]
+            lines.append(f"| {f} | {cells[0]} | {cells[1]} | {_fmt(row.get('wql_win_rate'))} | "
+                         f"{_fmt(row.get('mase_win_rate'))} |")
     lines += ["", leakage_note(res)]
     note = aggregate_note(res)
     if note:

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from tsfm.eval import precomputed
-from tsfm.eval.baselines import MAX_CONTEXT, StatsBaseline, cache_digest, cached_predict
+from tsfm.eval.baselines import MAX_CONTEXT, StatsBaseline, cache_digest, cached_predict, fingerprint
 from tsfm.eval.leakage import Overlap, TrainingData, dataset_overlap
 from tsfm.eval.protocol import EvalWindows, Score, aggregate, make_windows, relative_scores, score_forecasts
 from tsfm.eval.suites import DatasetSpec, check_available, parse_suite, prepare_dataset, read_dataset
@@ -45,6 +45,8 @@ class DatasetResult:
     scores: dict[str, Score] = field(default_factory=dict)  # forecaster name -> score
     plot: dict[str, Any] = field(default_factory=dict)  # a few contexts/labels/forecasts for fan charts
     overlap: Overlap = field(default_factory=Overlap)  # the model's training data vs this dataset
+    fingerprint: str = ""  # content hash of the evaluated series (sha1 of their float32 values)
+    num_variates: int = 1
 
     def relative(self, name: str, reference: str) -> dict[str, float]:
         s, r = self.scores.get(name), self.scores.get(reference)
@@ -65,6 +67,7 @@ class SuiteResult:
     baseline_scores: dict[str, dict] = field(default_factory=dict)
     training: TrainingData | None = None  # the model's training corpus (None: unknown)
     zero_shot_aggregates: dict[str, dict] = field(default_factory=dict)  # same, datasets not trained on
+    quantile_levels: list[float] = field(default_factory=list)
 
     @property
     def zero_shot_datasets(self) -> list[str]:
@@ -186,7 +189,8 @@ def evaluate_suite(
         baseline_names.insert(0, reference)
     jobs = int(suite.get("baseline_jobs", 1) or 1)
     baselines = {b: StatsBaseline(b, max_context=max_ctx, n_jobs=jobs) for b in baseline_names}
-    result = SuiteResult(str(suite.get("name", "suite")), model_name, metrics, reference, {}, training=training_data)
+    result = SuiteResult(str(suite.get("name", "suite")), model_name, metrics, reference, {}, training=training_data,
+                         quantile_levels=levels)
     # shipped baseline scores (tsfm/eval/precomputed/<suite>.json), used only on an exact key match
     table = precomputed.load(result.suite) if suite.get("use_precomputed", True) else {}
     for i, spec in enumerate(specs):
@@ -197,7 +201,9 @@ def evaluate_suite(
         series = prepare_dataset(spec, raw, suite.get("max_series"))
         w = make_windows(series, spec.prediction_length, spec.num_windows, spec.seasonality, spec.min_context,
                          stride=spec.stride, offset=spec.offset)
-        dr = DatasetResult(spec, w.num_series, w.num_windows, w.skipped, w.skipped_unobserved, overlap=overlap)
+        dr = DatasetResult(spec, w.num_series, w.num_windows, w.skipped, w.skipped_unobserved, overlap=overlap,
+                           fingerprint=fingerprint([s.target for s in series]),
+                           num_variates=series[0].num_variates if series else 1)
         if overlap.trained_on:
             log.warning("%s: the model was trained on %d of its %d series (via %s); not zero-shot", spec.name,
                         overlap.num_overlapping, overlap.num_series, ", ".join(overlap.sources))

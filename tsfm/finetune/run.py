@@ -234,8 +234,10 @@ def finetune(
                          covariates=covariates, freq=freq)
     holdout = hold_out(series, prediction_length, num_windows, min_context)
     data_dir = out / "data"
-    if data_dir.exists():
-        shutil.rmtree(data_dir)
+    for stale in ("data", "train", "zero_shot", "finetuned", "model"):  # an earlier run into the same out_dir
+        if (out / stale).exists():
+            log.info("replacing %s from an earlier run", out / stale)
+            shutil.rmtree(out / stale)
     write_dataset(holdout.train, data_dir / "train")
     write_dataset(holdout.full, data_dir / "holdout")
     max_context = int(_model_overrides(family, _model_config(forecaster), prediction_length).get("context_length")
@@ -276,21 +278,21 @@ def finetune(
         module.load_state_dict(ckpt["state_dict"])
         best_step = int(ckpt.get("global_step", 0))
     module.save_pretrained(out / "finetuned")
-    tuned_fc = type(forecaster).from_pretrained(out / "finetuned", device=getattr(forecaster, "device", "cpu"))
+    device = getattr(forecaster, "device", "cpu")
+    tuned_fc = type(forecaster).from_pretrained(out / "finetuned", device=device)
     tuned = evaluate_suite(tuned_fc, suite, model_name="finetuned", cache_dir=cache, plot_series=4)
 
     table = comparison_table(zero_shot, tuned, baselines)
     improved = bool(table.loc["finetuned", "rel_wql"] < table.loc["zero_shot", "rel_wql"])
     chosen = "finetuned" if improved or force else "zero_shot"
     model_dir = out / "model"
-    if model_dir.exists():
-        shutil.rmtree(model_dir)
     shutil.copytree(out / chosen, model_dir)
     result = FinetuneResult(table, improved, chosen, model_dir, out, best_step, int(trainer.global_step),
                             time.perf_counter() - t0, holdout.summary())  # fmt: skip
     result.files = _write_report(result, zero_shot, tuned, plot)
     print_comparison(result, console)
-    result.forecaster = tuned_fc if chosen == "finetuned" else type(forecaster).from_pretrained(model_dir)
+    result.forecaster = tuned_fc if chosen == "finetuned" else type(forecaster).from_pretrained(model_dir, device=device)
+    result.forecaster.source = model_dir  # so that it can be fine-tuned again
     return result
 
 

@@ -183,6 +183,8 @@ class SaveOnException(L.Callback):
         return os.path.join(self.dirpath, self.filename + ".ckpt")
 
     def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
+        if type(exception).__name__ == "TrialPruned":  # an Optuna trial stopped on purpose: nothing to resume
+            return
         trainer.save_checkpoint(self.ckpt_path)
 
     def teardown(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
