@@ -108,6 +108,7 @@ class Forecaster(ABC):
     family: str = ""
     samples: bool = False  # whether predict_samples is supported
     accepts_freq: bool = False  # whether a `freq=` keyword changes the forecast (Moirai patch sizes)
+    forecast_options: tuple[str, ...] | None = None  # keyword options the family takes (None: not checked)
 
     def __init__(self, model: torch.nn.Module, device: str | torch.device = "cpu") -> None:
         self.model = model.eval().to(device)
@@ -152,6 +153,7 @@ class Forecaster(ABC):
         **kwargs: Any,
     ) -> np.ndarray | pd.DataFrame:
         """Quantile forecasts: ``[N, H, Q]`` (univariate) / ``[N, V, H, Q]``, or a DataFrame."""
+        self._check_option_names(kwargs)
         levels = [float(q) for q in quantile_levels]
         if not levels or any(not 0.0 < q < 1.0 for q in levels):
             raise ValueError(f"quantile_levels must be a non-empty list of values in (0, 1), got {levels}")
@@ -188,6 +190,7 @@ class Forecaster(ABC):
             raise NotImplementedError(
                 f"the {self.family} family predicts quantiles directly; use predict_quantiles instead"
             )
+        self._check_option_names(kwargs)
         if num_samples <= 0:
             raise ValueError(f"num_samples must be positive, got {num_samples}")
         inputs = normalize_inputs(context, prediction_length, past_covariates, future_covariates)
@@ -228,6 +231,17 @@ class Forecaster(ABC):
         return GluonTSPredictor(self, prediction_length, freq, **kwargs)
 
     # -- helpers --------------------------------------------------------------------------
+    def _check_option_names(self, kwargs: dict[str, Any]) -> None:
+        """Unknown keyword options are an error naming the ones this family takes."""
+        if self.forecast_options is None:
+            return
+        unknown = sorted(set(kwargs) - set(self.forecast_options))
+        if unknown:
+            raise TypeError(
+                f"unknown {self.family} forecast option(s) {unknown}; the {self.family} family takes "
+                f"{', '.join(self.forecast_options)}"
+            )
+
     @staticmethod
     def _stack(per_series: list[np.ndarray], univariate: bool, axis: int) -> np.ndarray:
         # per series [V, H, Q] (axis=0 is V) or [S, V, H] (axis=1 is V)

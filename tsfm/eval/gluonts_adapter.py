@@ -53,8 +53,16 @@ class GluonTSPredictor(Predictor):
         return start + length
 
     def predict(self, dataset: Any, **kwargs: Any) -> Iterator[QuantileForecast]:
-        """One ``QuantileForecast`` per dataset entry, starting right after its target."""
-        kw = {**self.predict_kwargs, **kwargs}
+        """One ``QuantileForecast`` per dataset entry, starting right after its target.
+
+        GluonTS passes ``num_samples`` to every predictor (``make_evaluation_predictions``,
+        ``evaluate_model``); a family that predicts quantiles directly ignores it here, and only
+        here (its ``predict_quantiles`` still rejects unknown options)."""
+        kw = dict(self.predict_kwargs)
+        for k, v in kwargs.items():
+            if k == "num_samples" and not getattr(self.forecaster, "samples", False):
+                continue
+            kw[k] = v
         batch: list[dict] = []
         for entry in dataset:
             batch.append(entry)

@@ -103,7 +103,7 @@ def test_forecast_errors_say_what_to_change(tmp_path):
     f = BaselineModule(config=TINY).forecaster()
     with pytest.raises(ValueError, match="do not use covariates"):
         f.predict_quantiles([np.arange(40.0)], 8, past_covariates=[{"x": np.arange(40.0)}])
-    with pytest.raises(TypeError, match=r"unknown baseline forecast options \['temperature'\]"):
+    with pytest.raises(TypeError, match=r"unknown baseline forecast option\(s\) \['temperature'\]; the baseline family takes num_samples"):
         f.predict_quantiles([np.arange(40.0)], 8, temperature=2.0)
     with pytest.raises(ValueError, match="not a tsfm baseline checkpoint"):
         BaselineForecaster.from_checkpoint({"hyper_parameters": {"family": "chronos"}, "state_dict": {}})

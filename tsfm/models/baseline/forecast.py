@@ -31,6 +31,7 @@ class BaselineForecaster(Forecaster):
     forward), ``seed``, ``dtype`` (``"bfloat16"`` runs under autocast)."""
 
     family = "baseline"
+    forecast_options = ("num_samples", "batch_size", "seed", "dtype")
     samples = True
 
     def __init__(self, model: BaselineModel, device: str | torch.device = "cpu") -> None:

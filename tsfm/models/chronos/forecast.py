@@ -32,6 +32,7 @@ class ChronosForecaster(Forecaster):
     ``temperature``, ``top_k``, ``top_p``, ``batch_size`` (series per decoding batch), ``seed``."""
 
     family = "chronos"
+    forecast_options = ("num_samples", "temperature", "top_k", "top_p", "batch_size", "seed", "dtype")
     samples = True
 
     def __init__(self, model: ChronosModel, device: str | torch.device = "cpu") -> None:

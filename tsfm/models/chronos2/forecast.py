@@ -76,6 +76,7 @@ class Chronos2Forecaster(Forecaster):
     """Quantile forecasts from a :class:`Chronos2Model` (``load_forecaster`` returns this)."""
 
     family = "chronos2"
+    forecast_options = ("cross_learning", "batch_size", "context_length", "max_output_patches", "unrolled_quantiles", "dtype")
     samples = False
 
     def __init__(self, model: Chronos2Model, device: str | torch.device = "cpu") -> None:

@@ -34,6 +34,7 @@ class MoiraiForecaster(Forecaster):
     ``"auto"``), ``freq`` (restricts/validates patch sizes), ``context_length``, ``batch_size``, ``seed``."""
 
     family = "moirai"
+    forecast_options = ("num_samples", "patch_size", "freq", "context_length", "batch_size", "seed", "device")
     samples = True
     accepts_freq = True
 
