@@ -9,6 +9,7 @@ from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from omegaconf import OmegaConf
 
+from tsfm.models import families
 from tsfm.utils.config import register_resolvers
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
@@ -36,8 +37,9 @@ def _resolve(cfg) -> dict:
 @pytest.mark.parametrize("model", _options("model"))
 def test_every_model_config_composes(model):
     cfg = _resolve(_compose([f"model={model}"]))
-    assert cfg["model"]["family"] in {"moirai", "chronos", "chronos2", "baseline"}
-    assert "_target_" in cfg["model"]["module"] and "_target_" in cfg["model"]["task"]
+    spec = families()[cfg["model"]["family"]]  # the family's spec names the classes the config builds
+    assert cfg["model"]["module"]["_target_"] == spec.module.replace(":", ".")
+    assert cfg["model"]["task"]["_target_"] == spec.task.replace(":", ".")
 
 
 @pytest.mark.parametrize("trainer", _options("trainer"))

@@ -31,7 +31,8 @@ from typing import Any
 
 import numpy as np
 
-from tsfm.forecast import DEFAULT_QUANTILES, Forecaster, load_forecaster
+from tsfm.forecast import Forecaster, load_forecaster
+from tsfm.levels import DEFAULT_QUANTILES
 
 log = logging.getLogger(__name__)
 MAX_BODY_BYTES = 32 * 2**20

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import shutil
 import time
 from collections.abc import Sequence
@@ -41,6 +40,8 @@ from tsfm.eval.runner import SuiteResult, evaluate_suite
 from tsfm.finetune.data import Holdout, hold_out, load_series
 from tsfm.finetune.report import comparison_table, plot_comparison, print_comparison
 from tsfm.levels import DEFAULT_QUANTILES
+from tsfm.models import families
+from tsfm.models import get as get_family
 from tsfm.training.build import build, check_config, check_precision
 from tsfm.utils.config import register_resolvers
 
@@ -49,12 +50,6 @@ CONFIG_DIR = str(Path(__file__).resolve().parents[2] / "conf")
 BASELINES = ("seasonal_naive", "auto_ets", "auto_theta")
 REFERENCE = "seasonal_naive"
 MONITOR = "holdout/avg_wql"
-# families whose forecasters take past / known-future covariates
-COVARIATE_FAMILIES = ("chronos2",)
-# The model config each family's fine-tuning run is composed from; the architecture itself always
-# comes from the checkpoint (`model.module.pretrained`), see `_model_overrides`.
-_MODEL_FILE = {"chronos2": "chronos2_mini", "chronos": "chronos_small", "moirai": "moirai_small",
-               "baseline": "baseline_dec_small"}  # fmt: skip
 
 
 @dataclass
@@ -93,18 +88,9 @@ def _model_config(forecaster: Any) -> dict[str, Any]:
 
 
 def _model_overrides(family: str, c: dict[str, Any], prediction_length: int) -> dict[str, Any]:
-    """Top-level model settings (shared with the task) that follow the checkpoint's architecture."""
-    if family == "chronos2":
-        p = int(c["patch_size"])
-        return {"context_length": c["context_length"], "patch_size": p,
-                "prediction_length": math.ceil(prediction_length / p) * p}  # fmt: skip
-    if family == "chronos":
-        return {"context_length": c["context_length"], "prediction_length": min(prediction_length, c["prediction_length"])}
-    if family == "moirai":
-        return {"max_seq_len": c["max_seq_len"], "patch_sizes": list(c["patch_sizes"])}
-    if family == "baseline":
-        return {k: c[k] for k in ("architecture", "context_length", "prediction_length", "patch_size")}
-    raise ValueError(f"fine-tuning does not know the family {family!r}")
+    """Top-level ``model.*`` settings (shared with the task) that follow the checkpoint's architecture:
+    the family's LightningModule says which (``model_settings``)."""
+    return get_family(family).load("module").model_settings(c, prediction_length)
 
 
 def holdout_suite(path: Path, holdout: Holdout, name: str, baselines: Sequence[str], season_length: int | None,
@@ -138,7 +124,8 @@ def train_config(
     patience: int, seed: int, lora: dict | None, overrides: Sequence[str], cache_dir: str, min_context: int = 8,
 ) -> DictConfig:
     """The ``tsfm.train`` config of the fine-tuning run (checked, ready for :func:`build`)."""
-    base = [f"model={_MODEL_FILE[family]}", "optim=finetune", "data=synthetic", "logger=csv", "final_eval=null",
+    # the family's model config; the architecture itself comes from the checkpoint (model.module.pretrained)
+    base = [f"model={get_family(family).model_config}", "optim=finetune", "data=synthetic", "logger=csv", "final_eval=null",
             "export=false", "ckpt_path=null", f"seed={seed}", f"paths.output_dir={out_dir}"]  # fmt: skip
     cfg = compose_train([*base, *overrides])
     with open_dict(cfg):
@@ -220,12 +207,13 @@ def finetune(
     """
     t0 = time.perf_counter()
     family = getattr(forecaster, "family", "")
-    if family not in _MODEL_FILE:
-        raise ValueError(f"cannot fine-tune a {type(forecaster).__name__}: families {sorted(_MODEL_FILE)} only")
-    if covariates and family not in COVARIATE_FAMILIES:
+    if family not in families():
+        raise ValueError(f"cannot fine-tune a {type(forecaster).__name__}: families {sorted(families())} only")
+    with_covariates = [n for n, spec in families().items() if spec.covariates]
+    if covariates and not get_family(family).covariates:
         raise ValueError(
             f"covariates {list(covariates)} given, but the {family} family takes no covariates; families with "
-            f"covariate support: {', '.join(COVARIATE_FAMILIES)}. Drop `covariates` or use such a model."
+            f"covariate support: {', '.join(with_covariates)}. Drop `covariates` or use such a model."
         )
     out = Path(out_dir).expanduser().resolve()
     out.mkdir(parents=True, exist_ok=True)

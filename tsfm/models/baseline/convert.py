@@ -9,6 +9,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 
+from tsfm.checkpoint import load_safetensors
 from tsfm.models.baseline.config import BaselineConfig
 from tsfm.models.baseline.model import BaselineModel
 
@@ -45,16 +46,15 @@ def load_pretrained(path: str | Path) -> BaselineModel:
     """A directory written by :func:`export_pretrained` or a tsfm ``.ckpt`` of this family."""
     p = Path(path).expanduser()
     if p.is_dir():
-        from safetensors.torch import load_file
 
-        from tsfm.forecast import read_json
+        from tsfm.checkpoint import read_json
 
         if not (p / WEIGHTS_NAME).exists():
             raise FileNotFoundError(f"pretrained={p}: no {WEIGHTS_NAME}; expected a baseline export directory")
         config = BaselineConfig.from_dict(read_json(p / CONFIG_NAME), source=str(p / CONFIG_NAME))
-        return model_from_state_dict(config, load_file(str(p / WEIGHTS_NAME)), source=str(p))
+        return model_from_state_dict(config, load_safetensors(p / WEIGHTS_NAME), source=str(p))
     if p.is_file():
-        from tsfm.forecast import checkpoint_model_state, read_checkpoint
+        from tsfm.checkpoint import checkpoint_model_state, read_checkpoint
 
         ckpt = read_checkpoint(p, family="baseline")
         config = BaselineConfig.from_dict(ckpt["hyper_parameters"]["config"], source=f"{p} hyper_parameters")

@@ -16,9 +16,10 @@ from typing import Any
 
 import numpy as np
 import torch
-from safetensors.torch import load_file
 
-from tsfm.forecast import Forecaster, ForecastInput, checkpoint_model_state, inference_autocast, read_json
+from tsfm.checkpoint import checkpoint_model_state, inference_autocast, load_safetensors, read_json
+from tsfm.forecaster import Forecaster
+from tsfm.inputs import ForecastInput
 from tsfm.models.baseline.config import BaselineConfig
 from tsfm.models.baseline.convert import CONFIG_NAME, WEIGHTS_NAME, model_from_state_dict
 from tsfm.models.baseline.model import BaselineModel
@@ -51,7 +52,7 @@ class BaselineForecaster(Forecaster):
             )
         config = BaselineConfig.from_dict(read_json(p / CONFIG_NAME), source=str(p / CONFIG_NAME))
         return cls(
-            model_from_state_dict(config, load_file(str(p / WEIGHTS_NAME)), source=str(p)), device=device
+            model_from_state_dict(config, load_safetensors(p / WEIGHTS_NAME), source=str(p)), device=device
         )
 
     @classmethod
@@ -157,4 +158,3 @@ class BaselineForecaster(Forecaster):
         return out
 
 
-FORECASTER = BaselineForecaster

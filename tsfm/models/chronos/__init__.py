@@ -6,5 +6,21 @@
 """
 
 from tsfm.models.chronos.config import ChronosConfig
+from tsfm.models.spec import FamilySpec, register
 
-__all__ = ["ChronosConfig"]
+SPEC = register(FamilySpec(
+    name="chronos",
+    config="tsfm.models.chronos.config:ChronosConfig",
+    model="tsfm.models.chronos.model:ChronosModel",
+    module="tsfm.models.chronos.module:ChronosModule",
+    task="tsfm.models.chronos.task:ChronosTask",
+    forecaster="tsfm.models.chronos.forecast:ChronosForecaster",
+    converter="tsfm.models.chronos.convert",
+    model_config="chronos_small",
+    recognizes=lambda c: ("chronos_config" in c and "Chronos2Model" not in (c.get("architectures") or [])
+                          and c.get("chronos_pipeline_class") != "Chronos2Pipeline"
+                          and ("T5ForConditionalGeneration" in (c.get("architectures") or []) or c.get("model_type") == "t5")),
+    looks_for="config.json with chronos_config and a T5ForConditionalGeneration architecture (amazon/chronos-t5-*)",
+))
+
+__all__ = ["SPEC", "ChronosConfig"]

@@ -16,10 +16,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import safe_open
 from safetensors.torch import save_file
 
-from tsfm.forecast import read_json
+from tsfm.checkpoint import load_safetensors, read_json
 from tsfm.models.chronos.config import ChronosConfig
 from tsfm.models.chronos.model import ChronosModel, build_t5
 
@@ -52,8 +51,7 @@ def load_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
             else ""
         )
         raise FileNotFoundError(f"{p}: no model.safetensors (found {found}){hint}")
-    with safe_open(str(st), framework="pt") as f:
-        return {k: f.get_tensor(k) for k in f.keys()}
+    return load_safetensors(st)
 
 
 def model_from_state_dict(

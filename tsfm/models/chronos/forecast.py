@@ -18,7 +18,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from tsfm.forecast import Forecaster, ForecastInput, checkpoint_model_state, inference_autocast
+from tsfm.checkpoint import checkpoint_model_state, inference_autocast
+from tsfm.forecaster import Forecaster
+from tsfm.inputs import ForecastInput
 from tsfm.models.chronos.config import ChronosConfig
 from tsfm.models.chronos.convert import load_pretrained, model_from_state_dict
 from tsfm.models.chronos.model import ChronosModel
@@ -165,4 +167,3 @@ def _reject_covariates(inputs: ForecastInput) -> None:
         )
 
 
-FORECASTER = ChronosForecaster

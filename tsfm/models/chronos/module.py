@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-from tsfm.forecast import checkpoint_model_state, read_checkpoint
+from tsfm.checkpoint import checkpoint_model_state, read_checkpoint
 from tsfm.models.chronos.config import ChronosConfig
 from tsfm.models.chronos.convert import export_pretrained, load_pretrained, model_from_state_dict
 from tsfm.models.chronos.model import ChronosModel
@@ -67,6 +67,13 @@ class ChronosModule(TSFMModule):
     supports_half_weights = True  # trainer.precision=bf16-true works (HF T5 casts its inputs)
     head_modules = ("t5.lm_head",)
     lora_targets = ("q", "k", "v", "o")  # T5 self- and cross-attention projections
+
+    @staticmethod
+    def model_settings(config: dict[str, Any], prediction_length: int) -> dict[str, Any]:
+        """The top-level ``model.*`` config values (shared with the task) a fine-tuning run of a checkpoint
+        with this ``config`` (its ``to_dict()``) needs for horizon ``prediction_length``."""
+        return {"context_length": config["context_length"],
+                "prediction_length": min(prediction_length, config["prediction_length"])}
 
     def __init__(
         self,

@@ -12,9 +12,9 @@ import logging
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
-from tsfm.forecast import read_json
+from tsfm.checkpoint import load_safetensors, read_json
 from tsfm.models.chronos2.config import Chronos2Config
 from tsfm.models.chronos2.model import Chronos2Model
 
@@ -67,7 +67,7 @@ def load_pretrained(
     if not weights.is_file():
         raise FileNotFoundError(f"{p}: no {WEIGHTS_NAME} (only safetensors weights are read, never pickles)")
     model = Chronos2Model(cfg)
-    load_state_dict_checked(model, load_file(str(weights)), str(weights))
+    load_state_dict_checked(model, load_safetensors(weights), str(weights))
     return model.to(device=device, dtype=dtype).eval()
 
 

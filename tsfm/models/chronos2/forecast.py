@@ -22,7 +22,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from tsfm.forecast import Forecaster, ForecastInput, checkpoint_model_state, inference_autocast
+from tsfm.checkpoint import checkpoint_model_state, inference_autocast
+from tsfm.forecaster import Forecaster
+from tsfm.inputs import ForecastInput
 from tsfm.models.chronos2.config import Chronos2Config
 from tsfm.models.chronos2.convert import load_pretrained, load_state_dict_checked
 from tsfm.models.chronos2.model import Chronos2Model
@@ -242,4 +244,3 @@ class Chronos2Forecaster(Forecaster):
         return [a.numpy() for a in torch.split(sel, sizes, dim=0)]
 
 
-FORECASTER = Chronos2Forecaster

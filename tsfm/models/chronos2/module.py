@@ -22,7 +22,7 @@ from typing import Any
 
 import torch
 
-from tsfm.forecast import checkpoint_model_state, read_checkpoint
+from tsfm.checkpoint import checkpoint_model_state, load_safetensors, read_checkpoint
 from tsfm.models.chronos2.config import Chronos2Config
 from tsfm.models.chronos2.convert import load_state_dict_checked, read_config, save_pretrained
 from tsfm.models.chronos2.forecast import Chronos2Forecaster
@@ -38,9 +38,7 @@ _EDITABLE = {"context_length", "max_output_patches", "dropout_rate"}
 def _load_pretrained_weights(path: str | Path) -> tuple[Chronos2Config, dict[str, torch.Tensor]]:
     p = Path(path).expanduser()
     if p.is_dir():
-        from safetensors.torch import load_file
-
-        return read_config(p), load_file(str(p / "model.safetensors"))
+        return read_config(p), load_safetensors(p / "model.safetensors")
     if p.is_file():
         ckpt = read_checkpoint(p, family="chronos2")
         cfg = ckpt.get("chronos2_config") or ckpt["hyper_parameters"].get("config")
@@ -58,6 +56,14 @@ class Chronos2Module(TSFMModule):
     # the reference's LoRA targets (chronos-forecasting Chronos2Pipeline.fit)
     lora_targets = ("self_attention.q", "self_attention.v", "self_attention.k", "self_attention.o",
                     "output_patch_embedding.output_layer")
+
+    @staticmethod
+    def model_settings(config: dict[str, Any], prediction_length: int) -> dict[str, Any]:
+        """The top-level ``model.*`` config values (shared with the task) a fine-tuning run of a checkpoint
+        with this ``config`` (its ``to_dict()``) needs for horizon ``prediction_length``."""
+        p = int(config["patch_size"])
+        return {"context_length": config["context_length"], "patch_size": p,
+                "prediction_length": math.ceil(prediction_length / p) * p}
 
     def __init__(
         self,

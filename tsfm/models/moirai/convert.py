@@ -12,10 +12,9 @@ import json
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
-from tsfm.forecast import read_json
+from tsfm.checkpoint import load_safetensors, read_json
 from tsfm.models.moirai.config import MoiraiConfig
 from tsfm.models.moirai.model import MoiraiModel
 
@@ -45,10 +44,7 @@ def read_weights(path: str | Path) -> dict[str, torch.Tensor]:
     w_path = Path(path) / WEIGHTS_NAME
     if not w_path.is_file():
         raise FileNotFoundError(f"{w_path}: missing; a Moirai checkpoint directory needs config.json + {WEIGHTS_NAME}")
-    try:
-        return load_file(str(w_path))
-    except (SafetensorError, OSError, ValueError, RuntimeError) as e:
-        raise ValueError(f"{w_path}: cannot read safetensors weights ({e}); the file is corrupted or truncated") from None
+    return load_safetensors(w_path)
 
 
 def load_state(model: MoiraiModel, state: dict[str, torch.Tensor], source: str) -> MoiraiModel:

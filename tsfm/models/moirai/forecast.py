@@ -19,7 +19,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from tsfm.forecast import Forecaster, ForecastInput, checkpoint_model_state, normalize_inputs
+from tsfm.checkpoint import checkpoint_model_state
+from tsfm.forecaster import Forecaster
+from tsfm.inputs import ForecastInput, normalize_inputs
 from tsfm.models.moirai.config import MoiraiConfig, allowed_patch_sizes, check_patch_size
 from tsfm.models.moirai.convert import load_official, load_state
 from tsfm.models.moirai.forecast_layout import convert_series, forecast_layout, stack_rows
@@ -221,4 +223,3 @@ def _per_request_nll(nll: torch.Tensor, count: torch.Tensor, sid: torch.Tensor, 
     return torch.zeros(n_rows, dtype=nll.dtype, device=nll.device).index_add_(0, row_of, mean).cpu().numpy()
 
 
-FORECASTER = MoiraiForecaster

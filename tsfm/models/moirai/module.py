@@ -22,7 +22,7 @@ from typing import Any
 
 import torch
 
-from tsfm.forecast import checkpoint_model_state, read_checkpoint
+from tsfm.checkpoint import checkpoint_model_state, read_checkpoint
 from tsfm.models.moirai.config import MoiraiConfig
 from tsfm.models.moirai.convert import load_official, load_state, save_official
 from tsfm.models.moirai.model import MoiraiModel
@@ -62,6 +62,12 @@ class MoiraiModule(TSFMModule):
     family = "moirai"
     head_modules = ("param_proj",)
     lora_targets = ("q_proj", "k_proj", "v_proj", "out_proj")
+
+    @staticmethod
+    def model_settings(config: dict[str, Any], prediction_length: int) -> dict[str, Any]:
+        """The top-level ``model.*`` config values (shared with the task) a fine-tuning run of a checkpoint
+        with this ``config`` (its ``to_dict()``) needs for horizon ``prediction_length``."""
+        return {"max_seq_len": config["max_seq_len"], "patch_sizes": list(config["patch_sizes"])}
 
     def __init__(
         self,
