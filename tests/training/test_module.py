@@ -177,3 +177,31 @@ def test_a_nan_loss_on_one_rank_skips_the_step_on_every_rank(tmp_path, strategy)
         assert len(n) == 3 and n[1] == n[0] and n[2] != n[1]  # step 1 left the weights alone, step 2 trained
         assert r["skipped"] == 1
     assert results[0]["norms"] == results[1]["norms"]
+
+
+def test_the_cpu_gemm_choice_is_stored_in_checkpoints_and_reused_on_resume(monkeypatch, caplog):
+    import logging
+
+    from tsfm.models.layers import linear as linear_module
+    from tsfm.training.module import TSFMModule
+
+    m = TSFMModule()
+    m.cpu_gemm_mode = "auto"
+    monkeypatch.setattr(linear_module, "_choice", False)  # this run: aten
+    ckpt: dict = {}
+    m.on_save_checkpoint(ckpt)
+    assert ckpt["tsfm_cpu_gemm"] == "aten"
+    if linear_module.onednn_available():  # a checkpoint trained on oneDNN resumes on oneDNN
+        m.on_load_checkpoint({"tsfm_cpu_gemm": "onednn"})
+        assert linear_module.cpu_gemm() == "onednn"
+    monkeypatch.setattr(linear_module, "_choice", False)
+    monkeypatch.setattr(linear_module, "onednn_available", lambda: False)
+    monkeypatch.setattr("tsfm.training.module.onednn_available", lambda: False)
+    with caplog.at_level(logging.WARNING):
+        m.on_load_checkpoint({"tsfm_cpu_gemm": "onednn"})  # unavailable here: warn, keep aten
+    assert linear_module.cpu_gemm() == "aten" and "onednn, which this machine lacks; continuing on aten" in caplog.text
+    m.cpu_gemm_mode = "aten"  # chosen explicitly: the stored kernel does not override it
+    m.on_load_checkpoint({"tsfm_cpu_gemm": "onednn"})
+    assert linear_module.cpu_gemm() == "aten"
+    with pytest.raises(ValueError, match="cpu_gemm='fast': use auto, onednn, aten"):
+        linear_module.set_cpu_gemm("fast")

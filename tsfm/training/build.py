@@ -6,12 +6,14 @@ config's ``_target_`` entries, so this module names no model family.
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import lightning as L
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from tsfm.models.layers.linear import set_cpu_gemm
 from tsfm.training.checkpoint_io import AtomicCheckpointIO
 from tsfm.training.devices import check_trainer_device
 from tsfm.utils.config import to_plain
@@ -30,8 +32,13 @@ def build(cfg: DictConfig) -> tuple[L.LightningModule, L.LightningDataModule, L.
     task = instantiate(cfg.model.task, _convert_="all")
     datamodule = instantiate(cfg.data, task=task, _convert_="all")
     module = instantiate(cfg.model.module, optim=to_plain(cfg.optim), _convert_="all")
+    trainer_cfg = OmegaConf.masked_copy(cfg.trainer, [k for k in cfg.trainer if k != "cpu_gemm"])
+    module.cpu_gemm_mode = str(cfg.trainer.get("cpu_gemm", "auto"))
+    if module.cpu_gemm_mode == "auto":  # the environment variable still forces a kernel
+        module.cpu_gemm_mode = os.environ.get("TSFM_CPU_LINEAR", "auto").lower()
+    set_cpu_gemm(module.cpu_gemm_mode)
     trainer = instantiate(
-        cfg.trainer,
+        trainer_cfg,
         callbacks=instantiate_group(cfg.get("callbacks")),
         logger=instantiate_group(cfg.get("logger")) or False,
         plugins=[AtomicCheckpointIO()],

@@ -25,6 +25,7 @@ import lightning as L
 import torch
 from safetensors.torch import save_file
 
+from tsfm.models.layers.linear import cpu_gemm, onednn_available, set_cpu_gemm
 from tsfm.training.lora import PRESETS, apply_lora, freeze_except, lora_options, merge_lora
 from tsfm.training.optim import OptimConfig, build_optimizer
 from tsfm.training.parallelize import (
@@ -204,6 +205,20 @@ class TSFMModule(L.LightningModule):
             yield self
         finally:
             self.model = sharded
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["tsfm_cpu_gemm"] = cpu_gemm()  # the float32 CPU GEMM kernel: a resumed run reuses it
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        stored = checkpoint.get("tsfm_cpu_gemm")
+        if stored is None or getattr(self, "cpu_gemm_mode", "auto") != "auto" or stored == cpu_gemm():
+            return  # nothing stored, a kernel chosen explicitly (trainer.cpu_gemm), or the same one
+        if stored == "onednn" and not onednn_available():
+            log.warning("the checkpoint was trained with float32 CPU GEMMs on onednn, which this machine lacks; "
+                        "continuing on aten (rounding-level differences)")
+            return
+        log.info("resuming with the checkpoint's float32 CPU GEMM kernel: %s (auto picked %s)", stored, cpu_gemm())
+        set_cpu_gemm(stored)
 
     def configure_optimizers(self) -> dict:
         if self.trainer is not None and self.trainer.max_steps and self.trainer.max_steps > 0:

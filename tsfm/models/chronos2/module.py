@@ -132,6 +132,7 @@ class Chronos2Module(TSFMModule):
         return out.loss
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        super().on_save_checkpoint(checkpoint)
         # the effective config (after pretrained / context extension), plain values only
         checkpoint["chronos2_config"] = self.config.to_dict()
 

@@ -21,11 +21,14 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from torch.autograd.function import once_differentiable
 
 from tsfm.models.layers.dropout import dropout
 
-_flash = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu
-_flash_bwd = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu_backward
+# private aten ops (the CPU flash kernel with its log-sum-exp); a torch build without them falls back
+# to the public F.scaled_dot_product_attention (autograd's math path: exact, slower)
+_flash = getattr(torch.ops.aten, "_scaled_dot_product_flash_attention_for_cpu", None)
+_flash_bwd = getattr(torch.ops.aten, "_scaled_dot_product_flash_attention_for_cpu_backward", None)
 SHORT_MAX = 256  # CPU: longest sequence attended with plain matmuls instead of the flash kernel
 
 
@@ -41,6 +44,7 @@ class _RelBiasAttention(torch.autograd.Function):
         return out
 
     @staticmethod
+    @once_differentiable  # a second derivative raises instead of being silently wrong
     def backward(ctx, d_out):  # noqa: D102
         q, k, v, out, lse, bias, o_rel, lse_rel, delta = ctx.saved_tensors
         d_out = d_out.contiguous()
@@ -73,6 +77,8 @@ def rel_bias_attention(
         and torch.is_grad_enabled()
         and delta.requires_grad
         and q.dtype in (torch.float32, torch.bfloat16)
+        and _flash is not None
+        and _flash_bwd is not None
     )
     if fast:
         if rel_mask is None:

@@ -9,10 +9,14 @@ backward GEMMs). :func:`linear` routes float32 CPU GEMMs through ``torch.ops.mkl
 is faster on this machine, and defers to ``F.linear`` everywhere else (CUDA, bf16 autocast,
 other dtypes).
 
-Which path runs is decided once per process by ``TSFM_CPU_LINEAR``:
+Which path runs is decided once per process by ``TSFM_CPU_LINEAR`` or :func:`set_cpu_gemm`
+(``trainer.cpu_gemm`` in the training configs):
 
 * ``auto`` (default): time both on one representative GEMM at first use, keep the faster;
 * ``onednn`` / ``aten``: force one (e.g. to compare, or to rule the path out when debugging).
+
+The choice is logged, stored in training checkpoints and reused when a run resumes (a stored
+``onednn`` on a machine without it falls back to ``aten`` with a warning naming both).
 
 Numerics: both are IEEE float32 GEMMs; they differ only in summation order (rounding-level
 differences, as between two BLAS libraries).
@@ -20,6 +24,8 @@ differences, as between two BLAS libraries).
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import time
 
@@ -28,6 +34,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.autograd.function import once_differentiable
 
+log = logging.getLogger(__name__)
 _choice: bool | None = None  # True: oneDNN for float32 CPU GEMMs
 
 
@@ -63,21 +70,56 @@ def _calibrate() -> bool:
         return False
 
 
+MODES = ("auto", "onednn", "aten")
+
+
+def _outside_modes():
+    """A context hiding active dispatch modes (FLOP counters) from the calibration; the helper is
+    private in torch, so a build without it calibrates inside them (counted, still correct)."""
+    try:
+        from torch.utils._python_dispatch import _disable_current_modes
+
+        return _disable_current_modes()
+    except ImportError:
+        return contextlib.nullcontext()
+
+
+def onednn_available() -> bool:
+    return _onednn_op() is not None and torch.backends.mkldnn.is_available()
+
+
+def set_cpu_gemm(mode: str) -> str:
+    """Choose the float32 CPU GEMM for this process: ``auto`` (time both), ``onednn`` or ``aten``.
+    Returns the kernel in use. ``onednn`` where it is unavailable falls back to ``aten`` with a warning."""
+    global _choice
+    mode = str(mode).lower()
+    if mode not in MODES:
+        raise ValueError(f"cpu_gemm={mode!r}: use {', '.join(MODES)}")
+    available = onednn_available()
+    if mode == "onednn" and not available:
+        log.warning("cpu_gemm=onednn is unavailable on this machine (no oneDNN linear op); float32 CPU GEMMs "
+                    "use aten (MKL/OpenBLAS) instead")
+    if available and mode == "auto":
+        with _outside_modes(), torch.no_grad():  # not seen by FLOP counters or autograd
+            available = _calibrate()
+    _choice = available and mode != "aten"
+    log.info("float32 CPU GEMMs: %s (cpu_gemm=%s)", cpu_gemm(), mode)
+    return cpu_gemm()
+
+
+def cpu_gemm() -> str:
+    """The kernel float32 CPU GEMMs use in this process: ``onednn`` or ``aten`` (decides if undecided)."""
+    return "onednn" if use_onednn() else "aten"
+
+
 def use_onednn() -> bool:
     """Whether float32 CPU GEMMs go through oneDNN in this process (see module docstring)."""
-    global _choice
     if _choice is None:
         mode = os.environ.get("TSFM_CPU_LINEAR", "auto").lower()
-        if mode not in ("auto", "onednn", "aten"):
+        if mode not in MODES:
             raise ValueError(f"TSFM_CPU_LINEAR={mode!r}: use auto, onednn or aten")
-        available = _onednn_op() is not None and torch.backends.mkldnn.is_available()
-        if available and mode == "auto":
-            from torch.utils._python_dispatch import _disable_current_modes
-
-            with _disable_current_modes(), torch.no_grad():  # not seen by FLOP counters or autograd
-                available = _calibrate()
-        _choice = available and mode != "aten"
-    return _choice
+        set_cpu_gemm(mode)
+    return bool(_choice)
 
 
 class _OneDNNLinear(torch.autograd.Function):

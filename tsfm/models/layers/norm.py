@@ -12,6 +12,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.autograd.function import once_differentiable
 
 
 class _RMSNorm(torch.autograd.Function):
@@ -30,6 +31,7 @@ class _RMSNorm(torch.autograd.Function):
         return out.to(out_dtype)
 
     @staticmethod
+    @once_differentiable  # a second derivative raises instead of being silently wrong
     def backward(ctx, grad: torch.Tensor):  # noqa: D102
         xr, r, weight = ctx.saved_tensors
         g = grad.to(xr.dtype)
