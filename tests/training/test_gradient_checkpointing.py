@@ -1,4 +1,5 @@
-"""Every family's ``gradient_checkpointing`` option: same loss and gradients, blocks recomputed."""
+"""Every family's ``gradient_checkpointing`` option, applied from outside the model by ``parallelize``:
+same loss and gradients, blocks recomputed."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from tsfm.models.baseline.module import BaselineModule
 from tsfm.models.chronos.module import ChronosModule
 from tsfm.models.chronos2.module import Chronos2Module
 from tsfm.models.chronos2.task import Chronos2Task
+from tsfm.training.parallelize import is_checkpointed
 
 
 def _cases():
@@ -44,12 +46,13 @@ def test_gradient_checkpointing_same_loss_and_gradients(family, monkeypatch):
         return real(*args, **kwargs)
 
     monkeypatch.setattr(tuc, "checkpoint", counting)
-    for mod in ("tsfm.models.chronos2.model", "tsfm.models.baseline.model", "transformers.modeling_utils"):
-        monkeypatch.setattr(f"{mod}.checkpoint", counting)
+    monkeypatch.setattr("tsfm.training.parallelize.checkpoint", counting)
 
     def run(ckpt: bool):
         torch.manual_seed(0)
         module = make(ckpt)
+        module.configure_model()  # what Lightning calls first: parallelize() wraps the blocks
+        assert all(is_checkpointed(b) for b in module.parallel_blocks()) == ckpt
         module.train()
         torch.manual_seed(1)
         loss = module.compute_loss(batch)

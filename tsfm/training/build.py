@@ -32,7 +32,8 @@ def build(cfg: DictConfig) -> tuple[L.LightningModule, L.LightningDataModule, L.
     task = instantiate(cfg.model.task, _convert_="all")
     datamodule = instantiate(cfg.data, task=task, _convert_="all")
     module = instantiate(cfg.model.module, optim=to_plain(cfg.optim), _convert_="all")
-    trainer_cfg = OmegaConf.masked_copy(cfg.trainer, [k for k in cfg.trainer if k != "cpu_gemm"])
+    trainer_cfg = OmegaConf.to_container(cfg.trainer, resolve=True)  # resolved in place: ${paths...} works
+    trainer_cfg.pop("cpu_gemm", None)  # tsfm's setting, not a Lightning Trainer argument
     module.cpu_gemm_mode = str(cfg.trainer.get("cpu_gemm", "auto"))
     if module.cpu_gemm_mode == "auto":  # the environment variable still forces a kernel
         module.cpu_gemm_mode = os.environ.get("TSFM_CPU_LINEAR", "auto").lower()

@@ -5,9 +5,9 @@ A family subclasses :class:`TSFMModule`, builds its single-device ``nn.Module`` 
 are plain dicts/values so a checkpoint loads with ``torch.load(weights_only=True)``.
 
 ``configure_model`` (called by Lightning before the model moves to its device) applies, in
-torchtitan's order, ``torch.compile`` to each block (``compile``: ``model.compile=true`` in
-the configs) and then FSDP2 under ``ModelParallelStrategy``. Activation checkpointing is each
-model's own flag (``gradient_checkpointing``), so it composes with both.
+torchtitan's order, activation checkpointing (``gradient_checkpointing``), ``torch.compile``
+(``compile``: ``model.compile=true`` in the configs) and FSDP2 under ``ModelParallelStrategy`` to
+the family's blocks (:func:`tsfm.training.parallelize.parallelize`); model files hold none of it.
 """
 
 from __future__ import annotations
@@ -29,11 +29,10 @@ from tsfm.models.layers.linear import cpu_gemm, onednn_available, set_cpu_gemm
 from tsfm.training.lora import PRESETS, apply_lora, freeze_except, lora_options, merge_lora
 from tsfm.training.optim import OptimConfig, build_optimizer
 from tsfm.training.parallelize import (
-    apply_compile,
-    apply_fsdp2,
     full_state_dict,
     is_sharded,
     meta_copy,
+    parallelize,
     total_grad_norm,
     transformer_blocks,
 )
@@ -55,10 +54,12 @@ class TSFMModule(L.LightningModule):
     lora_targets: tuple[str, ...] = ()  # linear layers (name suffixes) that finetune=lora gives adapters
 
     def __init__(
-        self, optim: dict | OptimConfig | None = None, max_nonfinite: int = 10, compile: bool | str = False
+        self, optim: dict | OptimConfig | None = None, max_nonfinite: int = 10, compile: bool | str = False,
+        gradient_checkpointing: bool = False,
     ) -> None:
         super().__init__()
         self.compile_backend = compile_backend(compile)
+        self.gradient_checkpointing = bool(gradient_checkpointing)  # applied to the blocks in configure_model
         if isinstance(optim, OptimConfig):
             optim = dict(vars(optim))
         self.optim_cfg = OptimConfig(**(optim or {}))
@@ -164,20 +165,23 @@ class TSFMModule(L.LightningModule):
                     p.grad = None
 
     def configure_model(self) -> None:
-        """Compile each block (``compile``), then shard with FSDP2 under ``ModelParallelStrategy``
-        (trainer=fsdp). Idempotent: Lightning may call it more than once."""
-        if self.compile_backend and not getattr(self, "_compiled", False):
-            n = apply_compile(self.compile_targets(), backend=self.compile_backend)
-            log.info("torch.compile (backend %s) applied to %d modules", self.compile_backend, n)
-            self._compiled = True
+        """Activation checkpointing (``gradient_checkpointing``), ``torch.compile`` (``compile``) and,
+        under ``ModelParallelStrategy`` (trainer=fsdp), FSDP2 on the family's blocks, through
+        :func:`~tsfm.training.parallelize.parallelize`. Idempotent: Lightning may call it more than once."""
         mesh = getattr(self, "_device_mesh", None)
-        if mesh is None or is_sharded(self.model):
-            return
-        dp_mesh = mesh["data_parallel"] if mesh.mesh_dim_names and "data_parallel" in mesh.mesh_dim_names else mesh
-        # the plain architecture, for unsharded(); kept out of the module tree (a registered
-        # submodule with meta parameters would be materialised and optimised by Lightning)
-        self.__dict__["_skeleton"] = meta_copy(self.model)
-        apply_fsdp2(self.model, dp_mesh, blocks=self.parallel_blocks(), forward_methods=self.fsdp_forward_methods)
+        dp_mesh = None
+        if mesh is not None and not is_sharded(self.model):
+            dp_mesh = mesh["data_parallel"] if mesh.mesh_dim_names and "data_parallel" in mesh.mesh_dim_names else mesh
+        blocks = self.parallel_blocks()
+        if dp_mesh is not None:
+            # the plain architecture, for unsharded(); kept out of the module tree (a registered
+            # submodule with meta parameters would be materialised and optimised by Lightning)
+            self.__dict__["_skeleton"] = meta_copy(self.model)
+        done = parallelize(self.model, blocks, activation_checkpointing=self.gradient_checkpointing,
+                           compile_targets=self.compile_targets(), compile_backend=self.compile_backend, mesh=dp_mesh,
+                           forward_methods=self.fsdp_forward_methods)  # fmt: skip
+        if any(done.values()):
+            log.info("parallelize: %s", done)
 
     @contextlib.contextmanager
     def unsharded(self) -> Iterator[TSFMModule | None]:

@@ -1,10 +1,10 @@
-"""Apply ``torch.compile`` and FSDP2 (``fully_shard``) to a single-device model.
+"""Parallelism applied from outside the model (torchtitan's split): activation checkpointing,
+``torch.compile`` and FSDP2 (``fully_shard``), in that order, on the blocks a family declares.
 
-Kept apart from model code (torchtitan's split): models stay plain ``nn.Module``s and the
-LightningModule calls :func:`apply_compile` (``model.compile=true``) and then
-:func:`apply_fsdp2` (when Lightning's ``ModelParallelStrategy`` provides a device mesh) from
-``configure_model``. Activation checkpointing is a flag of each model (its blocks are wrapped
-where they are called), so it composes with both.
+Models stay plain single-device ``nn.Module``s with no checkpointing or sharding code; the
+LightningModule's one ``configure_model`` calls :func:`parallelize` with its blocks
+(``parallel_blocks``), its compile targets and the device mesh Lightning's
+``ModelParallelStrategy`` provides (none on one device or under DDP).
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from collections.abc import Iterable
 
 import torch
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 
 def transformer_blocks(model: nn.Module) -> list[nn.Module]:
@@ -30,6 +31,46 @@ def transformer_blocks(model: nn.Module) -> list[nn.Module]:
             blocks.append(child)
             inside.update(id(d) for d in child.modules())
     return blocks
+
+
+_CHECKPOINTED: dict[type, type] = {}
+
+
+def _checkpointed_class(cls: type) -> type:
+    """``cls`` with a forward that recomputes itself in backward (one subclass per block class)."""
+    if cls not in _CHECKPOINTED:
+        def forward(self, *args, **kwargs):  # noqa: ANN001, ANN202
+            inner = super(sub, self).forward
+            if self.training and torch.is_grad_enabled():
+                # non-reentrant: kwargs, and the RNG state restored (the same dropout masks on recompute)
+                return checkpoint(inner, *args, use_reentrant=False, **kwargs)
+            return inner(*args, **kwargs)
+
+        sub = type(f"Checkpointed{cls.__name__}", (cls,), {"forward": forward, "_tsfm_checkpointed": True})
+        _CHECKPOINTED[cls] = sub
+    return _CHECKPOINTED[cls]
+
+
+def apply_activation_checkpointing(blocks: Iterable[nn.Module]) -> int:
+    """Recompute each block's activations in backward (less memory, ~1.3x step time), torchtitan-style:
+    from outside the model, so no model file carries checkpointing code.
+
+    The block's class is swapped for a subclass whose ``forward`` runs under
+    ``torch.utils.checkpoint`` while training (as ``fully_shard`` swaps in its FSDP class):
+    parameter names, state dicts and copies (``copy.deepcopy``) are unchanged. Idempotent;
+    returns the number of blocks newly wrapped.
+    """
+    n = 0
+    for block in blocks:
+        if getattr(block, "_tsfm_checkpointed", False):
+            continue
+        block.__class__ = _checkpointed_class(type(block))
+        n += 1
+    return n
+
+
+def is_checkpointed(block: nn.Module) -> bool:
+    return bool(getattr(block, "_tsfm_checkpointed", False))
 
 
 def apply_compile(blocks: Iterable[nn.Module], backend: str = "inductor") -> int:
@@ -112,3 +153,31 @@ def is_sharded(model: nn.Module) -> bool:
     from torch.distributed.tensor import DTensor
 
     return any(isinstance(p, DTensor) for p in model.parameters())
+
+
+def parallelize(
+    model: nn.Module,
+    blocks: list[nn.Module],
+    *,
+    activation_checkpointing: bool = False,
+    compile_targets: list[nn.Module] | None = None,
+    compile_backend: str | None = None,
+    mesh=None,  # noqa: ANN001 - a DeviceMesh (data-parallel dimension) or None
+    forward_methods: tuple[str, ...] = (),
+) -> dict[str, int]:
+    """Activation checkpointing on ``blocks``, then ``torch.compile`` on ``compile_targets`` (default:
+    the blocks), then FSDP2 over ``mesh``; each step only when asked for, and each idempotent.
+    Returns how many modules each step touched."""
+    done = {"checkpointed": 0, "compiled": 0, "sharded": 0}
+    if activation_checkpointing:
+        done["checkpointed"] = apply_activation_checkpointing(blocks)
+    if compile_backend:
+        targets = [m for m in (compile_targets if compile_targets is not None else blocks)
+                   if not getattr(m, "_tsfm_compiled", False)]  # fmt: skip
+        done["compiled"] = apply_compile(targets, backend=compile_backend)
+        for m in targets:
+            m._tsfm_compiled = True
+    if mesh is not None and not is_sharded(model):
+        apply_fsdp2(model, mesh, blocks=blocks, forward_methods=forward_methods)
+        done["sharded"] = len(blocks)
+    return done

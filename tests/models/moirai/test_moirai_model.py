@@ -10,6 +10,7 @@ import tsfm.models.layers.attention as attention_module
 from tsfm.models.layers.attention import rel_bias_attention
 from tsfm.models.moirai.config import MoiraiConfig, allowed_patch_sizes, check_patch_size, freq_family
 from tsfm.models.moirai.model import MoiraiModel
+from tsfm.training.parallelize import apply_activation_checkpointing, is_checkpointed
 
 TINY = dict(d_model=64, num_layers=2)
 
@@ -182,14 +183,17 @@ def test_gradient_checkpointing_same_gradients():
     m = MoiraiModel(MoiraiConfig(**TINY))
     batch = _pack([_sample(2, 5, 16, 2, torch.Generator().manual_seed(3))], 12, 16)
 
-    def grads(ckpt: bool):
+    def grads():
         m.zero_grad()
-        m.encoder.gradient_checkpointing = ckpt
         m.train()
         m.loss(batch).backward()
         return {n: p.grad.clone() for n, p in m.named_parameters() if p.grad is not None}
 
-    g0, g1 = grads(False), grads(True)
+    g0 = grads()
+    keys = list(m.state_dict())
+    assert apply_activation_checkpointing(m.encoder.layers) == 2  # from outside: the model has no flag
+    assert list(m.state_dict()) == keys and all(is_checkpointed(layer) for layer in m.encoder.layers)
+    g1 = grads()
     assert g0.keys() == g1.keys() and "encoder.layers.0.self_attn.var_attn_bias.emb.weight" in g0
     for n in g0:
         torch.testing.assert_close(g0[n], g1[n], atol=1e-6, rtol=1e-5)

@@ -23,7 +23,6 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.checkpoint import checkpoint
 
 from tsfm.models.baseline.config import BaselineConfig
 from tsfm.models.layers.distributions import StudentTMixture, StudentTMixtureHead
@@ -98,7 +97,6 @@ class BaselineModel(nn.Module):
         if cfg.architecture == "encoder":
             self.mask_embed = nn.Parameter(torch.zeros(d))
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.num_layers))
-        self.gradient_checkpointing = False  # recompute each block in backward
         self.norm = RMSNorm(d, eps=cfg.norm_eps)
         self.head = StudentTMixtureHead(d, p, cfg.num_components)
         self.register_buffer("inv_freq", rope_inv_freq(cfg.head_dim, cfg.rope_base), persistent=False)
@@ -155,10 +153,7 @@ class BaselineModel(nn.Module):
             if self.is_decoder:
                 mask = mask & torch.ones(n, n, dtype=torch.bool, device=x.device).tril()
         for blk in self.blocks:
-            if self.gradient_checkpointing and self.training and torch.is_grad_enabled():
-                x = checkpoint(blk, x, cos, sin, mask, is_causal=self.is_decoder, use_reentrant=False)
-            else:
-                x = blk(x, cos, sin, mask, is_causal=self.is_decoder)
+            x = blk(x, cos, sin, mask, is_causal=self.is_decoder)
         return self.norm(x)
 
     # -- training -------------------------------------------------------------------------

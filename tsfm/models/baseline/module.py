@@ -53,7 +53,8 @@ class BaselineModule(TSFMModule):
         lora: dict[str, Any] | None = None,
         initialized_from: str | None = None,  # recorded in checkpoints (where the weights came from)
     ) -> None:
-        super().__init__(optim=optim, max_nonfinite=max_nonfinite, compile=compile)
+        super().__init__(optim=optim, max_nonfinite=max_nonfinite, compile=compile,
+                         gradient_checkpointing=gradient_checkpointing)
         if family != self.family:
             raise ValueError(f"BaselineModule got family={family!r}; this module trains 'baseline'")
         if decoder_loss not in ("all", "horizon"):
@@ -69,7 +70,6 @@ class BaselineModule(TSFMModule):
         else:
             cfg = BaselineConfig.from_dict(dict(config or {}), source="model.module.config")
             self.model = BaselineModel(cfg)
-        self.model.gradient_checkpointing = bool(gradient_checkpointing)
         self.decoder_loss = decoder_loss
         self.encoder_mask, self.mask_ratio = encoder_mask, (lo, hi)
         self.save_hyperparameters(

@@ -141,13 +141,13 @@ class ChronosModel(nn.Module):
         labels: torch.Tensor,  # [B, H+1], -100 = ignored
     ) -> torch.Tensor:
         """Mean token cross-entropy over labels != -100 (teacher forcing)."""
-        return self.t5(input_ids=input_ids, attention_mask=attention_mask, labels=labels).loss
+        return self.t5(input_ids=input_ids, attention_mask=attention_mask, labels=labels, use_cache=False).loss
 
     def logits(
         self, input_ids: torch.Tensor, attention_mask: torch.Tensor, labels: torch.Tensor
     ) -> torch.Tensor:
         """Teacher-forced logits ``[B, H+1, V]``."""
-        return self.t5(input_ids=input_ids, attention_mask=attention_mask, labels=labels).logits
+        return self.t5(input_ids=input_ids, attention_mask=attention_mask, labels=labels, use_cache=False).logits
 
     def tokenize_batch(
         self, context: torch.Tensor, future: torch.Tensor | None = None

@@ -89,7 +89,8 @@ class ChronosModule(TSFMModule):
         gradient_checkpointing: bool = False,
         compile: bool | str = False,
     ) -> None:
-        super().__init__(optim=optim, max_nonfinite=max_nonfinite, compile=compile)
+        super().__init__(optim=optim, max_nonfinite=max_nonfinite, compile=compile,
+                         gradient_checkpointing=gradient_checkpointing)
         if family != self.family:
             raise ValueError(f"ChronosModule got family={family!r}; this module trains 'chronos'")
         overrides = dict(config or {})
@@ -99,12 +100,6 @@ class ChronosModule(TSFMModule):
             cfg = ChronosConfig.from_name(size, **overrides) if size else ChronosConfig(**overrides)
             self.model = ChronosModel(cfg)
         self.model.train()
-        if gradient_checkpointing:  # transformers' T5 recomputes each block in backward
-            t5 = self.model.t5
-            if hasattr(t5, "activation_checkpointing_enable"):  # transformers >= 5
-                t5.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
-            else:
-                t5.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         self.save_hyperparameters(
             {
                 "family": self.family,

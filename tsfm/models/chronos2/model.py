@@ -18,7 +18,6 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.checkpoint import checkpoint
 
 from tsfm.models.chronos2.config import Chronos2Config
 from tsfm.models.chronos2.group_attention import GroupLayout, group_attention
@@ -244,7 +243,6 @@ class Encoder(nn.Module):
         self.block = nn.ModuleList([EncoderBlock(cfg) for _ in range(cfg.num_layers)])
         self.final_layer_norm = RMSNorm(cfg.d_model, cfg.layer_norm_epsilon)
         self.dropout = Dropout(cfg.dropout_rate)
-        self.gradient_checkpointing = False  # recompute each block in backward (activation memory / ~1.3x time)
 
     def forward(
         self, x: torch.Tensor, time_mask: torch.Tensor, layout: GroupLayout, last: int | None = None
@@ -266,10 +264,7 @@ class Encoder(nn.Module):
             final = last is not None and i == len(self.block) - 1
             args = (x, keep, rope, layout, layout.slice_mask(gmask, s, last), last) if final else (
                 x, keep, rope, layout, gmask)
-            if self.gradient_checkpointing and self.training and torch.is_grad_enabled():
-                x = checkpoint(blk, *args, use_reentrant=False)  # RNG state restored: same dropout masks
-            else:
-                x = blk(*args)
+            x = blk(*args)
         return self.dropout(self.final_layer_norm(x))
 
 

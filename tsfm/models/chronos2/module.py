@@ -77,7 +77,8 @@ class Chronos2Module(TSFMModule):
         gradient_checkpointing: bool = False,
         compile: bool | str = False,
     ) -> None:
-        super().__init__(optim=optim, max_nonfinite=max_nonfinite, compile=compile)
+        super().__init__(optim=optim, max_nonfinite=max_nonfinite, compile=compile,
+                         gradient_checkpointing=gradient_checkpointing)
         self.save_hyperparameters({
             "family": self.family, "config": dict(config or {}), "optim": dict(optim or {}),
             "pretrained": pretrained, "finetune": finetune, "lora": dict(lora) if lora else None,
@@ -100,7 +101,6 @@ class Chronos2Module(TSFMModule):
         else:
             cfg = Chronos2Config.from_dict(requested)
         self.model = Chronos2Model(cfg)
-        self.model.encoder.gradient_checkpointing = bool(gradient_checkpointing)
         if state is not None:
             load_state_dict_checked(self.model, state, str(pretrained))
         self.apply_finetune(finetune, lora)

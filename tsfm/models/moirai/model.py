@@ -23,7 +23,6 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.checkpoint import checkpoint
 
 import tsfm.models.layers.attention as attention_module
 from tsfm.models.layers.attention import rel_bias_attention
@@ -154,16 +153,12 @@ class Encoder(nn.Module):
         super().__init__()
         self.layers = nn.ModuleList(EncoderLayer(cfg) for _ in range(cfg.num_layers))
         self.norm = RMSNorm(cfg.d_model, eps=cfg.norm_eps)
-        self.gradient_checkpointing = False
 
     def forward(self, x: torch.Tensor, ctx: dict, keep: torch.Tensor | None = None) -> torch.Tensor:
         """``keep``: flat token indices whose output is needed (the last layer skips the rest)."""
         for i, layer in enumerate(self.layers):
             k = keep if i == len(self.layers) - 1 else None
-            if self.gradient_checkpointing and self.training and torch.is_grad_enabled():
-                x = checkpoint(layer, x, ctx, k, use_reentrant=False)
-            else:
-                x = layer(x, ctx, k)
+            x = layer(x, ctx, k)
         return self.norm(x)
 
 

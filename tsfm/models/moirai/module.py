@@ -81,7 +81,8 @@ class MoiraiModule(TSFMModule):
         max_nonfinite: int = 10,
         compile: bool | str = False,
     ) -> None:
-        super().__init__(optim=optim, max_nonfinite=max_nonfinite, compile=compile)
+        super().__init__(optim=optim, max_nonfinite=max_nonfinite, compile=compile,
+                         gradient_checkpointing=gradient_checkpointing)
         if mode not in MODES:
             raise ValueError(f"mode={mode!r}: use one of {MODES}")
         if finetune not in FINETUNE:
@@ -95,7 +96,6 @@ class MoiraiModule(TSFMModule):
             self.model = load_pretrained(pretrained, {k: config[k] for k in _DROPOUT_KEYS if k in config})
         else:
             self.model = MoiraiModel(MoiraiConfig.from_dict(config))
-        self.model.encoder.gradient_checkpointing = bool(gradient_checkpointing)
         self.save_hyperparameters()
         # the resolved model config (from `pretrained` if given) makes the checkpoint self-contained
         self.hparams["config"] = self.model.cfg.to_dict()
