@@ -22,7 +22,7 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP) ## create .venv and install tsfm with dev extras (torch 2.13.0 CPU build)
 
-train: $(STAMP) ## train the default model (small Moirai, synthetic data, CPU); ARGS="trainer.max_steps=50"
+train: $(STAMP) ## the quickstart: Chronos-2 mini on the synthetic corpus (~15 min on 2 CPU cores), then the dev-suite table; ARGS="trainer.max_steps=50"
 	$(PY) -m tsfm.train $(ARGS)
 
 test: $(STAMP) ## run the default (fast, CPU-only) test suite

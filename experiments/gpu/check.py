@@ -45,7 +45,7 @@ BF16_PEAK_TFLOPS = (
     ("H800", 989.0), ("B200", 2250.0), ("A100", 312.0), ("A800", 312.0), ("L40S", 362.0),
     ("L4", 121.0), ("A10G", 70.0), ("RTX 4090", 165.0), ("A6000", 155.0),
 )  # fmt: skip
-CPU_BF16_PEAK_TFLOPS = 0.4  # DESIGN §4: this 2-core CPU, bf16 matmul through oneDNN (~400 GFLOP/s)
+CPU_BF16_PEAK_TFLOPS = 0.4  # docs/architecture.md: this 2-core CPU, bf16 matmul through oneDNN (~400 GFLOP/s)
 
 
 @dataclass
@@ -96,7 +96,7 @@ def make_settings(args: argparse.Namespace) -> Settings:
             "chronos2": ["model.context_length=128", "model.prediction_length=16"],
             "baseline": ["model.context_length=128", "model.prediction_length=32"],
         }  # fmt: skip
-        s.peak_tflops, s.peak_source = CPU_BF16_PEAK_TFLOPS, "CPU bf16 oneDNN peak ~0.4 TFLOP/s (DESIGN §4)"
+        s.peak_tflops, s.peak_source = CPU_BF16_PEAK_TFLOPS, "CPU bf16 oneDNN peak ~0.4 TFLOP/s (docs/architecture.md)"
     else:
         if not torch.cuda.is_available():
             raise SystemExit("no CUDA device: run on a GPU machine, or use --dry-run to check the script on the CPU")

@@ -10,7 +10,7 @@ generators) carries a manifest, ``tsfm_manifest.json``, beside its Arrow files:
   series the data was made from, grouped by source dataset (packaged data: its own series;
   TSMixup: the series it mixed; a purely synthetic generator: none).
 
-The sources are what keeps training data and evaluation data apart (DESIGN §9): a model's
+The sources are what keeps training data and evaluation data apart (docs/architecture.md, "Training data vs evaluation data"): a model's
 corpus summary (:func:`corpus_summary`, saved in checkpoints and as ``training_data.json`` in
 exported checkpoint directories) lists them, and ``tsfm.evaluate`` marks every evaluated
 dataset whose series appear there. Directories a user points at without a manifest are

@@ -1,6 +1,6 @@
 """The evaluation protocol: rolling windows, per-dataset scoring, relative scores, aggregation.
 
-Chronos benchmark protocol (DESIGN §5): the last ``num_windows`` non-overlapping windows of
+Chronos benchmark protocol (docs/architecture.md, "Evaluation protocol"): the last ``num_windows`` non-overlapping windows of
 length ``H`` at the end of every series are forecast from everything before them; WQL and
 MASE are computed per dataset, divided by Seasonal Naive's on the same windows, and the
 ratios are aggregated across datasets by the geometric mean.

@@ -16,7 +16,7 @@ from tsfm.training.parallelize import total_grad_norm
 
 log = logging.getLogger(__name__)
 
-# Dense matmul peaks measured on the development CPU (DESIGN §4), per process with 2 threads.
+# Dense matmul peaks measured on the development CPU (docs/architecture.md, "The development machine"), per process with 2 threads.
 CPU_PEAK_FLOPS = {"32": 170e9, "bf16": 400e9}
 
 

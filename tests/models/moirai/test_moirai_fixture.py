@@ -1,4 +1,4 @@
-"""Equivalence with the uni2ts 2.0.0 golden fixture (shared/fixtures/moirai_tiny), README tolerances."""
+"""Equivalence with the uni2ts 2.0.0 golden fixture (tests/fixtures/moirai_tiny), README tolerances."""
 
 from __future__ import annotations
 

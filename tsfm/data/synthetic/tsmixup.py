@@ -6,7 +6,7 @@ by its mean absolute observed value (scale 1 when that is 0 or undefined); the w
 mixed with weights ``~ Dirichlet(alpha·1_k)``. Sources shorter than ``min_length`` are never
 used. Output ``i`` depends only on ``(seed, i)`` and the source list.
 
-The real series a corpus draws on are evaluation data elsewhere (DESIGN §9):
+The real series a corpus draws on are evaluation data elsewhere (docs/architecture.md, "Training data vs evaluation data"):
 :func:`build_tsmixup` records the fingerprints of every source series it mixed, by source
 dataset, in the corpus' manifest (:mod:`tsfm.data.manifest`).
 """

@@ -4,7 +4,7 @@ One dataclass describes both architectures of Yao et al. 2025 ("Towards Neural S
 Time Series Foundation Models"): ``architecture="encoder"`` (bidirectional attention, future
 patches replaced by a learned mask embedding, as Moirai) and ``architecture="decoder"`` (causal
 attention, each patch predicts the next one). Derived fields (``d_ff``, ``head_dim``) are filled
-in ``__post_init__``; sizes are checked before anything is allocated (DESIGN §8).
+in ``__post_init__``; sizes are checked before anything is allocated (docs/architecture.md, "Size limits").
 """
 
 from __future__ import annotations

@@ -26,7 +26,7 @@ CHRONOS_KEYS = (
     "n_special_tokens", "pad_token_id", "eos_token_id", "use_eos_token", "model_type",
     "num_samples", "temperature", "top_k", "top_p",
 )  # fmt: skip
-# Largest sizes accepted before anything is allocated (DESIGN §8): a config claiming a 10^9-wide
+# Largest sizes accepted before anything is allocated (docs/architecture.md, "Size limits"): a config claiming a 10^9-wide
 # layer is an error, not an out-of-memory crash.
 _LIMITS = dict(d_model=16384, d_ff=65536, d_kv=1024, num_heads=256, num_layers=256, num_decoder_layers=256,
                vocab_size=1 << 20, context_length=1 << 16, prediction_length=1 << 14)  # fmt: skip

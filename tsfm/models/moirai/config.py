@@ -27,7 +27,7 @@ _MIXTURE_TARGET = "uni2ts.distribution.mixture.MixtureOutput"
 MAX_PARAMS = 2_000_000_000
 COMPONENTS = tuple(_COMPONENT_TARGETS.values())
 
-# DESIGN §1: patch sizes allowed per frequency family (Moirai paper / reference constraints).
+# docs/architecture.md "Moirai patch sizes per frequency": patch sizes allowed per frequency family (Moirai paper / reference constraints).
 FREQ_PATCH_RANGES: dict[str, tuple[int, int]] = {
     "yearly": (1, 8),
     "quarterly": (1, 8),
@@ -66,7 +66,7 @@ def freq_family(freq: str) -> str:
 
 
 def allowed_patch_sizes(freq: str, patch_sizes: tuple[int, ...] | list[int]) -> list[int]:
-    """The model's patch sizes permitted for ``freq`` (DESIGN §1 table)."""
+    """The model's patch sizes permitted for ``freq`` (docs/architecture.md table)."""
     lo, hi = FREQ_PATCH_RANGES[freq_family(freq)]
     return [p for p in patch_sizes if lo <= p <= hi]
 
