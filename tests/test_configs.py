@@ -84,3 +84,23 @@ def test_mandatory_value_missing_is_reported():
 def test_family_base_selects_paper_optimizer_and_cli_wins():
     assert _resolve(_compose(["model=moirai_small"]))["optim"]["betas"] == [0.9, 0.98]
     assert _resolve(_compose(["model=moirai_small", "optim=adamw", "optim.lr=0.5"]))["optim"]["lr"] == 0.5
+
+
+@pytest.mark.parametrize("launcher", ["local", "slurm"])
+def test_the_optuna_search_composes_with_each_launcher(launcher):
+    from hydra.core.hydra_config import HydraConfig
+
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(str(CONF), version_base="1.3"):
+        cfg = compose(config_name="finetune", return_hydra_config=True,
+                      overrides=["ckpt=m", "dataset=d.csv", "prediction_length=12", "hparams_search=optuna",
+                                 f"hydra/launcher={launcher}"])
+    HydraConfig.instance().set_config(cfg)
+    sweeper = OmegaConf.to_container(cfg.hydra.sweeper, resolve=True)
+    assert sweeper["_target_"] == "hydra_plugins.tsfm_optuna.TsfmOptunaSweeper" and sweeper["n_trials"] == 8
+    assert set(sweeper["params"]) == {"finetune", "finetune.lr"} and sweeper["storage"].endswith("finetune/optuna.db")
+    launcher_cfg = OmegaConf.to_container(cfg.hydra.launcher, resolve=True)
+    if launcher == "local":
+        assert launcher_cfg["n_jobs"] == 2 and "JoblibLauncher" in launcher_cfg["_target_"]
+    else:  # a fine-tuning job has no trainer group: one node, one task
+        assert launcher_cfg["nodes"] == 1 and launcher_cfg["tasks_per_node"] == 1
