@@ -46,8 +46,8 @@ def main() -> None:
     ap.add_argument("--ckpt", required=True)
     ap.add_argument("--dataset", default="m1_monthly", choices=sorted(H))
     ap.add_argument("--trials", type=int, default=8)
-    ap.add_argument("--steps", type=int, default=100)
-    ap.add_argument("--eval-every", type=int, default=20)
+    ap.add_argument("--steps", type=int, default=300)
+    ap.add_argument("--eval-every", type=int, default=30)
     ap.add_argument("--preset", default="full")
     args = ap.parse_args()
     from tsfm.data.packaged import packaged_frame
@@ -72,8 +72,8 @@ def main() -> None:
         print(f"{name:9s} {args.trials} trials: {sec:7.1f} s, {states.count('PRUNED')} pruned; best lr "
               f"{res['best_params']['finetune.lr']:.2e} (rel WQL {res['best_value']:.4f})", flush=True)
     grid = np.geomspace(LOW, HIGH, args.trials)
-    sec = run([*base, "-m", "finetune.lr=" + ",".join(f"{g:.3g}" for g in grid), f"hydra.sweep.dir={tmp / 'grid'}"],
-              tmp / "grid.log")
+    sec = run([*base[:3], "-m", *base[3:], "finetune.lr=" + ",".join(f"{g:.3g}" for g in grid),
+               f"hydra.sweep.dir={tmp / 'grid'}"], tmp / "grid.log")
     scores = []
     for i in range(len(grid)):
         rep = json.loads((tmp / "grid" / str(i) / "finetune_report.json").read_text())
