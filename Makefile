@@ -35,7 +35,7 @@ test-dist: $(STAMP) ## run the 2-process gloo tests: every family under DDP and 
 	$(PY) -m pytest -q -m dist $(ARGS)
 
 lint: $(STAMP) ## ruff lint
-	$(VENV)/bin/ruff check tsfm tests experiments
+	$(VENV)/bin/ruff check tsfm tests experiments hydra_plugins
 
 format: $(STAMP) ## ruff format + autofix
 	$(VENV)/bin/ruff format tsfm tests experiments

@@ -130,7 +130,7 @@ def train_config(
     cfg = compose_train([*base, *overrides])
     with open_dict(cfg):
         for k, v in _model_overrides(family, model_cfg, prediction_length).items():
-            cfg.model[k] = v
+            OmegaConf.update(cfg.model, k, v, merge=False)  # dotted keys reach into model.module
         shared = {k: v for k, v in model_cfg.items() if k in cfg.model.module.config}
         for k, v in shared.items():  # the architecture is the checkpoint's (the module checks it too)
             if k not in ("context_length", "prediction_length", "patch_size", "max_output_patches", "max_seq_len",
@@ -139,8 +139,6 @@ def train_config(
         cfg.model.module.pretrained = str(pretrained)
         cfg.model.module.finetune = preset
         cfg.model.module.lora = dict(lora) if lora else None
-        if family == "moirai":
-            cfg.model.module.mode = "finetune"
         cfg.data.corpus = [{"name": "finetune_train", "path": str(train_dir), "weight": 1.0}]
         cfg.data.batch_size = int(batch_size)
         cfg.data.early_steps = 0

@@ -70,7 +70,7 @@ class ChronosModule(TSFMModule):
 
     @staticmethod
     def model_settings(config: dict[str, Any], prediction_length: int) -> dict[str, Any]:
-        """The top-level ``model.*`` config values (shared with the task) a fine-tuning run of a checkpoint
+        """The ``model.*`` config values (dotted keys reach into ``model.module``) a fine-tuning run of a checkpoint
         with this ``config`` (its ``to_dict()``) needs for horizon ``prediction_length``."""
         return {"context_length": config["context_length"],
                 "prediction_length": min(prediction_length, config["prediction_length"])}

@@ -59,7 +59,7 @@ class Chronos2Module(TSFMModule):
 
     @staticmethod
     def model_settings(config: dict[str, Any], prediction_length: int) -> dict[str, Any]:
-        """The top-level ``model.*`` config values (shared with the task) a fine-tuning run of a checkpoint
+        """The ``model.*`` config values (dotted keys reach into ``model.module``) a fine-tuning run of a checkpoint
         with this ``config`` (its ``to_dict()``) needs for horizon ``prediction_length``."""
         p = int(config["patch_size"])
         return {"context_length": config["context_length"], "patch_size": p,

@@ -65,9 +65,10 @@ class MoiraiModule(TSFMModule):
 
     @staticmethod
     def model_settings(config: dict[str, Any], prediction_length: int) -> dict[str, Any]:
-        """The top-level ``model.*`` config values (shared with the task) a fine-tuning run of a checkpoint
+        """The ``model.*`` config values (dotted keys reach into ``model.module``) a fine-tuning run of a checkpoint
         with this ``config`` (its ``to_dict()``) needs for horizon ``prediction_length``."""
-        return {"max_seq_len": config["max_seq_len"], "patch_sizes": list(config["patch_sizes"])}
+        return {"max_seq_len": config["max_seq_len"], "patch_sizes": list(config["patch_sizes"]),
+                "module.mode": "finetune"}  # presets apply in finetune mode
 
     def __init__(
         self,
