@@ -150,3 +150,10 @@ def test_multirun_sweep_runs_every_job(tmp_path):
     assert out.returncode == 0, out.stderr[-3000:]
     assert sorted(p.name for p in (tmp_path / "sweep").iterdir() if p.is_dir()) == ["0", "1"]
     assert all((tmp_path / "sweep" / j / "export" / "config.json").exists() for j in ("0", "1"))
+
+
+def test_tensorboard_logger_writes_event_files(tmp_path):
+    run = run_train(tmp_path, "tb", "model=chronos2_tiny", "trainer.max_steps=2", "trainer.val_check_interval=2",
+                    "logger=tensorboard", "trainer.log_every_n_steps=1")
+    events = list((run / "tensorboard").rglob("events.out.tfevents.*"))
+    assert events and events[0].stat().st_size > 0

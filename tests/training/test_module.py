@@ -205,3 +205,24 @@ def test_the_cpu_gemm_choice_is_stored_in_checkpoints_and_reused_on_resume(monke
     assert linear_module.cpu_gemm() == "aten"
     with pytest.raises(ValueError, match="cpu_gemm='fast': use auto, onednn, aten"):
         linear_module.set_cpu_gemm("fast")
+
+
+def test_the_console_line_reports_best_memory_and_gradient_norm(caplog):
+    import logging
+    from types import SimpleNamespace
+
+    from tsfm.training.callbacks import TrainingMonitor
+
+    mon = TrainingMonitor(print_every_n_steps=2)
+    opt = SimpleNamespace(param_groups=[{"lr": 3e-3}])
+    trainer = SimpleNamespace(global_step=0, max_steps=10, is_global_zero=True, optimizers=[opt],
+                              callback_metrics={"benchmark/avg_wql": torch.tensor(0.9),
+                                                "benchmark/zero_shot_avg_wql": torch.tensor(0.5)})
+    mon._gnorm = torch.tensor(1.25)
+    with caplog.at_level(logging.INFO, logger="tsfm.training.callbacks"):
+        for step in (1, 2):
+            trainer.global_step = step
+            mon._console(trainer, {"loss": torch.tensor(2.0)}, samples=8)
+    (line,) = [r.getMessage() for r in caplog.records if r.getMessage().startswith("step 2/10")]
+    for part in ("loss 2.0000", "ema 2.0000", "best 0.9000", "lr 3.00e-03", "GiB", "samples/s", "eta 0:00:", "gnorm 1.25"):
+        assert part in line, (part, line)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import os
 import resource
 import time
@@ -28,8 +29,9 @@ class TrainingMonitor(L.Callback):
     (forward+backward) to get tokens/s and MFU.
 
     Every ``print_every_n_steps`` steps (0: never) rank 0 also writes one console line,
-    ``step k/total | loss | ema | lr | steps/s | samples/s | eta``, so a run's progress and its
-    remaining time show in any terminal or log file.
+    ``step k/total | loss | ema | best | lr | mem | steps/s | samples/s | eta | gnorm`` (``best``: the
+    lowest benchmark WQL so far, ``mem``: peak resident / CUDA memory, ``gnorm``: the last gradient
+    norm), so a run's progress and its remaining time show in any terminal or log file.
     """
 
     def __init__(self, log_every_n_steps: int = 10, peak_flops: float | None = None,
@@ -38,6 +40,8 @@ class TrainingMonitor(L.Callback):
         self.print_every_n_steps = max(0, int(print_every_n_steps))
         self.peak_flops = peak_flops
         self._ema: torch.Tensor | None = None  # loss EMA, kept on the device
+        self._gnorm: torch.Tensor | None = None  # the last total gradient norm (device tensor)
+        self._best = float("inf")  # lowest benchmark */avg_wql seen
         self._start: tuple[float, int] | None = None  # (time, step) when this process started training
         self._print_t: tuple[float, int, int] | None = None  # (time, step, samples) at the last line
         self._print_samples = 0
@@ -79,10 +83,15 @@ class TrainingMonitor(L.Callback):
         overall = (step - self._start[1]) / max(now - self._start[0], 1e-9)
         eta = f"{_clock((total - step) / overall)}" if total and overall > 0 else "?"
         lr = trainer.optimizers[0].param_groups[0]["lr"] if trainer.optimizers else float("nan")
-        log.info("step %d/%s | loss %.4f | ema %.4f | lr %.2e | %.2f steps/s | %.0f samples/s | eta %s",
-                 step, total or "?", cur,
-                 float(self._ema) if self._ema is not None else float("nan"), lr, rate,
-                 self._print_samples / max(now - t_last, 1e-9), eta)
+        for k, v in trainer.callback_metrics.items():  # the benchmark's score (benchmark/ or holdout/avg_wql)
+            if k.endswith("/avg_wql") and "zero_shot" not in k and math.isfinite(float(v)):
+                self._best = min(self._best, float(v))
+        best = f"{self._best:.4f}" if math.isfinite(self._best) else "-"
+        gnorm = f"{float(self._gnorm):.3g}" if self._gnorm is not None else "-"
+        log.info("step %d/%s | loss %.4f | ema %.4f | best %s | lr %.2e | mem %.2f GiB | %.2f steps/s | "
+                 "%.0f samples/s | eta %s | gnorm %s", step, total or "?", cur,
+                 float(self._ema) if self._ema is not None else float("nan"), best, lr, _peak_memory_gib(), rate,
+                 self._print_samples / max(now - t_last, 1e-9), eta, gnorm)
         self._print_t, self._print_samples = (now, step, 0), 0
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int) -> None:
@@ -121,7 +130,15 @@ class TrainingMonitor(L.Callback):
             # (collective: all ranks reach this hook at the same step)
             total = total_grad_norm(pl_module.parameters())
             if total is not None:
+                self._gnorm = total.detach().float()
                 pl_module.log("grad/norm_total", total.float(), on_step=True, on_epoch=False)
+
+
+def _peak_memory_gib() -> float:
+    """Peak CUDA memory allocated when on a GPU, else the process's peak resident set."""
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        return torch.cuda.max_memory_allocated() / 2**30
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
 
 
 def _clock(seconds: float) -> str:
