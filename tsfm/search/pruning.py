@@ -60,5 +60,7 @@ def pruning_callback(cfg: DictConfig, monitor: str, every_n_steps: int) -> Trial
     from tsfm.search.sweeper import make_pruner
 
     sweeper = HydraConfig.get().sweeper
-    pruner = make_pruner(OmegaConf.to_container(sweeper.pruner) if sweeper.get("pruner") else None)
+    # the job's own config holds the pruner settings the sweeper was given (hparams_search/optuna.yaml)
+    settings = cfg.get("search_pruner")
+    pruner = make_pruner(OmegaConf.to_container(settings, resolve=True) if settings is not None else None)
     return TrialPruning(sweeper.get("storage"), str(cfg.optuna_study), int(trial_id), monitor, every_n_steps, pruner)
