@@ -63,7 +63,7 @@ def main() -> None:
     # warm the baseline cache first so no timing below includes AutoETS / AutoTheta
     run([*base, "max_steps=1", "eval_every=1", f"hydra.run.dir={tmp / 'warm'}"], tmp / "warm.log")
     results = {}
-    for name, extra in (("pruned", []), ("unpruned", ["hydra.sweeper.pruner.type=none"])):
+    for name, extra in (("pruned", []), ("unpruned", ["search_pruner.type=none"])):
         sec = run([*search, *extra, f"hydra.sweeper.study_name={name}",
                    f"hydra.sweep.dir={tmp / name}"], tmp / f"{name}.log")
         res = yaml.safe_load((tmp / name / "optimization_results.yaml").read_text())
