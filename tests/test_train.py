@@ -157,3 +157,17 @@ def test_tensorboard_logger_writes_event_files(tmp_path):
                     "logger=tensorboard", "trainer.log_every_n_steps=1")
     events = list((run / "tensorboard").rglob("events.out.tfevents.*"))
     assert events and events[0].stat().st_size > 0
+
+
+@pytest.mark.parametrize("model", ["chronos2_tiny", "moirai_tiny", "chronos_tiny", "baseline_dec_tiny", "baseline_enc_tiny"])
+def test_every_family_runs_the_training_command_under_fast_dev_run(model, tmp_path):
+    """The command users run, default callbacks and logger included, one batch per family."""
+    env = {**os.environ, "PROJECT_ROOT": str(tmp_path)}
+    run = tmp_path / "run"
+    cmd = [sys.executable, "-m", "tsfm.train", f"model={model}", "+trainer.fast_dev_run=true", "data.series_scale=0.003",
+           "data.batch_size=8", "final_eval=null", f"hydra.run.dir={run}"]
+    out = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    forecaster = load_forecaster(run / "export")
+    q = forecaster.predict_quantiles([np.sin(np.arange(64) / 4).astype(np.float32)], 8, [0.1, 0.5, 0.9])
+    assert q.shape == (1, 8, 3) and np.isfinite(q).all()
