@@ -140,8 +140,9 @@ class OptunaSweeper:
         from hydra.core.utils import JobStatus
 
         assert self.config is not None and self.launcher is not None
-        for a in arguments:
-            if "," in a.split("=", 1)[-1] and not a.split("=", 1)[-1].startswith("["):
+        for a in arguments:  # a comma list (a=1,2) is a basic-sweeper sweep; lists and dicts are values
+            value = a.split("=", 1)[-1]
+            if "," in value and not value.startswith(("[", "{", "'", '"')):
                 raise ValueError(f"override {a!r}: the Optuna sweeper takes the search space from hydra.sweeper.params, "
                                  "not comma lists")
         sweep_dir = Path(self.config.hydra.sweep.dir)
