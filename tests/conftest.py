@@ -26,3 +26,26 @@ def fixtures_dir() -> Path:
             f"golden fixtures not found at {FIXTURES}; restore tests/fixtures from git or set TSFM_FIXTURES"
         )
     return FIXTURES
+
+
+# The golden fixture checkpoint directory of each family that has one (tests/fixtures/README.md)
+FAMILY_FIXTURES = {"chronos2": "chronos2_tiny/checkpoint", "moirai": "moirai_tiny/checkpoint",
+                   "chronos": "chronos_t5/checkpoint"}
+
+
+@pytest.fixture(scope="session")
+def baseline_export(tmp_path_factory) -> Path:
+    """A tiny decoder baseline export (the baseline family has no golden fixture directory)."""
+    from tsfm.models.baseline.module import BaselineModule
+
+    out = tmp_path_factory.mktemp("baseline") / "export"
+    BaselineModule(config=dict(architecture="decoder", d_model=32, num_layers=2, num_heads=4, patch_size=8,
+                               context_length=32, prediction_length=16)).save_pretrained(out)
+    return out
+
+
+@pytest.fixture
+def family_ckpt(request, fixtures_dir, baseline_export) -> Path:
+    """A checkpoint directory of the family named by the test's parameter (``indirect=True``)."""
+    family = request.param
+    return baseline_export if family == "baseline" else fixtures_dir / FAMILY_FIXTURES[family]

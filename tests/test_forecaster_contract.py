@@ -11,25 +11,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from tests.conftest import FAMILY_FIXTURES
 from tsfm.forecast import load_forecaster
-from tsfm.models.baseline.module import BaselineModule
 
-CKPTS = {"chronos2": "chronos2_tiny/checkpoint", "moirai": "moirai_tiny/checkpoint", "chronos": "chronos_t5/checkpoint"}
 # the internal method whose keyword arguments are the family's forecast options
 OPTION_SOURCES = {"chronos2": "predict_raw", "chronos": "sample_paths", "baseline": "sample_paths", "moirai": "_samples"}
 
 
-@pytest.fixture(scope="module")
-def baseline_dir(tmp_path_factory):
-    out = tmp_path_factory.mktemp("baseline") / "export"
-    BaselineModule(config=dict(architecture="decoder", d_model=32, num_layers=2, num_heads=4, patch_size=8,
-                               context_length=32, prediction_length=16)).save_pretrained(out)
-    return out
-
-
 @pytest.fixture(params=["chronos2", "moirai", "chronos", "baseline"])
-def forecaster(request, fixtures_dir, baseline_dir):
-    path = baseline_dir if request.param == "baseline" else fixtures_dir / CKPTS[request.param]
+def forecaster(request, fixtures_dir, baseline_export):
+    path = baseline_export if request.param == "baseline" else fixtures_dir / FAMILY_FIXTURES[request.param]
     f = load_forecaster(path)
     assert f.family == request.param
     return f

@@ -1,14 +1,10 @@
-"""Small user data and tiny checkpoints of every family for the fine-tuning tests."""
+"""Small user data for the fine-tuning tests (the families' tiny checkpoints: tests/conftest.py)."""
 
 from __future__ import annotations
-
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
-
-FAMILY_CKPTS = {"chronos2": "chronos2_tiny/checkpoint", "moirai": "moirai_tiny/checkpoint", "chronos": "chronos_t5/checkpoint"}
 
 
 def monthly_frame(n_items: int = 6, length: int = 72, seed: int = 0) -> pd.DataFrame:
@@ -26,20 +22,3 @@ def monthly_frame(n_items: int = 6, length: int = 72, seed: int = 0) -> pd.DataF
 @pytest.fixture
 def frame() -> pd.DataFrame:
     return monthly_frame()
-
-
-@pytest.fixture(scope="session")
-def baseline_ckpt(tmp_path_factory) -> Path:
-    """A tiny decoder baseline export (the family has no golden fixture directory)."""
-    from tsfm.models.baseline.module import BaselineModule
-
-    out = tmp_path_factory.mktemp("baseline") / "export"
-    BaselineModule(config=dict(architecture="decoder", d_model=32, num_layers=2, num_heads=4, patch_size=8,
-                               context_length=32, prediction_length=16)).save_pretrained(out)
-    return out
-
-
-@pytest.fixture
-def family_ckpt(request, fixtures_dir, baseline_ckpt) -> Path:
-    family = request.param
-    return baseline_ckpt if family == "baseline" else fixtures_dir / FAMILY_CKPTS[family]

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import FAMILY_FIXTURES
 from tsfm.forecast import load_forecaster
 from tsfm.forecaster import Forecaster
 from tsfm.models import detect, families
@@ -15,7 +16,6 @@ from tsfm.models.spec import FamilySpec
 from tsfm.training.module import TSFMModule
 
 ROOT = Path(__file__).resolve().parents[2]
-FIXTURE_DIRS = {"chronos2": "chronos2_tiny/checkpoint", "moirai": "moirai_tiny/checkpoint", "chronos": "chronos_t5/checkpoint"}
 
 
 def test_the_four_families_are_registered():
@@ -42,11 +42,11 @@ def test_a_spec_with_a_missing_part_fails_at_declaration_naming_the_family():
                    model_config="timesfm_small", recognizes=lambda c: False, looks_for="x")
 
 
-@pytest.mark.parametrize("name", sorted(FIXTURE_DIRS))
+@pytest.mark.parametrize("name", sorted(FAMILY_FIXTURES))
 def test_official_layouts_are_recognised_by_exactly_one_family(name, fixtures_dir):
     import json
 
-    cfg = json.loads((fixtures_dir / FIXTURE_DIRS[name] / "config.json").read_text())
+    cfg = json.loads((fixtures_dir / FAMILY_FIXTURES[name] / "config.json").read_text())
     assert detect(cfg) == name
     assert [n for n, s in families().items() if s.recognizes(cfg)] == [name]
 
@@ -59,10 +59,10 @@ def test_an_unrecognised_directory_lists_what_each_family_looks_for(tmp_path):
         assert f"{spec.name}: {spec.looks_for}" in str(e.value)
 
 
-@pytest.mark.parametrize("name", sorted(FIXTURE_DIRS))
+@pytest.mark.parametrize("name", sorted(FAMILY_FIXTURES))
 def test_a_truncated_weights_file_is_an_error_naming_it(name, fixtures_dir, tmp_path):
     ckpt = tmp_path / "ckpt"
-    shutil.copytree(fixtures_dir / FIXTURE_DIRS[name], ckpt)
+    shutil.copytree(fixtures_dir / FAMILY_FIXTURES[name], ckpt)
     weights = ckpt / "model.safetensors"
     weights.write_bytes(weights.read_bytes()[:100])
     with pytest.raises(ValueError, match=rf"{weights}: cannot read safetensors weights .*truncated or corrupt"):

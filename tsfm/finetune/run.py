@@ -226,8 +226,8 @@ def finetune(
             shutil.rmtree(out / stale)
     write_dataset(holdout.train, data_dir / "train")
     write_dataset(holdout.full, data_dir / "holdout")
-    max_context = int(_model_overrides(family, _model_config(forecaster), prediction_length).get("context_length")
-                      or 2048)
+    model_cfg = _model_config(forecaster)
+    max_context = int(_model_overrides(family, model_cfg, prediction_length).get("context_length") or 2048)
     suite = holdout_suite(data_dir / "holdout", holdout, "holdout", baselines, season_length, max_context)
 
     log.info("scoring the zero-shot model and the baselines on %d held-out window(s) of %d series",
@@ -235,7 +235,7 @@ def finetune(
     zero_shot = evaluate_suite(forecaster, suite, model_name="zero_shot", cache_dir=cache, plot_series=4)
 
     cfg = train_config(
-        family, _model_config(forecaster), Path(pretrained).expanduser().resolve(), data_dir / "train",
+        family, model_cfg, Path(pretrained).expanduser().resolve(), data_dir / "train",
         out / "train", holdout_suite(data_dir / "holdout", holdout, "holdout", [], season_length, max_context),
         prediction_length, preset=preset, lr=lr, max_steps=max_steps, batch_size=batch_size, eval_every=eval_every,
         patience=patience, seed=seed, lora=lora, overrides=train_overrides, cache_dir=cache, min_context=min_context,

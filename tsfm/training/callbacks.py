@@ -120,7 +120,7 @@ class TrainingMonitor(L.Callback):
                 metrics["perf/mfu"] = self._tokens / dt * pl_module.flops_per_token() / peak
         if torch.cuda.is_available():
             metrics["mem/cuda_max_allocated_gib"] = torch.cuda.max_memory_allocated() / 2**30
-        metrics["mem/max_rss_gib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+        metrics["mem/max_rss_gib"] = _max_rss_gib()
         pl_module.log_dict(metrics, on_step=True, on_epoch=False)
         self._t0, self._samples, self._tokens, self._steps = time.perf_counter(), 0, 0, 0
 
@@ -138,6 +138,10 @@ def _peak_memory_gib() -> float:
     """Peak CUDA memory allocated when on a GPU, else the process's peak resident set."""
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         return torch.cuda.max_memory_allocated() / 2**30
+    return _max_rss_gib()
+
+
+def _max_rss_gib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
 
 
