@@ -49,6 +49,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=300)
     ap.add_argument("--eval-every", type=int, default=30)
     ap.add_argument("--preset", default="full")
+    ap.add_argument("overrides", nargs="*", help="extra Hydra overrides for the searches, e.g. search_pruner.n_warmup_steps=30")
     args = ap.parse_args()
     from tsfm.data.packaged import packaged_frame
 
@@ -59,7 +60,8 @@ def main() -> None:
             f"prediction_length={H[args.dataset]}", f"max_steps={args.steps}", f"eval_every={args.eval_every}",
             f"finetune={args.preset}", f"cache_dir={tmp / 'cache'}", f"paths.log_dir={tmp / 'logs'}"]  # fmt: skip
     # the learning rate only (conf/finetune.yaml's range, 1e-6 .. 1e-2): drop the preset dimension
-    search = [*base, "hparams_search=optuna", f"n_trials={args.trials}", "~search_space.finetune"]
+    search = [*base, "hparams_search=optuna", f"n_trials={args.trials}", "~search_space.finetune",
+              *args.overrides]
     # warm the baseline cache first so no timing below includes AutoETS / AutoTheta
     run([*base, "max_steps=1", "eval_every=1", f"hydra.run.dir={tmp / 'warm'}"], tmp / "warm.log")
     results = {}

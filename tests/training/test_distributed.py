@@ -68,6 +68,12 @@ def test_every_family_trains_benchmarks_and_exports_under(tmp_path, model, strat
     bench = column(rows, "benchmark/avg_wql")
     assert sorted(bench) == [2, 4] and all(math.isfinite(v) for v in bench.values()), bench
     assert (run / "checkpoints" / "last.ckpt").exists()
+    # the health report: rank 0 alone writes it, with the data counters summed over both ranks
+    health = [json.loads(x) for x in (run / "health.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in health] == [2, 4]
+    assert [r["data"]["windows"] for r in health] == [2 * 8 * 2, 2 * 8 * 4]
+    assert health[-1]["benchmark"]["avg_wql"] == pytest.approx(bench[4], rel=1e-5)
+    assert health[-1]["grad_norm"]["steps"] == 2 and health[-1]["grad_norm"]["nonfinite"] == 0
     # the export, reloaded on one process, scores what the (gathered) rank-0 model scored at step 4
     cfg = OmegaConf.load(run / ".hydra" / "config.yaml")
     register_resolvers()

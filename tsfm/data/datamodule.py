@@ -36,6 +36,7 @@ from tsfm.data.types import Batch, TaskBuilder
 log = logging.getLogger(__name__)
 
 STEP_KEY = "_tsfm_step"  # added to each train batch, removed again before the model sees it
+STATS_KEY = "_tsfm_stats"  # [draws the task rejected, unobserved input values, input values] of that batch
 TRAIN_STREAM, VAL_STREAM = 0, 1
 
 
@@ -53,10 +54,26 @@ class BatchStream(IterableDataset):
         worker, num_workers = (info.id, info.num_workers) if info is not None else (0, 1)
         stop = None if self.num_batches is None else self.start + self.num_batches
         for step in self.sampler.steps(self.start, stop, worker, num_workers):
+            rejected = self.sampler.skipped_by_task
             batch = self.sampler.task.collate(self.sampler.sample(step))
             if self.tag:
                 batch[STEP_KEY] = torch.tensor(step)
+                batch[STATS_KEY] = torch.tensor([self.sampler.skipped_by_task - rejected, *unobserved_counts(batch)])
             yield batch
+
+
+def unobserved_counts(batch: Batch) -> tuple[int, int]:
+    """(unobserved, total) values of a batch's model input: padding plus missing values, read from its
+    observation / attention mask, else the NaNs of its context tensor."""
+    for key in ("observed_mask", "attention_mask"):
+        m = batch.get(key)
+        if isinstance(m, torch.Tensor):
+            return int(m.numel() - m.bool().sum()), int(m.numel())
+    for key in ("context", "past_target", "target"):
+        x = batch.get(key)
+        if isinstance(x, torch.Tensor) and x.is_floating_point():
+            return int(torch.isnan(x).sum()), int(x.numel())
+    return 0, 0
 
 
 class TSDataModule(L.LightningDataModule):
@@ -146,6 +163,7 @@ class TSDataModule(L.LightningDataModule):
             raise ValueError(f"data.item_weighting must be 'length' or 'uniform', got {item_weighting!r}")
         self.item_weighting = item_weighting
         self.consumed = 0  # train batches consumed by this rank (the checkpoint state)
+        self._stats = {"windows": 0, "batches": 0, "rejected_by_task": 0, "unobserved_values": 0, "input_values": 0}
         self.corpus: Corpus | None = None
         self._train: BatchStream | None = None
         self._summary: dict[str, Any] | None = None
@@ -234,9 +252,23 @@ class TSDataModule(L.LightningDataModule):
         if isinstance(batch, dict) and STEP_KEY in batch:
             step = int(batch.pop(STEP_KEY))
             self.consumed = step + 1
+            rejected, unobserved, total = (int(v) for v in batch.pop(STATS_KEY, torch.zeros(3)))
+            st = self._stats
+            st["windows"] += self.batch_size
+            st["batches"] += 1
+            st["rejected_by_task"] += rejected
+            st["unobserved_values"] += unobserved
+            st["input_values"] += total
             if self._train is not None:
                 self._train.start = self.consumed  # the next epoch's iterator continues from here
         return batch
+
+    def pipeline_stats(self) -> dict[str, int]:
+        """This rank's data-pipeline counters since the process started: train windows and batches
+        served, draws the task rejected, unobserved (padding + missing) and total input values, and the
+        series too short for the task, which are never drawn (read by the health report)."""
+        short = self._train.sampler.skipped_short if self._train is not None else 0
+        return {**self._stats, "too_short_series": int(short)}
 
     def state_dict(self) -> dict[str, Any]:
         return {
