@@ -12,42 +12,14 @@ from __future__ import annotations
 import logging
 import sys
 from pathlib import Path
-from typing import Any
 
 import hydra
 from omegaconf import DictConfig
 
-from tsfm.eval.baselines import BASELINES, MAX_CONTEXT, StatsBaseline
-from tsfm.forecast import load_forecaster
+from tsfm.eval.resolve import model_label, resolve_forecaster
 from tsfm.utils.config import to_plain
 
 log = logging.getLogger(__name__)
-
-
-_GENERIC = {"checkpoint", "checkpoints", "export", "model", "last", ""}
-
-
-def model_label(model: str) -> str:
-    """Short name of a model argument: the baseline name, or the checkpoint's file/dir name
-    (prefixed with its parent's when the name alone says nothing, e.g. ``chronos2_tiny/checkpoint``)."""
-    p = Path(model)
-    name = p.stem if p.suffix == ".ckpt" else p.name
-    parent = p.parent.parent if p.parent.name == "checkpoints" else p.parent
-    return f"{parent.name}/{name}" if name in _GENERIC and parent.name else (name or str(model))
-
-
-def resolve_forecaster(
-    model: str, device: str = "cpu", max_context: int = MAX_CONTEXT, n_jobs: int = 1, **kwargs: Any
-) -> Any:
-    """A baseline by name (``seasonal_naive``, ``auto_ets``, …) or a checkpoint via ``load_forecaster``."""
-    if model in BASELINES:
-        return StatsBaseline(model, max_context=max_context, n_jobs=n_jobs)
-    if not Path(model).expanduser().exists():
-        raise FileNotFoundError(
-            f"model={model!r} is neither a baseline ({', '.join(BASELINES)}) nor an existing path; pass a "
-            "tsfm .ckpt file, an exported or official checkpoint directory, or a baseline name"
-        )
-    return load_forecaster(model, device=device, **kwargs)
 
 
 def evaluate(cfg: DictConfig) -> Path:
@@ -104,7 +76,8 @@ def _app(cfg: DictConfig) -> None:
 
 
 def _rewrite_argv(argv: list[str]) -> list[str]:
-    """``model=X`` -> ``ckpt=X``: conf/model/ is a config group, so Hydra would read ``model=`` as a group choice."""
+    """The documented alias ``model=X`` -> ``ckpt=X``: conf/model/ is the training config group, so Hydra
+    itself would read ``model=X`` as a choice of that group."""
     return [("ckpt=" + a[len("model="):]) if a.startswith("model=") else a for a in argv]
 
 

@@ -24,7 +24,8 @@ from rich.console import Console
 
 from tsfm.eval.baselines import StatsBaseline
 from tsfm.eval.report import print_table
-from tsfm.eval.runner import evaluate_suite, resolve_forecaster
+from tsfm.eval.resolve import resolve_forecaster
+from tsfm.eval.runner import evaluate_suite
 
 ROOT = Path(__file__).resolve().parents[2]
 FIXTURES = ROOT.parent / "shared" / "fixtures"

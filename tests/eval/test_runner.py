@@ -13,8 +13,8 @@ import pytest
 
 from tsfm.eval.baselines import StatsBaseline
 from tsfm.eval.report import to_dict, to_markdown, write_reports
+from tsfm.eval.resolve import resolve_forecaster
 from tsfm.eval.runner import evaluate_suite
-from tsfm.evaluate import resolve_forecaster
 
 from .conftest import LastValueForecaster, tiny_suite
 
@@ -107,7 +107,7 @@ def test_cli_subprocess_help_and_run(tmp_path) -> None:
 
 
 def test_model_label() -> None:
-    from tsfm.evaluate import model_label
+    from tsfm.eval.resolve import model_label
 
     assert model_label("auto_ets") == "auto_ets"
     assert model_label("/x/chronos2_tiny/checkpoint") == "chronos2_tiny/checkpoint"
