@@ -1,5 +1,11 @@
 """Checkpoint IO shared by every family: JSON configs, safetensors weights, Lightning ``.ckpt``
-files (``weights_only``), the state of a LoRA run folded into plain weights, inference autocast.
+files (``weights_only``), the state of a LoRA run folded into plain weights, checked state loading,
+the config-override policy of fine-tuning from a checkpoint, inference autocast.
+
+Every family's converter (``tsfm/models/<family>/convert.py``) has the same contract, built on
+these helpers: ``read_config(dir)``, ``load_model(path, *, overrides=None, device="cpu")`` (an
+official or exported directory, or a tsfm ``.ckpt``), ``model_from_checkpoint(ckpt, source)``,
+``save_pretrained(model, dir)`` and the set ``EDITABLE`` of config keys fine-tuning may change.
 
 A leaf of the package: families' ``module.py`` / ``convert.py`` / ``forecast.py`` import it, and it
 imports no family and not the public API (:mod:`tsfm.forecast`). Nothing here unpickles.
@@ -8,15 +14,21 @@ imports no family and not the public API (:mod:`tsfm.forecast`). Nothing here un
 from __future__ import annotations
 
 import json
+import logging
+from collections.abc import Iterable, Mapping
 from contextlib import nullcontext
 from pathlib import Path
+from typing import Any
 
 import torch
 
 from tsfm.training.lora import fold_lora_state
 
+log = logging.getLogger(__name__)
+
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
+_SHOWN = 5  # offending keys named in an error message
 
 
 def load_safetensors(path: str | Path) -> dict[str, torch.Tensor]:
@@ -34,6 +46,97 @@ def load_safetensors(path: str | Path) -> dict[str, torch.Tensor]:
             f"{p}: cannot read safetensors weights ({e}); the file is truncated or corrupt - download or export "
             "the checkpoint again"
         ) from None
+
+
+def read_weights(directory: str | Path, expected: str) -> dict[str, torch.Tensor]:
+    """The tensors of ``<directory>/model.safetensors``; a missing file is an error naming the
+    directory, what it holds and ``expected`` (what kind of directory it should be)."""
+    d = Path(directory)
+    weights = d / WEIGHTS_NAME
+    if not weights.is_file():
+        found = sorted(x.name for x in d.iterdir())[:10] if d.is_dir() else "no such directory"
+        hint = (" (pytorch_model.bin is a pickle and is not loaded; convert it to safetensors)"
+                if (d / "pytorch_model.bin").exists() else "")
+        raise FileNotFoundError(f"{d}: no {WEIGHTS_NAME} (found {found}); expected {expected}{hint}")
+    return load_safetensors(weights)
+
+
+def _first(keys: list[str]) -> str:
+    return f"{keys[:_SHOWN]}{'...' if len(keys) > _SHOWN else ''}"
+
+
+def load_state_checked(
+    model: torch.nn.Module,
+    state: Mapping[str, torch.Tensor],
+    source: str,
+    *,
+    assign: bool = False,
+    tied: Iterable[str] = (),
+) -> torch.nn.Module:
+    """Load ``state`` into ``model`` after checking it against ``model.state_dict()``.
+
+    Every key of the model's state must be in ``state`` with the same shape, and ``state`` must
+    hold nothing else; otherwise a ``ValueError`` names ``source`` and the first few missing,
+    unexpected and mis-shaped tensors (with both shapes). Tensors are cast to the model's dtypes.
+    ``assign=True`` replaces the parameters instead of copying into them (for a model built on the
+    meta device); ``tied``: keys of the model that share their tensor with another key (tied
+    embeddings) and may be absent from ``state`` - the caller re-ties them after loading.
+    Returns ``model``.
+    """
+    own = model.state_dict()
+    skip = set(tied)
+    missing = sorted(set(own) - set(state) - skip)
+    unexpected = sorted(set(state) - set(own))
+    wrong = [f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
+             for k in own if k in state and tuple(state[k].shape) != tuple(own[k].shape)]
+    if missing or unexpected or wrong:
+        problems = [f"{what} {_first(keys)}" for what, keys in
+                    (("missing", missing), ("unexpected", unexpected), ("wrong shapes", wrong)) if keys]
+        raise ValueError(f"{source}: weights do not match the config ({', '.join(problems)}); was the checkpoint "
+                         "saved from a different architecture or size?")
+    cast = {k: v.to(own[k].dtype).contiguous() if assign else v.to(own[k].dtype) for k, v in state.items()}
+    model.load_state_dict(cast, strict=not skip, assign=assign)
+    return model
+
+
+def _plain(v: Any) -> Any:
+    """``v`` with tuples as lists (YAML gives lists, dataclass configs may hold tuples)."""
+    if isinstance(v, (list, tuple)):
+        return [_plain(x) for x in v]
+    if isinstance(v, Mapping):
+        return {k: _plain(x) for k, x in v.items()}
+    return v
+
+
+def resolve_finetune_config(
+    checkpoint_cfg: Mapping[str, Any], requested: Mapping[str, Any] | None, editable: Iterable[str], source: str
+) -> dict[str, Any]:
+    """The config of a model loaded from a checkpoint when a run asks for ``requested`` values.
+
+    The policy every family follows (``docs/architecture.md``, "Fine-tuning from a checkpoint:
+    config overrides"):
+
+    * the architecture comes from the checkpoint: the result starts as ``checkpoint_cfg``;
+    * keys in ``editable`` (the family's converter declares them: dropouts, sampling settings,
+      the context length where the family allows it) take the ``requested`` value;
+    * any other requested key whose value differs from the checkpoint's is ignored, with ONE
+      warning naming each such key, the checkpoint's value and the requested one;
+    * a requested key the config does not have is a ``ValueError`` naming it.
+    """
+    requested = dict(requested or {})
+    editable = set(editable)
+    unknown = sorted(set(requested) - set(checkpoint_cfg))
+    if unknown:
+        raise ValueError(f"{source}: unknown config keys {unknown}; known keys: {sorted(checkpoint_cfg)}")
+    ignored = {k: v for k, v in requested.items() if k not in editable and _plain(v) != _plain(checkpoint_cfg[k])}
+    if ignored:
+        log.warning(
+            "%s: the architecture comes from the checkpoint; ignoring requested config values that differ from "
+            "it: %s (only %s may change)", source,
+            "; ".join(f"{k}: checkpoint {checkpoint_cfg[k]!r}, requested {v!r}" for k, v in ignored.items()),
+            sorted(editable),
+        )
+    return dict(checkpoint_cfg) | {k: v for k, v in requested.items() if k in editable}
 
 
 def inference_autocast(device: torch.device, dtype: str | torch.dtype | None):

@@ -33,7 +33,7 @@ from flop_count import count_flops
 
 import tsfm.models.layers.linear as linear_module
 from tsfm.models.chronos2.config import Chronos2Config
-from tsfm.models.chronos2.convert import load_pretrained, save_pretrained
+from tsfm.models.chronos2.convert import load_model, save_pretrained
 from tsfm.models.chronos2.forecast import Chronos2Forecaster
 from tsfm.models.chronos2.model import Chronos2Model
 
@@ -57,7 +57,7 @@ def run_ours(spec: dict) -> dict:
     rng = np.random.default_rng(spec.get("seed", 0))
     b, t, h = spec["batch"], spec["context"], spec["horizon"]
     x = rng.standard_normal((b, t + h)).astype(np.float32).cumsum(-1)
-    model = load_pretrained(spec["model_dir"])
+    model = load_model(spec["model_dir"])
     n = -(-h // 16)
     times, flops = [], 0
     if spec["kind"] == "forecast":

@@ -31,7 +31,7 @@ from transformers import GenerationConfig
 
 from tsfm.forecast import load_forecaster
 from tsfm.models.chronos.config import ChronosConfig
-from tsfm.models.chronos.convert import export_pretrained
+from tsfm.models.chronos.convert import save_pretrained
 from tsfm.models.chronos.model import ChronosModel
 
 REF_SCRIPT = r"""
@@ -91,7 +91,7 @@ def main() -> None:
     context = (rng.normal(size=(args.series, args.context)).cumsum(-1) + 50).astype(np.float32)
 
     with tempfile.TemporaryDirectory() as tmp:
-        model_dir = export_pretrained(
+        model_dir = save_pretrained(
             ChronosModel(ChronosConfig.from_name(args.size, initializer_factor=1.0)), Path(tmp)
         )
         np.save(model_dir / "bench_context.npy", context)

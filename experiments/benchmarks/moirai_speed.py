@@ -36,7 +36,7 @@ from tsfm.data.types import Series
 from tsfm.forecast import load_forecaster
 from tsfm.models.layers.linear import linear
 from tsfm.models.moirai.config import MoiraiConfig
-from tsfm.models.moirai.convert import load_official, save_official
+from tsfm.models.moirai.convert import load_model, save_pretrained
 from tsfm.models.moirai.model import MoiraiModel
 from tsfm.models.moirai.task import MoiraiTask
 
@@ -113,7 +113,7 @@ def bench_ours(ckpt: Path, batch: dict[str, torch.Tensor], real: dict[str, torch
     narrow = {k: (v[..., :32] if v.ndim == 3 else v) for k, v in batch.items()}  # width = active patch
     width = int(real["patch_size"].max())
     real = {k: (v[..., :width] if v.ndim == 3 else v) for k, v in real.items()}
-    model = load_official(ckpt).train()
+    model = load_model(ckpt).train()
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
 
     def step_real():
@@ -124,7 +124,7 @@ def bench_ours(ckpt: Path, batch: dict[str, torch.Tensor], real: dict[str, torch
     res["train_real_fp32_tokens_s"] = real["sample_id"].numel() / timed(step_real, args.repeats)
     for dtype in ("fp32", "bf16", "fp32_aten"):
         linear_module._choice = None if dtype != "fp32_aten" else False  # aten: the GEMM library the reference uses
-        model = load_official(ckpt).train()
+        model = load_model(ckpt).train()
         opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
 
         def step(model=model, opt=opt, dtype=dtype):
@@ -272,7 +272,7 @@ def main() -> None:
     torch.manual_seed(0)
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
-        ckpt = save_official(MoiraiModel(MoiraiConfig(d_model=384, num_layers=6)), tmp / "moirai_small")
+        ckpt = save_pretrained(MoiraiModel(MoiraiConfig(d_model=384, num_layers=6)), tmp / "moirai_small")
         batch = make_batch()
         save_file({k: v.contiguous() for k, v in batch.items()}, str(tmp / "batch.safetensors"))
         corpus = make_corpus(args.corpus)

@@ -27,10 +27,10 @@ Spec = dict[str, tuple[str | None, float, float]]
 
 
 def _moirai(device: str) -> tuple[Outputs, Spec, dict]:
-    from tsfm.models.moirai.convert import load_official
+    from tsfm.models.moirai.convert import load_model
 
     T = load_file(str(FIXTURES / "moirai_tiny" / "cases.safetensors"))
-    model = load_official(FIXTURES / "moirai_tiny" / "checkpoint").eval().to(device)
+    model = load_model(FIXTURES / "moirai_tiny" / "checkpoint").eval().to(device)
     keys = ("target", "observed_mask", "sample_id", "time_id", "variate_id", "prediction_mask", "patch_size")
     batch = {k: T[f"packed.{k}"].to(device) for k in keys}
     with torch.no_grad():
@@ -49,11 +49,11 @@ def _moirai(device: str) -> tuple[Outputs, Spec, dict]:
 
 
 def _chronos(device: str) -> tuple[Outputs, Spec, dict]:
-    from tsfm.models.chronos.convert import load_pretrained
+    from tsfm.models.chronos.convert import load_model
     from tsfm.models.chronos.tokenizer import left_pad_stack
 
     T = load_file(str(FIXTURES / "chronos_t5" / "cases.safetensors"))
-    model = load_pretrained(FIXTURES / "chronos_t5" / "checkpoint").eval().to(device)
+    model = load_model(FIXTURES / "chronos_t5" / "checkpoint").eval().to(device)
     tf = "t5_teacher_forcing."
     batch = {k: v.to(device) for k, v in model.tokenize_batch(T[tf + "context"], T[tf + "future"]).items()}
     with torch.no_grad():
@@ -74,10 +74,10 @@ def _chronos(device: str) -> tuple[Outputs, Spec, dict]:
 
 
 def _chronos2(device: str) -> tuple[Outputs, Spec, dict]:
-    from tsfm.models.chronos2.convert import load_pretrained
+    from tsfm.models.chronos2.convert import load_model
 
     T = dict(load_file(str(FIXTURES / "chronos2_tiny" / "cases.safetensors")))
-    model = load_pretrained(FIXTURES / "chronos2_tiny" / "checkpoint").eval().to(device)
+    model = load_model(FIXTURES / "chronos2_tiny" / "checkpoint").eval().to(device)
     c, tr = "model_forward.", "model_forward_trunc."
     d = {k: v.to(device) for k, v in T.items() if k.startswith((c, tr))}
     with torch.no_grad():

@@ -58,21 +58,21 @@ def prepare(s: Any, work: Path) -> tuple[list[dict], dict]:
     from moirai_speed import make_batch
 
     from tsfm.forecast import load_forecaster
+    from tsfm.models.chronos import convert as chronos_convert
     from tsfm.models.chronos.config import ChronosConfig
-    from tsfm.models.chronos.convert import export_pretrained
     from tsfm.models.chronos.model import ChronosModel
+    from tsfm.models.chronos2 import convert as chronos2_convert
     from tsfm.models.chronos2.config import Chronos2Config
-    from tsfm.models.chronos2.convert import save_pretrained
     from tsfm.models.chronos2.model import Chronos2Model
+    from tsfm.models.moirai import convert as moirai_convert
     from tsfm.models.moirai.config import MoiraiConfig
-    from tsfm.models.moirai.convert import load_official, save_official
     from tsfm.models.moirai.model import MoiraiModel
 
     z, dev, work = _sizes(s), s.device, Path(work)
     torch.manual_seed(0)
-    m_dir = save_official(MoiraiModel(MoiraiConfig(**z["moirai"])), work / "moirai")
-    c2_dir = save_pretrained(Chronos2Model(Chronos2Config(**z["c2"])), work / "chronos2")
-    t5_dir = export_pretrained(ChronosModel(ChronosConfig.from_name(z["t5"]["size"], **z["t5"]["overrides"])), work / "chronos")
+    m_dir = moirai_convert.save_pretrained(MoiraiModel(MoiraiConfig(**z["moirai"])), work / "moirai")
+    c2_dir = chronos2_convert.save_pretrained(Chronos2Model(Chronos2Config(**z["c2"])), work / "chronos2")
+    t5_dir = chronos_convert.save_pretrained(ChronosModel(ChronosConfig.from_name(z["t5"]["size"], **z["t5"]["overrides"])), work / "chronos")
     batch = make_batch(rows=z["moirai_rows"], length=z["moirai_len"], ps=32)
     save_file({k: v.contiguous() for k, v in batch.items()}, str(work / "moirai_batch.safetensors"))
     g = np.random.default_rng(0)
@@ -95,7 +95,7 @@ def prepare(s: Any, work: Path) -> tuple[list[dict], dict]:
     narrow = {k: (v[..., :32] if v.ndim == 3 else v).to(dev) for k, v in batch.items()}  # width = the active patch
 
     def moirai_train(dtype: torch.dtype | None = None) -> Any:
-        model = load_official(m_dir).train().to(dev)
+        model = moirai_convert.load_model(m_dir).train().to(dev)
         opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
 
         def step() -> None:

@@ -8,7 +8,7 @@ from safetensors.torch import load_file
 from transformers import GenerationConfig
 
 from tsfm.models.chronos.config import ChronosConfig
-from tsfm.models.chronos.convert import load_pretrained
+from tsfm.models.chronos.convert import load_model
 from tsfm.models.chronos.model import ChronosModel, filter_logits, shared_kv_attention
 from tsfm.models.chronos.tokenizer import left_pad_stack
 
@@ -22,7 +22,7 @@ def cases(fixtures_dir):
 
 @pytest.fixture(scope="module")
 def model(fixtures_dir):
-    return load_pretrained(fixtures_dir / "chronos_t5" / "checkpoint")
+    return load_model(fixtures_dir / "chronos_t5" / "checkpoint")
 
 
 def test_teacher_forced_logits_and_loss_match_fixture(model, cases):

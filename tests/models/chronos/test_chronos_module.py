@@ -12,7 +12,7 @@ from torch.utils.data import DataLoader
 
 from tsfm.data.types import Series
 from tsfm.forecast import load_forecaster
-from tsfm.models.chronos.convert import load_pretrained
+from tsfm.models.chronos.convert import load_model
 from tsfm.models.chronos.forecast import ChronosForecaster
 from tsfm.models.chronos.module import ChronosModule
 from tsfm.models.chronos.task import ChronosTask
@@ -80,16 +80,22 @@ def test_fit_lowers_loss_and_checkpoint_loads_with_weights_only(tmp_path):
     assert again.config == module.config
 
 
-def test_finetune_from_official_dir_and_export(fixtures_dir, tmp_path):
+def test_finetune_from_official_dir_and_export(fixtures_dir, tmp_path, caplog):
     ckpt = fixtures_dir / "chronos_t5" / "checkpoint"
     module = ChronosModule(pretrained=str(ckpt), config={"dropout_rate": 0.0, "prediction_length": 64})
-    ref = load_pretrained(ckpt)
+    ref = load_model(ckpt)
     assert all(torch.equal(v, ref.t5.state_dict()[k]) for k, v in module.model.t5.state_dict().items())
     assert module.hparams["initialized_from"] == str(ckpt)
     out = module.save_pretrained(tmp_path / "exp")
     assert isinstance(load_forecaster(out), ChronosForecaster)
-    with pytest.raises(ValueError, match="d_model"):
-        ChronosModule(pretrained=str(ckpt), config={"d_model": 128})
+    # the shared override policy (docs/architecture.md): the architecture comes from the checkpoint,
+    # a differing non-editable key is ignored with a warning, an unknown key is an error
+    with caplog.at_level("WARNING", logger="tsfm.checkpoint"):
+        ignored = ChronosModule(pretrained=str(ckpt), config={"d_model": 128, "dropout_rate": 0.2})
+    assert ignored.config.d_model == 64 and ignored.config.dropout_rate == 0.2
+    assert [r.getMessage() for r in caplog.records if "d_model: checkpoint 64, requested 128" in r.getMessage()]
+    with pytest.raises(ValueError, match=r"unknown config keys \['d_modle'\]"):
+        ChronosModule(pretrained=str(ckpt), config={"d_modle": 128})
     with pytest.raises(FileNotFoundError, match="nothing is downloaded"):
         ChronosModule(pretrained="amazon/chronos-t5-small")
 

@@ -10,7 +10,7 @@ import torch
 from safetensors.torch import load_file
 
 from tsfm.models.chronos2.config import Chronos2Config
-from tsfm.models.chronos2.convert import load_pretrained
+from tsfm.models.chronos2.convert import load_model
 from tsfm.models.chronos2.model import Chronos2Model
 
 
@@ -31,7 +31,7 @@ def c2_meta(c2_dir) -> dict:
 
 @pytest.fixture()
 def c2_model(c2_dir) -> Chronos2Model:
-    return load_pretrained(c2_dir / "checkpoint")
+    return load_model(c2_dir / "checkpoint")
 
 
 def tiny_config(**kw) -> Chronos2Config:

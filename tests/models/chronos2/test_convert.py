@@ -12,7 +12,7 @@ from safetensors.torch import load_file, save_file
 from tests.models.chronos2.conftest import tiny_config
 from tsfm.forecast import detect_family, load_forecaster
 from tsfm.models.chronos2.config import Chronos2Config
-from tsfm.models.chronos2.convert import load_pretrained, read_config, save_pretrained
+from tsfm.models.chronos2.convert import load_model, read_config, save_pretrained
 from tsfm.models.chronos2.forecast import Chronos2Forecaster
 from tsfm.models.chronos2.model import Chronos2Model
 
@@ -40,7 +40,7 @@ def test_export_round_trip_matches_official_layout(c2_dir, c2_model, tmp_path):
 
 
 def test_overrides_keep_time_encoding_scale(c2_dir):
-    m = load_pretrained(c2_dir / "checkpoint", context_length=1024)
+    m = load_model(c2_dir / "checkpoint", overrides={"context_length": 1024})
     assert m.config.context_length == 1024 and m.config.time_encoding_scale == 256
 
 
@@ -51,15 +51,15 @@ def test_missing_and_misshaped_weights_are_named(c2_dir, tmp_path):
     w.pop("encoder.final_layer_norm.weight")
     save_file(w, str(d / "model.safetensors"))
     with pytest.raises(ValueError, match=r"missing \['encoder.final_layer_norm.weight'\]"):
-        load_pretrained(d)
+        load_model(d)
     w = load_file(str(c2_dir / "checkpoint" / "model.safetensors"))
     w["shared.weight"] = torch.zeros(3, 64)
     save_file(w, str(d / "model.safetensors"))
-    with pytest.raises(ValueError, match=r"shared.weight: \(3, 64\) vs \(2, 64\)"):
-        load_pretrained(d)
+    with pytest.raises(ValueError, match=r"shared.weight: checkpoint \(3, 64\) vs model \(2, 64\)"):
+        load_model(d)
     (d / "model.safetensors").unlink()
     with pytest.raises(FileNotFoundError, match="no model.safetensors"):
-        load_pretrained(d)
+        load_model(d)
 
 
 def test_config_sizes_checked_before_allocation(c2_dir, tmp_path):
@@ -69,16 +69,16 @@ def test_config_sizes_checked_before_allocation(c2_dir, tmp_path):
     cfg["d_model"] = 10**9
     (d / "config.json").write_text(json.dumps(cfg))
     with pytest.raises(ValueError, match="d_model=1000000000 must be an integer"):
-        load_pretrained(d)
+        load_model(d)
     cfg["d_model"], cfg["num_layers"], cfg["d_ff"] = 16384, 500, 65536
     (d / "config.json").write_text(json.dumps(cfg))
     with pytest.raises(ValueError, match="refusing to allocate"):
-        load_pretrained(d)
+        load_model(d)
     cfg = json.loads((c2_dir / "checkpoint" / "config.json").read_text())
     cfg["chronos_config"]["input_patch_stride"] = 8
     (d / "config.json").write_text(json.dumps(cfg))
     with pytest.raises(ValueError, match="non-overlapping"):
-        load_pretrained(d)
+        load_model(d)
 
 
 def test_config_dict_round_trip_and_unknown_fields():

@@ -7,7 +7,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from tsfm.models.moirai.convert import load_official
+from tsfm.models.moirai.convert import load_model
 from tsfm.models.moirai.forecast_layout import convert_series, forecast_layout, stack_rows
 
 KEYS = ("target", "observed_mask", "sample_id", "time_id", "variate_id", "prediction_mask", "patch_size")
@@ -20,7 +20,7 @@ def cases(fixtures_dir):
 
 @pytest.fixture(scope="module")
 def model(fixtures_dir):
-    return load_official(fixtures_dir / "moirai_tiny" / "checkpoint").eval()
+    return load_model(fixtures_dir / "moirai_tiny" / "checkpoint").eval()
 
 
 def _close(actual, expected, rtol=1e-5, atol=1e-4):

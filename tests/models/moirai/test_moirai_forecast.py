@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from tsfm.forecast import load_forecaster
-from tsfm.models.moirai.convert import load_official, save_official
+from tsfm.models.moirai.convert import load_model, save_pretrained
 from tsfm.models.moirai.forecast import MoiraiForecaster
 
 
@@ -33,10 +33,10 @@ def _series(n: int, t: int, seed: int = 0) -> list[np.ndarray]:
 
 
 def test_export_roundtrip_is_identical(ckpt_dir, tmp_path):
-    model = load_official(ckpt_dir)
-    out = save_official(model, tmp_path / "export")
+    model = load_model(ckpt_dir)
+    out = save_pretrained(model, tmp_path / "export")
     assert json.loads((out / "config.json").read_text()) == json.loads((ckpt_dir / "config.json").read_text())
-    again = load_official(out)
+    again = load_model(out)
     for (k, a), (k2, b) in zip(model.state_dict().items(), again.state_dict().items()):
         assert k == k2 and torch.equal(a, b)
 
@@ -57,10 +57,10 @@ def test_other_family_or_missing_keys_is_clear_error(ckpt_dir, tmp_path):
     cfg["d_model"] = 128  # weights no longer fit the config
     (d / "config.json").write_text(json.dumps(cfg))
     with pytest.raises(ValueError, match="weights do not match the config"):
-        load_official(d)
+        load_model(d)
     (d / "config.json").write_text(json.dumps({"model_type": "t5", "d_model": 64}))
     with pytest.raises(ValueError, match=r"config\.json.*not a Moirai config"):
-        load_official(d)
+        load_model(d)
 
 
 def test_univariate_quantiles_shape_order_and_seed(forecaster):

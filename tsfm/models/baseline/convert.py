@@ -1,22 +1,83 @@
 """Baseline-family checkpoint directories: ``config.json`` (with ``"tsfm_family": "baseline"``) +
-``model.safetensors``, and tsfm ``.ckpt`` files of this family."""
+``model.safetensors``, and tsfm ``.ckpt`` files of this family.
+
+The converter contract every family shares (see :mod:`tsfm.checkpoint`): ``read_config``,
+``load_model``, ``model_from_checkpoint``, ``save_pretrained`` and ``EDITABLE``.
+"""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import torch
 from safetensors.torch import save_file
 
-from tsfm.checkpoint import load_safetensors
+from tsfm.checkpoint import (
+    CONFIG_NAME,
+    WEIGHTS_NAME,
+    checkpoint_model_state,
+    load_state_checked,
+    read_checkpoint,
+    read_json,
+    read_weights,
+    resolve_finetune_config,
+)
 from tsfm.models.baseline.config import BaselineConfig
 from tsfm.models.baseline.model import BaselineModel
 
-CONFIG_NAME, WEIGHTS_NAME = "config.json", "model.safetensors"
+# config keys a run may change when it starts from a checkpoint (dropout, default sample paths)
+EDITABLE = frozenset({"dropout", "num_samples"})
+_EXPECTED = "a directory written by BaselineModule.save_pretrained"
 
 
-def export_pretrained(model: BaselineModel, path: str | Path) -> Path:
+def read_config(path: str | Path) -> BaselineConfig:
+    """The :class:`BaselineConfig` of an export directory (its ``config.json``)."""
+    cfg_path = Path(path).expanduser() / CONFIG_NAME
+    if not cfg_path.is_file():
+        raise FileNotFoundError(f"{cfg_path}: missing; expected {_EXPECTED}")
+    return BaselineConfig.from_dict(read_json(cfg_path), source=str(cfg_path))
+
+
+def _build(
+    config: BaselineConfig, state: Mapping[str, torch.Tensor], source: str, overrides: Mapping[str, Any] | None,
+    device: str | torch.device,
+) -> BaselineModel:
+    if overrides:  # the model is built from the resolved config: its dropout modules read p at construction
+        config = BaselineConfig.from_dict(resolve_finetune_config(config.to_dict(), overrides, EDITABLE, source),
+                                          source=source)
+    model = BaselineModel(config)
+    load_state_checked(model, state, source)
+    return model.to(device).eval()
+
+
+def model_from_checkpoint(
+    ckpt: Mapping[str, Any], source: str = "checkpoint", *, overrides: Mapping[str, Any] | None = None,
+    device: str | torch.device = "cpu",
+) -> BaselineModel:
+    """The model of a tsfm Lightning checkpoint dict (read by :func:`tsfm.checkpoint.read_checkpoint`)."""
+    config = BaselineConfig.from_dict(ckpt["hyper_parameters"]["config"], source=f"{source} hyper_parameters")
+    return _build(config, checkpoint_model_state(ckpt), source, overrides, device)  # a LoRA run's adapters folded in
+
+
+def load_model(
+    path: str | Path, *, overrides: Mapping[str, Any] | None = None, device: str | torch.device = "cpu"
+) -> BaselineModel:
+    """A :class:`BaselineModel` (eval mode, on ``device``) from a directory written by
+    :func:`save_pretrained` or a tsfm ``.ckpt`` of this family. ``overrides``: config values a run
+    requests, applied by :func:`tsfm.checkpoint.resolve_finetune_config` with :data:`EDITABLE`."""
+    p = Path(path).expanduser()
+    if p.is_dir():
+        state = read_weights(p, _EXPECTED)
+        return _build(read_config(p), state, str(p), overrides, device)
+    if p.is_file():
+        return model_from_checkpoint(read_checkpoint(p, family="baseline"), str(p), overrides=overrides, device=device)
+    raise FileNotFoundError(f"pretrained={p}: no such checkpoint directory or .ckpt file (nothing is downloaded)")
+
+
+def save_pretrained(model: BaselineModel, path: str | Path) -> Path:
     """Write ``config.json`` (with ``"tsfm_family": "baseline"``) and ``model.safetensors``."""
     out = Path(path)
     out.mkdir(parents=True, exist_ok=True)
@@ -26,37 +87,3 @@ def export_pretrained(model: BaselineModel, path: str | Path) -> Path:
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     save_file(state, str(out / WEIGHTS_NAME), metadata={"format": "pt"})
     return out
-
-
-def model_from_state_dict(
-    config: BaselineConfig, state: dict[str, torch.Tensor], source: str
-) -> BaselineModel:
-    """Build a model and load ``state`` strictly, naming the mismatching keys on failure."""
-    model = BaselineModel(config)
-    missing, unexpected = model.load_state_dict(state, strict=False)
-    if missing or unexpected:
-        raise ValueError(
-            f"{source}: weights do not match the baseline config (missing {sorted(missing)[:5]}, "
-            f"unexpected {sorted(unexpected)[:5]}); was it saved by a different architecture or size?"
-        )
-    return model
-
-
-def load_pretrained(path: str | Path) -> BaselineModel:
-    """A directory written by :func:`export_pretrained` or a tsfm ``.ckpt`` of this family."""
-    p = Path(path).expanduser()
-    if p.is_dir():
-
-        from tsfm.checkpoint import read_json
-
-        if not (p / WEIGHTS_NAME).exists():
-            raise FileNotFoundError(f"pretrained={p}: no {WEIGHTS_NAME}; expected a baseline export directory")
-        config = BaselineConfig.from_dict(read_json(p / CONFIG_NAME), source=str(p / CONFIG_NAME))
-        return model_from_state_dict(config, load_safetensors(p / WEIGHTS_NAME), source=str(p))
-    if p.is_file():
-        from tsfm.checkpoint import checkpoint_model_state, read_checkpoint
-
-        ckpt = read_checkpoint(p, family="baseline")
-        config = BaselineConfig.from_dict(ckpt["hyper_parameters"]["config"], source=f"{p} hyper_parameters")
-        return model_from_state_dict(config, checkpoint_model_state(ckpt), source=str(p))
-    raise FileNotFoundError(f"pretrained={p}: no such checkpoint directory or .ckpt file (nothing is downloaded)")

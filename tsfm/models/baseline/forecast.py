@@ -17,11 +17,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from tsfm.checkpoint import checkpoint_model_state, inference_autocast, load_safetensors, read_json
+from tsfm.checkpoint import inference_autocast
 from tsfm.forecaster import Forecaster
 from tsfm.inputs import ForecastInput
 from tsfm.models.baseline.config import BaselineConfig
-from tsfm.models.baseline.convert import CONFIG_NAME, WEIGHTS_NAME, model_from_state_dict
+from tsfm.models.baseline.convert import load_model, model_from_checkpoint
 from tsfm.models.baseline.model import BaselineModel
 
 log = logging.getLogger(__name__)
@@ -45,15 +45,7 @@ class BaselineForecaster(Forecaster):
     def from_pretrained(
         cls, path: str | Path, device: str | torch.device = "cpu", **kwargs: Any
     ) -> BaselineForecaster:
-        p = Path(path)
-        if not (p / WEIGHTS_NAME).exists():
-            raise FileNotFoundError(
-                f"{p}: no {WEIGHTS_NAME}; expected a directory written by BaselineModule.save_pretrained"
-            )
-        config = BaselineConfig.from_dict(read_json(p / CONFIG_NAME), source=str(p / CONFIG_NAME))
-        return cls(
-            model_from_state_dict(config, load_safetensors(p / WEIGHTS_NAME), source=str(p)), device=device
-        )
+        return cls(load_model(path), device=device)
 
     @classmethod
     def from_checkpoint(
@@ -65,9 +57,7 @@ class BaselineForecaster(Forecaster):
                 f"not a tsfm baseline checkpoint (family={hp.get('family')!r}, needs hyper_parameters['config'] "
                 "and state_dict)"
             )
-        config = BaselineConfig.from_dict(hp["config"], source="checkpoint hyper_parameters['config']")
-        state = checkpoint_model_state(ckpt)
-        return cls(model_from_state_dict(config, state, source="checkpoint"), device=device)
+        return cls(model_from_checkpoint(ckpt, "checkpoint"), device=device)
 
     # -- sampling -------------------------------------------------------------------------
     def _rows(self, inputs: ForecastInput, context_length: int) -> tuple[torch.Tensor, list[int]]:

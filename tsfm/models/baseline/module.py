@@ -17,7 +17,7 @@ from typing import Any
 import torch
 
 from tsfm.models.baseline.config import BaselineConfig
-from tsfm.models.baseline.convert import export_pretrained, load_pretrained
+from tsfm.models.baseline.convert import load_model, save_pretrained
 from tsfm.models.baseline.model import BaselineModel
 from tsfm.training.module import TSFMModule
 from tsfm.training.optim import OptimConfig
@@ -64,8 +64,8 @@ class BaselineModule(TSFMModule):
         lo, hi = (float(r) for r in mask_ratio)
         if not 0.0 < lo <= hi < 1.0:
             raise ValueError(f"mask_ratio={list(mask_ratio)} must satisfy 0 < low <= high < 1")
-        if pretrained:  # fine-tune: the architecture and weights come from the checkpoint
-            self.model = load_pretrained(pretrained)
+        if pretrained:  # fine-tune: the architecture and weights come from the checkpoint (config: convert.EDITABLE)
+            self.model = load_model(pretrained, overrides=config).train()
             cfg = self.model.config
         else:
             cfg = BaselineConfig.from_dict(dict(config or {}), source="model.module.config")
@@ -123,6 +123,6 @@ class BaselineModule(TSFMModule):
 
     def save_pretrained(self, path: str | Path) -> Path:
         """Export ``config.json`` + ``model.safetensors`` (loadable by ``load_forecaster``)."""
-        return export_pretrained(self.merged_model(), path)
+        return save_pretrained(self.merged_model(), path)
 
     export = save_pretrained

@@ -6,31 +6,47 @@ which we refuse to unpickle) and ``generation_config.json``. The tied embedding 
 as ``shared.weight``; some writers also store ``lm_head.weight`` / ``*.embed_tokens.weight``
 duplicates, which are accepted when they equal ``shared.weight``.
 
-Nothing here unpickles: weights are read with ``safetensors``, configs as JSON.
+Nothing here unpickles: weights are read with ``safetensors``, configs as JSON. The converter
+contract every family shares (see :mod:`tsfm.checkpoint`): ``read_config``, ``load_model``,
+``model_from_checkpoint``, ``save_pretrained`` and ``EDITABLE``.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
 from safetensors.torch import save_file
 
-from tsfm.checkpoint import load_safetensors, read_json
+from tsfm.checkpoint import (
+    CONFIG_NAME,
+    WEIGHTS_NAME,
+    checkpoint_model_state,
+    load_state_checked,
+    read_checkpoint,
+    read_json,
+    read_weights,
+    resolve_finetune_config,
+)
 from tsfm.models.chronos.config import ChronosConfig
 from tsfm.models.chronos.model import ChronosModel, build_t5
 
+GENERATION_CONFIG_NAME = "generation_config.json"
 _TIED_ALIASES = ("lm_head.weight", "encoder.embed_tokens.weight", "decoder.embed_tokens.weight")
 # The reference T5 ignores this key if present (cross-attention has no position bias).
 _IGNORED = ("decoder.block.0.layer.1.EncDecAttention.relative_attention_bias.weight",)
+# config keys a run may change when it starts from a checkpoint: none changes the weights' shapes
+EDITABLE = frozenset({"dropout_rate", "context_length", "prediction_length", "num_samples", "temperature",
+                      "top_k", "top_p"})
 
 
 def read_config(path: str | Path) -> ChronosConfig:
     """The :class:`ChronosConfig` of a checkpoint directory; clear errors for anything else."""
-    p = Path(path)
-    cfg_path = p / "config.json"
+    p = Path(path).expanduser()
+    cfg_path = p / CONFIG_NAME
     if not cfg_path.is_file():
         found = sorted(x.name for x in p.iterdir())[:10] if p.is_dir() else "no such directory"
         raise FileNotFoundError(
@@ -40,24 +56,9 @@ def read_config(path: str | Path) -> ChronosConfig:
     return ChronosConfig.from_hf_dict(cfg, source=str(cfg_path))
 
 
-def load_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
-    p = Path(path)
-    st = p / "model.safetensors"
-    if not st.is_file():
-        found = sorted(x.name for x in p.iterdir())[:10]
-        hint = (
-            " (pytorch_model.bin is a pickle and is not loaded; convert it to safetensors)"
-            if (p / "pytorch_model.bin").exists()
-            else ""
-        )
-        raise FileNotFoundError(f"{p}: no model.safetensors (found {found}){hint}")
-    return load_safetensors(st)
-
-
-def model_from_state_dict(
-    config: ChronosConfig, state: dict[str, Any], source: str = "state dict"
-) -> ChronosModel:
-    """Build T5 on the meta device (no random init) and assign the given weights, checking keys and shapes."""
+def _normalize_state(state: Mapping[str, torch.Tensor], source: str) -> dict[str, torch.Tensor]:
+    """Our T5 key set: the ``t5.`` prefix dropped, ignored keys removed and the tied embedding
+    stored once as ``shared.weight`` (duplicates must equal it)."""
     state = {k.removeprefix("t5."): v for k, v in state.items() if k not in _IGNORED}
     shared = state.get("shared.weight")
     if shared is None:
@@ -69,44 +70,57 @@ def model_from_state_dict(
         dup = state.pop(alias, None)
         if dup is not None and not torch.equal(dup, shared):
             raise ValueError(f"{source}: {alias} differs from shared.weight, but Chronos-T5 ties them")
+    return state
+
+
+def _build(
+    config: ChronosConfig, state: Mapping[str, torch.Tensor], source: str, overrides: Mapping[str, Any] | None,
+    device: str | torch.device,
+) -> ChronosModel:
+    """Build T5 on the meta device (no random init) and assign the weights, checking keys and shapes."""
+    if overrides:  # T5 is built from the resolved config: its dropout modules read the rate at construction
+        config = ChronosConfig(**resolve_finetune_config(config.to_dict(), overrides, EDITABLE, source))
+    state = _normalize_state(state, source)
     t5 = build_t5(config, device="meta")
-    expected = {k: v for k, v in t5.state_dict().items() if k not in _TIED_ALIASES}
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
-    if missing or unexpected:
-        raise ValueError(
-            f"{source}: weights do not match the T5 shape in config.json: "
-            f"missing {missing[:5]}{'...' if len(missing) > 5 else ''}, "
-            f"unexpected {unexpected[:5]}{'...' if len(unexpected) > 5 else ''}"
-        )
-    for k, v in expected.items():
-        if tuple(state[k].shape) != tuple(v.shape):
-            raise ValueError(
-                f"{source}: {k} has shape {tuple(state[k].shape)}, config.json implies {tuple(v.shape)}"
-            )
-    t5.load_state_dict({k: state[k].float().contiguous() for k in expected}, strict=False, assign=True)
+    load_state_checked(t5, state, source, assign=True, tied=_TIED_ALIASES)
     t5.tie_weights()
-    t5.eval()
-    return ChronosModel(config, t5)
+    return ChronosModel(config, t5).to(device).eval()
 
 
-def load_pretrained(path: str | Path, device: str | torch.device = "cpu") -> ChronosModel:
-    """Load an official ``amazon/chronos-t5-*`` (or tsfm-exported) directory."""
-    config = read_config(path)
-    model = model_from_state_dict(config, load_state_dict(path), source=str(path))
-    return model.to(device).eval()
+def model_from_checkpoint(
+    ckpt: Mapping[str, Any], source: str = "checkpoint", *, overrides: Mapping[str, Any] | None = None,
+    device: str | torch.device = "cpu",
+) -> ChronosModel:
+    """The model of a tsfm Lightning checkpoint dict (read by :func:`tsfm.checkpoint.read_checkpoint`)."""
+    config = ChronosConfig(**ckpt["hyper_parameters"]["config"])
+    return _build(config, checkpoint_model_state(ckpt), source, overrides, device)  # a LoRA run's adapters folded in
 
 
-def export_pretrained(model: ChronosModel, path: str | Path) -> Path:
+def load_model(
+    path: str | Path, *, overrides: Mapping[str, Any] | None = None, device: str | torch.device = "cpu"
+) -> ChronosModel:
+    """A :class:`ChronosModel` (eval mode, on ``device``) from an official ``amazon/chronos-t5-*`` or
+    tsfm-exported directory or a tsfm ``.ckpt`` of this family. ``overrides``: config values a run
+    requests, applied by :func:`tsfm.checkpoint.resolve_finetune_config` with :data:`EDITABLE`."""
+    p = Path(path).expanduser()
+    if p.is_dir():
+        config = read_config(p)
+        return _build(config, read_weights(p, "an amazon/chronos-t5-* directory"), str(p), overrides, device)
+    if p.is_file():
+        return model_from_checkpoint(read_checkpoint(p, family="chronos"), str(p), overrides=overrides, device=device)
+    raise FileNotFoundError(f"pretrained={path!r}: no such directory or .ckpt file (nothing is downloaded)")
+
+
+def save_pretrained(model: ChronosModel, path: str | Path) -> Path:
     """Write ``config.json`` + ``model.safetensors`` + ``generation_config.json`` (the official layout).
 
     The directory loads in the reference ``ChronosPipeline.from_pretrained`` and in
-    :func:`load_pretrained`. The tied matrix is stored once, as ``shared.weight``.
+    :func:`load_model`. The tied matrix is stored once, as ``shared.weight``.
     """
     out = Path(path)
     out.mkdir(parents=True, exist_ok=True)
     cfg = model.config.to_hf_dict()
-    (out / "config.json").write_text(json.dumps(cfg, indent=2, sort_keys=True) + "\n")
+    (out / CONFIG_NAME).write_text(json.dumps(cfg, indent=2, sort_keys=True) + "\n")
     gen = {
         "_from_model_config": True,
         "decoder_start_token_id": model.config.pad_token_id,
@@ -114,11 +128,11 @@ def export_pretrained(model: ChronosModel, path: str | Path) -> Path:
         "pad_token_id": model.config.pad_token_id,
         "use_cache": True,
     }
-    (out / "generation_config.json").write_text(json.dumps(gen, indent=2, sort_keys=True) + "\n")
+    (out / GENERATION_CONFIG_NAME).write_text(json.dumps(gen, indent=2, sort_keys=True) + "\n")
     state = {
         k: v.detach().to("cpu", torch.float32).contiguous()
         for k, v in model.t5.state_dict().items()
         if k not in _TIED_ALIASES
     }
-    save_file(state, str(out / "model.safetensors"), metadata={"format": "pt"})
+    save_file(state, str(out / WEIGHTS_NAME), metadata={"format": "pt"})
     return out

@@ -18,11 +18,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from tsfm.checkpoint import checkpoint_model_state, inference_autocast
+from tsfm.checkpoint import inference_autocast
 from tsfm.forecaster import Forecaster
 from tsfm.inputs import ForecastInput
 from tsfm.models.chronos.config import ChronosConfig
-from tsfm.models.chronos.convert import load_pretrained, model_from_state_dict
+from tsfm.models.chronos.convert import load_model, model_from_checkpoint
 from tsfm.models.chronos.model import ChronosModel
 from tsfm.models.chronos.tokenizer import left_pad_stack
 
@@ -47,7 +47,7 @@ class ChronosForecaster(Forecaster):
     def from_pretrained(
         cls, path: str | Path, device: str | torch.device = "cpu", **kwargs: Any
     ) -> ChronosForecaster:
-        return cls(load_pretrained(path), device=device)
+        return cls(load_model(path), device=device)
 
     @classmethod
     def from_checkpoint(
@@ -58,9 +58,7 @@ class ChronosForecaster(Forecaster):
             raise ValueError(
                 "checkpoint lacks hyper_parameters['config'] or state_dict; not a tsfm Chronos checkpoint"
             )
-        config = ChronosConfig(**hp["config"])
-        state = checkpoint_model_state(ckpt)
-        return cls(model_from_state_dict(config, state, source="checkpoint"), device=device)
+        return cls(model_from_checkpoint(ckpt, "checkpoint"), device=device)
 
     # -- sampling -------------------------------------------------------------------------
     def _check_options(self, num_samples: int, temperature: float, top_k: int, top_p: float) -> None:

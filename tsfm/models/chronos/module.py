@@ -2,8 +2,10 @@
 
 Random init from a config (``config: {...}`` in ``conf/model/chronos_*.yaml``), or fine-tuning
 from ``pretrained``: an official ``amazon/chronos-t5-*`` directory, a tsfm-exported directory,
-or a tsfm ``.ckpt`` (read with ``weights_only=True``). The optimizer recipe (AdamW 1e-3, linear
-decay to 0, wd 0.01) comes from ``conf/optim/chronos.yaml`` through :class:`TSFMModule`.
+or a tsfm ``.ckpt`` (read with ``weights_only=True``); its config changes only in the keys
+``convert.EDITABLE`` names (docs/architecture.md, "Fine-tuning from a checkpoint"). The
+optimizer recipe (AdamW 1e-3, linear decay to 0, wd 0.01) comes from ``conf/optim/chronos.yaml``
+through :class:`TSFMModule`.
 """
 
 from __future__ import annotations
@@ -13,51 +15,11 @@ from typing import Any
 
 import torch
 
-from tsfm.checkpoint import checkpoint_model_state, read_checkpoint
 from tsfm.models.chronos.config import ChronosConfig
-from tsfm.models.chronos.convert import export_pretrained, load_pretrained, model_from_state_dict
+from tsfm.models.chronos.convert import load_model, save_pretrained
 from tsfm.models.chronos.model import ChronosModel
 from tsfm.training.module import TSFMModule
 from tsfm.training.optim import OptimConfig
-
-
-def _load_pretrained(path: str, overrides: dict[str, Any]) -> ChronosModel:
-    p = Path(path).expanduser()
-    if p.is_dir():
-        model = load_pretrained(p)
-    elif p.is_file():
-        hp = (ckpt := read_checkpoint(p, family="chronos"))["hyper_parameters"]
-        model = model_from_state_dict(ChronosConfig(**hp["config"]), checkpoint_model_state(ckpt), source=str(p))
-    else:
-        raise FileNotFoundError(
-            f"pretrained={path!r}: no such directory or .ckpt file (nothing is downloaded)"
-        )
-    # only settings that do not change the weights' shapes may be overridden when fine-tuning
-    allowed = {
-        "dropout_rate",
-        "context_length",
-        "prediction_length",
-        "num_samples",
-        "temperature",
-        "top_k",
-        "top_p",
-    }
-    bad = sorted(k for k, v in overrides.items() if k not in allowed and getattr(model.config, k, v) != v)
-    if bad:
-        raise ValueError(
-            f"pretrained={path!r}: config keys {bad} differ from the checkpoint's; only {sorted(allowed)} "
-            "may change when fine-tuning (drop the others from model.module.config)"
-        )
-    if overrides:
-        cfg = ChronosConfig(
-            **{**model.config.to_dict(), **{k: v for k, v in overrides.items() if k in allowed}}
-        )
-        model.config = cfg
-        model.tokenizer.config = cfg
-        for m in model.t5.modules():  # dropout modules read the rate at construction
-            if isinstance(m, torch.nn.Dropout):
-                m.p = cfg.dropout_rate
-    return model
 
 
 class ChronosModule(TSFMModule):
@@ -94,8 +56,8 @@ class ChronosModule(TSFMModule):
         if family != self.family:
             raise ValueError(f"ChronosModule got family={family!r}; this module trains 'chronos'")
         overrides = dict(config or {})
-        if pretrained:
-            self.model = _load_pretrained(pretrained, overrides)
+        if pretrained:  # the architecture comes from the checkpoint; `config` may change convert.EDITABLE
+            self.model = load_model(pretrained, overrides=overrides)
         else:
             cfg = ChronosConfig.from_name(size, **overrides) if size else ChronosConfig(**overrides)
             self.model = ChronosModel(cfg)
@@ -133,6 +95,6 @@ class ChronosModule(TSFMModule):
 
     def save_pretrained(self, path: str | Path) -> Path:
         """Write the official checkpoint layout (loads in ``ChronosPipeline`` and ``load_forecaster``)."""
-        return export_pretrained(self.merged_model(), path)
+        return save_pretrained(self.merged_model(), path)
 
     export = save_pretrained

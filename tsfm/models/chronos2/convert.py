@@ -1,74 +1,95 @@
 """Load and export the official ``amazon/chronos-2`` directory layout (config.json + model.safetensors).
 
-Our parameter names are the official ones, so conversion is a checked ``load_state_dict``:
-missing, unexpected or mis-shaped tensors are errors that name the tensor. Nothing is unpickled
+Our parameter names are the official ones, so conversion is a checked state load: missing,
+unexpected or mis-shaped tensors are errors that name the tensor. Nothing is unpickled
 (safetensors + JSON only) and the config's sizes are validated before anything is allocated.
+
+The converter contract every family shares (see :mod:`tsfm.checkpoint`): ``read_config``,
+``load_model``, ``model_from_checkpoint``, ``save_pretrained`` and ``EDITABLE``.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import torch
 from safetensors.torch import save_file
 
-from tsfm.checkpoint import load_safetensors, read_json
+from tsfm.checkpoint import (
+    CONFIG_NAME,
+    WEIGHTS_NAME,
+    checkpoint_model_state,
+    load_state_checked,
+    read_checkpoint,
+    read_json,
+    read_weights,
+    resolve_finetune_config,
+)
 from tsfm.models.chronos2.config import Chronos2Config
 from tsfm.models.chronos2.model import Chronos2Model
 
 log = logging.getLogger(__name__)
 
-WEIGHTS_NAME = "model.safetensors"
-CONFIG_NAME = "config.json"
+# config keys a run may change when it starts from a checkpoint: a longer context (stage 2 of the
+# context extension; ``time_encoding_scale`` stays the checkpoint's), the output patches, dropout
+EDITABLE = frozenset({"context_length", "max_output_patches", "dropout_rate"})
 
 
 def read_config(path: str | Path) -> Chronos2Config:
     """The :class:`Chronos2Config` of a checkpoint directory (official or exported by tsfm)."""
-    cfg_path = Path(path) / CONFIG_NAME
+    cfg_path = Path(path).expanduser() / CONFIG_NAME
     if not cfg_path.is_file():
         raise FileNotFoundError(f"{path}: no {CONFIG_NAME}; expected an amazon/chronos-2 style directory")
     raw = read_json(cfg_path)
     return Chronos2Config.from_hf_dict(raw)
 
 
-def load_state_dict_checked(model: Chronos2Model, state: dict[str, torch.Tensor], source: str) -> None:
-    """``load_state_dict`` with errors that name the offending tensors."""
-    own = model.state_dict()
-    missing = sorted(set(own) - set(state))
-    unexpected = sorted(set(state) - set(own))
-    if missing or unexpected:
-        raise ValueError(
-            f"{source}: weights do not match the Chronos-2 architecture of its config "
-            f"(missing {missing[:8]}{'...' if len(missing) > 8 else ''}, "
-            f"unexpected {unexpected[:8]}{'...' if len(unexpected) > 8 else ''})"
-        )
-    bad = [f"{k}: {tuple(state[k].shape)} vs {tuple(v.shape)}" for k, v in own.items() if state[k].shape != v.shape]
-    if bad:
-        raise ValueError(f"{source}: tensor shapes differ from the config: {bad[:8]}")
-    model.load_state_dict({k: v.to(own[k].dtype) for k, v in state.items()})
-
-
-def load_pretrained(
-    path: str | Path, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32, **overrides
+def _build(
+    cfg: Chronos2Config, state: Mapping[str, torch.Tensor], source: str, overrides: Mapping[str, Any] | None,
+    device: str | torch.device,
 ) -> Chronos2Model:
-    """Build a :class:`Chronos2Model` from a checkpoint directory.
-
-    ``overrides`` replace config fields (e.g. ``context_length`` for a longer context,
-    ``dropout_rate=0`` for inference); ``time_encoding_scale`` stays the checkpoint's.
-    """
-    p = Path(path).expanduser()
-    cfg = read_config(p)
-    if overrides:
-        d = cfg.to_dict() | overrides
-        cfg = Chronos2Config.from_dict(d)
-    weights = p / WEIGHTS_NAME
-    if not weights.is_file():
-        raise FileNotFoundError(f"{p}: no {WEIGHTS_NAME} (only safetensors weights are read, never pickles)")
+    if overrides:  # the model is built from the resolved config: its dropout modules read p at construction
+        base = cfg
+        cfg = Chronos2Config.from_dict(resolve_finetune_config(base.to_dict(), overrides, EDITABLE, source))
+        if cfg.context_length != base.context_length:
+            log.info("context length %d -> %d (time_encoding_scale stays %s)",
+                     base.context_length, cfg.context_length, cfg.time_encoding_scale)  # fmt: skip
     model = Chronos2Model(cfg)
-    load_state_dict_checked(model, load_safetensors(weights), str(weights))
-    return model.to(device=device, dtype=dtype).eval()
+    load_state_checked(model, state, source)
+    return model.to(device).eval()
+
+
+def model_from_checkpoint(
+    ckpt: Mapping[str, Any], source: str = "checkpoint", *, overrides: Mapping[str, Any] | None = None,
+    device: str | torch.device = "cpu",
+) -> Chronos2Model:
+    """The model of a tsfm Lightning checkpoint dict (read by :func:`tsfm.checkpoint.read_checkpoint`);
+    its effective config is ``chronos2_config`` (written by ``Chronos2Module.on_save_checkpoint``)."""
+    cfg = ckpt.get("chronos2_config") or ckpt["hyper_parameters"].get("config")
+    if not isinstance(cfg, dict):
+        raise ValueError(f"{source}: not a Chronos-2 tsfm checkpoint (no chronos2_config)")
+    return _build(Chronos2Config.from_dict(dict(cfg)), checkpoint_model_state(ckpt), source, overrides, device)
+
+
+def load_model(
+    path: str | Path, *, overrides: Mapping[str, Any] | None = None, device: str | torch.device = "cpu"
+) -> Chronos2Model:
+    """A :class:`Chronos2Model` (eval mode, on ``device``) from an official or tsfm-exported directory
+    or a tsfm ``.ckpt`` of this family. ``overrides``: config values a run requests, applied by
+    :func:`tsfm.checkpoint.resolve_finetune_config` with :data:`EDITABLE` (e.g.
+    ``{"context_length": 8192}`` for a longer context, ``{"dropout_rate": 0.0}``)."""
+    p = Path(path).expanduser()
+    if p.is_dir():
+        cfg = read_config(p)
+        state = read_weights(p, "an amazon/chronos-2 style directory (only safetensors weights are read)")
+        return _build(cfg, state, str(p / WEIGHTS_NAME), overrides, device)
+    if p.is_file():
+        return model_from_checkpoint(read_checkpoint(p, family="chronos2"), str(p), overrides=overrides, device=device)
+    raise FileNotFoundError(f"pretrained={p}: no such checkpoint directory or .ckpt file (nothing is downloaded)")
 
 
 def save_pretrained(model: Chronos2Model, path: str | Path) -> Path:

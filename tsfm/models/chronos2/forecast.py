@@ -22,11 +22,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from tsfm.checkpoint import checkpoint_model_state, inference_autocast
+from tsfm.checkpoint import inference_autocast
 from tsfm.forecaster import Forecaster
 from tsfm.inputs import ForecastInput
 from tsfm.models.chronos2.config import Chronos2Config
-from tsfm.models.chronos2.convert import load_pretrained, load_state_dict_checked
+from tsfm.models.chronos2.convert import load_model, model_from_checkpoint
 from tsfm.models.chronos2.model import Chronos2Model
 
 UNROLLED_QUANTILES = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
@@ -87,7 +87,9 @@ class Chronos2Forecaster(Forecaster):
 
     @classmethod
     def from_pretrained(cls, path: str | Path, device: str | torch.device = "cpu", **kwargs: Any) -> Chronos2Forecaster:
-        return cls(load_pretrained(path, device=device, **kwargs), device=device)
+        """``kwargs``: config overrides (``convert.EDITABLE``, e.g. ``context_length``) and ``dtype``."""
+        dtype = kwargs.pop("dtype", torch.float32)
+        return cls(load_model(path, overrides=kwargs, device=device).to(dtype=dtype), device=device)
 
     @classmethod
     def from_checkpoint(cls, ckpt: dict, device: str | torch.device = "cpu", **kwargs: Any) -> Chronos2Forecaster:
@@ -95,9 +97,7 @@ class Chronos2Forecaster(Forecaster):
         cfg_dict = ckpt.get("chronos2_config") or hp.get("config")
         if not isinstance(cfg_dict, dict):
             raise ValueError("checkpoint has no Chronos-2 config (hyper_parameters['config'])")
-        model = Chronos2Model(Chronos2Config.from_dict(dict(cfg_dict)))
-        load_state_dict_checked(model, checkpoint_model_state(ckpt), "checkpoint state_dict")  # LoRA folded
-        return cls(model, device=device)
+        return cls(model_from_checkpoint(ckpt, "checkpoint state_dict"), device=device)  # LoRA folded
 
     # -- batching -------------------------------------------------------------------------
     @staticmethod

@@ -1,8 +1,9 @@
 """Chronos-2 LightningModule: pretraining, full or LoRA fine-tuning, context extension.
 
 * ``pretrained``: an official / exported checkpoint directory or a tsfm ``.ckpt`` whose
-  weights initialise the model. The architecture comes from the checkpoint; ``context_length``
-  and ``max_output_patches`` come from this module's config (the YAML), so loading a stage-1
+  weights initialise the model. The architecture comes from the checkpoint; ``context_length``,
+  ``max_output_patches`` and ``dropout_rate`` (``convert.EDITABLE``) come from this module's
+  config (the YAML; docs/architecture.md, "Fine-tuning from a checkpoint"), so loading a stage-1
   checkpoint with a larger ``context_length`` *extends* the context (stage 2 of the TSM-Trainer
   recipe: 2048 -> 8192). ``time_encoding_scale`` stays the checkpoint's value.
 * ``finetune``: ``full`` (all weights), ``head`` (the output patch embedding only) or ``lora``
@@ -15,37 +16,17 @@
 from __future__ import annotations
 
 import copy
-import logging
 import math
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from tsfm.checkpoint import checkpoint_model_state, load_safetensors, read_checkpoint
 from tsfm.models.chronos2.config import Chronos2Config
-from tsfm.models.chronos2.convert import load_state_dict_checked, read_config, save_pretrained
+from tsfm.models.chronos2.convert import load_model, save_pretrained
 from tsfm.models.chronos2.forecast import Chronos2Forecaster
 from tsfm.models.chronos2.model import Chronos2Model
 from tsfm.training.module import TSFMModule
-
-log = logging.getLogger(__name__)
-
-# fields a stage-2 / fine-tuning config may change relative to its checkpoint
-_EDITABLE = {"context_length", "max_output_patches", "dropout_rate"}
-
-
-def _load_pretrained_weights(path: str | Path) -> tuple[Chronos2Config, dict[str, torch.Tensor]]:
-    p = Path(path).expanduser()
-    if p.is_dir():
-        return read_config(p), load_safetensors(p / "model.safetensors")
-    if p.is_file():
-        ckpt = read_checkpoint(p, family="chronos2")
-        cfg = ckpt.get("chronos2_config") or ckpt["hyper_parameters"].get("config")
-        if not isinstance(cfg, dict):
-            raise ValueError(f"{p}: not a Chronos-2 tsfm checkpoint (no chronos2_config)")
-        return Chronos2Config.from_dict(cfg), checkpoint_model_state(ckpt)  # a LoRA run's adapters folded in
-    raise FileNotFoundError(f"pretrained={p}: no such checkpoint directory or .ckpt file (nothing is downloaded)")
 
 
 class Chronos2Module(TSFMModule):
@@ -86,23 +67,10 @@ class Chronos2Module(TSFMModule):
             "gradient_checkpointing": bool(gradient_checkpointing), "compile": compile,
         })  # fmt: skip
         requested = dict(config or {})
-        state = None
-        if pretrained:
-            base_cfg, state = _load_pretrained_weights(pretrained)
-            fixed = {k: v for k, v in requested.items() if k not in _EDITABLE and k in base_cfg.to_dict()
-                     and base_cfg.to_dict()[k] != v and k != "time_encoding_scale"}  # fmt: skip
-            if fixed:
-                log.warning("pretrained=%s fixes the architecture; ignoring config values %s", pretrained, fixed)
-            merged = base_cfg.to_dict() | {k: v for k, v in requested.items() if k in _EDITABLE}
-            cfg = Chronos2Config.from_dict(merged)
-            if cfg.context_length != base_cfg.context_length:
-                log.info("context length %d -> %d (time_encoding_scale stays %s)",
-                         base_cfg.context_length, cfg.context_length, cfg.time_encoding_scale)  # fmt: skip
+        if pretrained:  # the architecture comes from the checkpoint; `config` may change convert.EDITABLE
+            self.model = load_model(pretrained, overrides=requested).train()
         else:
-            cfg = Chronos2Config.from_dict(requested)
-        self.model = Chronos2Model(cfg)
-        if state is not None:
-            load_state_dict_checked(self.model, state, str(pretrained))
+            self.model = Chronos2Model(Chronos2Config.from_dict(requested))
         self.apply_finetune(finetune, lora)
         self.prediction_length = prediction_length
         if prediction_length < 1:

@@ -1,30 +1,44 @@
 """Official Moirai checkpoint directories (``config.json`` + ``model.safetensors``) <-> our model.
 
-Our parameter names are the official ones, so conversion is a checked ``load_state_dict``: every
-key and shape must match (a missing, extra or mis-shaped tensor is an error naming the file).
-Weights are read with ``safetensors`` only; nothing is unpickled. Export writes the same layout,
-loadable by uni2ts' ``MoiraiModule.from_pretrained``.
+Our parameter names are the official ones, so conversion is a checked state load: every key and
+shape must match (a missing, extra or mis-shaped tensor is an error naming the file and the
+tensor). Weights are read with ``safetensors`` only; nothing is unpickled. ``save_pretrained``
+writes the same layout, loadable by uni2ts' ``MoiraiModule.from_pretrained``.
+
+The converter contract every family shares (see :mod:`tsfm.checkpoint`): ``read_config``,
+``load_model``, ``model_from_checkpoint``, ``save_pretrained`` and ``EDITABLE``.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import torch
 from safetensors.torch import save_file
 
-from tsfm.checkpoint import load_safetensors, read_json
+from tsfm.checkpoint import (
+    CONFIG_NAME,
+    WEIGHTS_NAME,
+    checkpoint_model_state,
+    load_state_checked,
+    read_checkpoint,
+    read_json,
+    read_weights,
+    resolve_finetune_config,
+)
 from tsfm.models.moirai.config import MoiraiConfig
 from tsfm.models.moirai.model import MoiraiModel
 
-WEIGHTS_NAME = "model.safetensors"
-CONFIG_NAME = "config.json"
+# config keys a run may change when it starts from a checkpoint (the dropouts)
+EDITABLE = frozenset({"attn_dropout_p", "dropout_p"})
 
 
 def read_config(path: str | Path) -> MoiraiConfig:
     """Parse ``<dir>/config.json`` (official layout, or one exported by tsfm) into a config."""
-    cfg_path = Path(path) / CONFIG_NAME
+    cfg_path = Path(path).expanduser() / CONFIG_NAME
     if not cfg_path.is_file():
         raise FileNotFoundError(f"{cfg_path}: missing; a Moirai checkpoint directory needs config.json + {WEIGHTS_NAME}")
     raw = read_json(cfg_path)
@@ -39,37 +53,42 @@ def read_config(path: str | Path) -> MoiraiConfig:
         raise ValueError(f"{cfg_path}: invalid Moirai config: {e}") from None
 
 
-def read_weights(path: str | Path) -> dict[str, torch.Tensor]:
-    """Load ``<dir>/model.safetensors``; a corrupt or truncated file is an error naming it."""
-    w_path = Path(path) / WEIGHTS_NAME
-    if not w_path.is_file():
-        raise FileNotFoundError(f"{w_path}: missing; a Moirai checkpoint directory needs config.json + {WEIGHTS_NAME}")
-    return load_safetensors(w_path)
-
-
-def load_state(model: MoiraiModel, state: dict[str, torch.Tensor], source: str) -> MoiraiModel:
-    """Copy ``state`` into ``model`` after checking every key and shape."""
-    own = model.state_dict()
-    missing = sorted(set(own) - set(state))
-    unexpected = sorted(set(state) - set(own))
-    wrong = [f"{k}: file {tuple(state[k].shape)} vs model {tuple(own[k].shape)}" for k in own if k in state and state[k].shape != own[k].shape]
-    if missing or unexpected or wrong:
-        raise ValueError(
-            f"{source}: weights do not match the config: missing {missing[:5]}{'...' if len(missing) > 5 else ''}, "
-            f"unexpected {unexpected[:5]}{'...' if len(unexpected) > 5 else ''}, wrong shapes {wrong[:5]}"
-        )
-    model.load_state_dict({k: v.to(own[k].dtype) for k, v in state.items()})
-    return model
-
-
-def load_official(path: str | Path) -> MoiraiModel:
-    """Build a :class:`MoiraiModel` from an official (or tsfm-exported) checkpoint directory."""
-    cfg = read_config(path)
+def _build(
+    cfg: MoiraiConfig, state: dict[str, torch.Tensor], source: str, overrides: Mapping[str, Any] | None,
+    device: str | torch.device,
+) -> MoiraiModel:
+    if overrides:  # the model is built from the resolved config: its dropout modules read p at construction
+        cfg = MoiraiConfig.from_dict(resolve_finetune_config(cfg.to_dict(), overrides, EDITABLE, source))
     model = MoiraiModel(cfg)
-    return load_state(model, read_weights(path), str(Path(path) / WEIGHTS_NAME))
+    load_state_checked(model, state, source)
+    return model.to(device).eval()
 
 
-def save_official(model: MoiraiModel, path: str | Path) -> Path:
+def model_from_checkpoint(
+    ckpt: Mapping[str, Any], source: str = "checkpoint", *, overrides: Mapping[str, Any] | None = None,
+    device: str | torch.device = "cpu",
+) -> MoiraiModel:
+    """The model of a tsfm Lightning checkpoint dict (read by :func:`tsfm.checkpoint.read_checkpoint`)."""
+    cfg = MoiraiConfig.from_dict(ckpt["hyper_parameters"]["config"])
+    return _build(cfg, checkpoint_model_state(ckpt), source, overrides, device)  # a LoRA run's adapters folded in
+
+
+def load_model(
+    path: str | Path, *, overrides: Mapping[str, Any] | None = None, device: str | torch.device = "cpu"
+) -> MoiraiModel:
+    """A :class:`MoiraiModel` (eval mode, on ``device``) from an official or tsfm-exported checkpoint
+    directory or a tsfm ``.ckpt`` of this family. ``overrides``: config values a run requests,
+    applied by :func:`tsfm.checkpoint.resolve_finetune_config` with :data:`EDITABLE`."""
+    p = Path(path).expanduser()
+    if p.is_dir():
+        expected = f"a Moirai checkpoint directory (config.json + {WEIGHTS_NAME})"
+        return _build(read_config(p), read_weights(p, expected), str(p / WEIGHTS_NAME), overrides, device)
+    if p.is_file():
+        return model_from_checkpoint(read_checkpoint(p, family="moirai"), str(p), overrides=overrides, device=device)
+    raise FileNotFoundError(f"pretrained={p}: no such checkpoint directory or .ckpt file (nothing is downloaded)")
+
+
+def save_pretrained(model: MoiraiModel, path: str | Path) -> Path:
     """Write ``model`` as an official-layout directory (config.json + model.safetensors)."""
     out = Path(path)
     out.mkdir(parents=True, exist_ok=True)

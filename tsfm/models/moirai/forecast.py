@@ -19,11 +19,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from tsfm.checkpoint import checkpoint_model_state
 from tsfm.forecaster import Forecaster
 from tsfm.inputs import ForecastInput, normalize_inputs
-from tsfm.models.moirai.config import MoiraiConfig, allowed_patch_sizes, check_patch_size
-from tsfm.models.moirai.convert import load_official, load_state
+from tsfm.models.moirai.config import allowed_patch_sizes, check_patch_size
+from tsfm.models.moirai.convert import load_model, model_from_checkpoint
 from tsfm.models.moirai.forecast_layout import convert_series, forecast_layout, stack_rows
 from tsfm.models.moirai.model import MoiraiModel
 
@@ -47,16 +46,14 @@ class MoiraiForecaster(Forecaster):
     # -- loading ----------------------------------------------------------------------------
     @classmethod
     def from_pretrained(cls, path: str | Path, device: str | torch.device = "cpu", **kwargs: Any) -> MoiraiForecaster:
-        return cls(load_official(path), device=device, **kwargs)
+        return cls(load_model(path), device=device, **kwargs)
 
     @classmethod
     def from_checkpoint(cls, ckpt: dict, device: str | torch.device = "cpu", **kwargs: Any) -> MoiraiForecaster:
         hp = ckpt.get("hyper_parameters", {})
         if hp.get("family") != "moirai" or "config" not in hp:
             raise ValueError(f"not a Moirai tsfm checkpoint (family={hp.get('family')!r}, config present: {'config' in hp})")
-        model = MoiraiModel(MoiraiConfig.from_dict(hp["config"]))
-        state = checkpoint_model_state(ckpt)
-        return cls(load_state(model, state, "checkpoint state_dict"), device=device, **kwargs)
+        return cls(model_from_checkpoint(ckpt, "checkpoint state_dict"), device=device, **kwargs)
 
     # -- core ---------------------------------------------------------------------------------
     def _prepare(self, inputs: ForecastInput, i: int, h: int, context_length: int, backtest: bool) -> dict[str, np.ndarray] | None:

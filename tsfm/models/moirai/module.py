@@ -4,9 +4,11 @@
 ``mode="finetune"`` starts from ``pretrained`` (an official checkpoint directory or a tsfm
 ``.ckpt``) and trains ``finetune="full"`` (everything), ``"freeze_ffn"`` (encoder FFNs frozen) or
 ``"head"`` / ``"head_only"`` (only ``param_proj``), the reference's three patterns, or ``"lora"``
-(peft adapters on the attention projections, see :meth:`TSFMModule.apply_finetune`). The loss (train and
-validation) is the packed NLL of :meth:`MoiraiModel.loss`. The optimizer recipe lives in
-``conf/optim`` (TSFMModule builds it, excluding norms, biases and embeddings from weight decay).
+(peft adapters on the attention projections, see :meth:`TSFMModule.apply_finetune`). With
+``pretrained`` the architecture comes from the checkpoint and ``config`` may change only the
+dropouts (``convert.EDITABLE``; docs/architecture.md, "Fine-tuning from a checkpoint"). The loss
+(train and validation) is the packed NLL of :meth:`MoiraiModel.loss`. The optimizer recipe lives
+in ``conf/optim`` (TSFMModule builds it, excluding norms, biases and embeddings from weight decay).
 
 ``gradient_checkpointing`` recomputes each encoder layer in backward. ``compile`` compiles each
 layer's norms and FFN (:meth:`MoiraiModule.compile_targets`), and under Lightning's
@@ -22,38 +24,14 @@ from typing import Any
 
 import torch
 
-from tsfm.checkpoint import checkpoint_model_state, read_checkpoint
 from tsfm.models.moirai.config import MoiraiConfig
-from tsfm.models.moirai.convert import load_official, load_state, save_official
+from tsfm.models.moirai.convert import load_model, save_pretrained
 from tsfm.models.moirai.model import MoiraiModel
 from tsfm.training.module import TSFMModule
 
 log = logging.getLogger(__name__)
 MODES = ("pretrain", "finetune")
 FINETUNE = ("full", "head", "lora", "freeze_ffn", "head_only")
-_DROPOUT_KEYS = ("attn_dropout_p", "dropout_p")
-
-
-def load_pretrained(path: str | Path, overrides: dict[str, Any] | None = None) -> MoiraiModel:
-    """An official/exported checkpoint directory, or a tsfm Lightning ``.ckpt`` (weights_only)."""
-    p = Path(path).expanduser()
-    if p.is_dir():
-        model = load_official(p)
-    elif p.is_file():
-        ckpt = read_checkpoint(p, family="moirai")
-        model = MoiraiModel(MoiraiConfig.from_dict(ckpt["hyper_parameters"]["config"]))
-        load_state(model, checkpoint_model_state(ckpt), str(p))
-    else:
-        raise FileNotFoundError(f"pretrained={p}: no such checkpoint directory or .ckpt file (nothing is downloaded)")
-    for k, v in (overrides or {}).items():  # dropouts may differ when fine-tuning
-        if k in _DROPOUT_KEYS:
-            setattr(model.cfg, k, float(v))
-            for m in model.modules():
-                if isinstance(m, torch.nn.Dropout):
-                    m.p = float(model.cfg.dropout_p)
-                if hasattr(m, "dropout_p") and not isinstance(m, torch.nn.Dropout):
-                    m.dropout_p = float(model.cfg.attn_dropout_p)
-    return model
 
 
 class MoiraiModule(TSFMModule):
@@ -93,8 +71,8 @@ class MoiraiModule(TSFMModule):
         if mode == "finetune" and not pretrained:
             raise ValueError("mode='finetune' needs `pretrained`: an official Moirai directory or a tsfm .ckpt")
         config = dict(config or {})
-        if pretrained:
-            self.model = load_pretrained(pretrained, {k: config[k] for k in _DROPOUT_KEYS if k in config})
+        if pretrained:  # the architecture comes from the checkpoint; `config` may change its dropouts
+            self.model = load_model(pretrained, overrides=config).train()
         else:
             self.model = MoiraiModel(MoiraiConfig.from_dict(config))
         self.save_hyperparameters()
@@ -135,4 +113,4 @@ class MoiraiModule(TSFMModule):
 
     def save_pretrained(self, path: str | Path) -> Path:
         """Export the weights as an official-layout directory (loads in uni2ts and in tsfm)."""
-        return save_official(self.merged_model(), path)
+        return save_pretrained(self.merged_model(), path)
