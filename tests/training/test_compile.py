@@ -13,9 +13,9 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from tests.models.baseline.test_baseline_module import TINY, _batches
-from tests.models.moirai.test_moirai_module import TINY as MOIRAI_TINY
-from tests.models.moirai.test_moirai_module import _batches as moirai_batches
+from tests.models.baseline.test_module import TINY, _batches
+from tests.models.moirai.test_module import TINY as MOIRAI_TINY
+from tests.models.moirai.test_module import _batches as moirai_batches
 from tsfm.models.baseline.module import BaselineModule
 from tsfm.models.moirai.module import MoiraiModule
 from tsfm.training.module import compile_backend

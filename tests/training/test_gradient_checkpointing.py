@@ -6,10 +6,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from tests.models.baseline.test_baseline_module import TINY as BASELINE_TINY
-from tests.models.baseline.test_baseline_module import _batches as baseline_batches
-from tests.models.chronos.test_chronos_module import TINY as CHRONOS_TINY
-from tests.models.chronos.test_chronos_module import _batches as chronos_batches
+from tests.models.baseline.test_module import TINY as BASELINE_TINY
+from tests.models.baseline.test_module import _batches as baseline_batches
+from tests.models.chronos.test_module import TINY as CHRONOS_TINY
+from tests.models.chronos.test_module import _batches as chronos_batches
 from tests.models.chronos2.test_module import TINY as CHRONOS2_TINY
 from tests.models.chronos2.test_module import _batches as chronos2_batches
 from tsfm.models.baseline.module import BaselineModule

@@ -106,7 +106,7 @@ import lightning as L, torch
 from lightning.pytorch.strategies import ModelParallelStrategy
 from torch.utils.data import DataLoader
 sys.path.insert(0, {here!r})
-from test_moirai_module import TINY, _batches
+from test_module import TINY, _batches
 from tsfm.models.moirai.module import MoiraiModule
 from tsfm.training.parallelize import is_sharded
 
