@@ -101,16 +101,51 @@ class Forecaster(ABC):
         self.device = torch.device(device)
         self.source: Path | None = None  # the checkpoint it was loaded from (load_forecaster sets it)
 
-    # -- for subclasses -------------------------------------------------------------------
-    @classmethod
-    @abstractmethod
-    def from_pretrained(cls, path: str | Path, **kwargs: Any) -> Forecaster:
-        """Load an official (or exported tsfm) checkpoint directory."""
+    # -- loading (the family's converter: tsfm/models/<family>/convert.py) ----------------------
+    init_options: tuple[str, ...] = ()  # keyword arguments of the subclass's __init__ that loading passes on
 
     @classmethod
-    @abstractmethod
-    def from_checkpoint(cls, ckpt: dict, **kwargs: Any) -> Forecaster:
-        """Build from a Lightning checkpoint dict (already loaded with weights_only=True)."""
+    def converter(cls) -> Any:
+        """The family's convert module, as its FamilySpec names it."""
+        import tsfm.models  # noqa: F401 - registers every family's spec
+        from tsfm.models.spec import get
+
+        return get(cls.family).load("converter")
+
+    @classmethod
+    def _split(cls, kwargs: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any], Any]:
+        """``kwargs`` of a load -> (constructor options, config overrides, dtype)."""
+        kwargs = dict(kwargs)
+        dtype = kwargs.pop("dtype", None)
+        init = {k: kwargs.pop(k) for k in cls.init_options if k in kwargs}
+        return init, kwargs, dtype
+
+    @classmethod
+    def _wrap(cls, model: torch.nn.Module, device: str | torch.device, init: dict[str, Any], dtype: Any) -> Forecaster:
+        if dtype is not None:
+            model = model.to(dtype=getattr(torch, dtype) if isinstance(dtype, str) else dtype)
+        return cls(model, device=device, **init)
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path, device: str | torch.device = "cpu", **kwargs: Any) -> Forecaster:
+        """Load an official (or exported tsfm) checkpoint directory. ``kwargs``: the subclass's
+        ``init_options``, ``dtype`` (the weights' dtype) and config overrides, which follow the
+        override policy of :func:`tsfm.checkpoint.resolve_finetune_config` (the converter's ``EDITABLE``)."""
+        init, overrides, dtype = cls._split(kwargs)
+        model = cls.converter().load_model(path, overrides=overrides or None, device=device)
+        return cls._wrap(model, device, init, dtype)
+
+    @classmethod
+    def from_checkpoint(cls, ckpt: dict, device: str | torch.device = "cpu", **kwargs: Any) -> Forecaster:
+        """Build from a tsfm Lightning checkpoint dict (read with ``weights_only=True``); a LoRA run's
+        adapters are folded into the weights. ``kwargs`` as for :meth:`from_pretrained`."""
+        hp = ckpt.get("hyper_parameters") or {}
+        if hp.get("family") != cls.family or "state_dict" not in ckpt:
+            raise ValueError(f"not a tsfm {cls.family} checkpoint (family={hp.get('family')!r}, state_dict present: "
+                             f"{'state_dict' in ckpt})")
+        init, overrides, dtype = cls._split(kwargs)
+        model = cls.converter().model_from_checkpoint(ckpt, "checkpoint", overrides=overrides or None, device=device)
+        return cls._wrap(model, device, init, dtype)
 
     @abstractmethod
     def _quantiles(

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -21,7 +20,6 @@ from tsfm.checkpoint import inference_autocast
 from tsfm.forecaster import Forecaster
 from tsfm.inputs import ForecastInput
 from tsfm.models.baseline.config import BaselineConfig
-from tsfm.models.baseline.convert import load_model, model_from_checkpoint
 from tsfm.models.baseline.model import BaselineModel
 
 log = logging.getLogger(__name__)
@@ -40,24 +38,6 @@ class BaselineForecaster(Forecaster):
         self.model: BaselineModel
         self.config: BaselineConfig = model.config
         self._warned = False
-
-    @classmethod
-    def from_pretrained(
-        cls, path: str | Path, device: str | torch.device = "cpu", **kwargs: Any
-    ) -> BaselineForecaster:
-        return cls(load_model(path), device=device)
-
-    @classmethod
-    def from_checkpoint(
-        cls, ckpt: dict, device: str | torch.device = "cpu", **kwargs: Any
-    ) -> BaselineForecaster:
-        hp = ckpt.get("hyper_parameters", {})
-        if hp.get("family") != "baseline" or "config" not in hp or "state_dict" not in ckpt:
-            raise ValueError(
-                f"not a tsfm baseline checkpoint (family={hp.get('family')!r}, needs hyper_parameters['config'] "
-                "and state_dict)"
-            )
-        return cls(model_from_checkpoint(ckpt, "checkpoint"), device=device)
 
     # -- sampling -------------------------------------------------------------------------
     def _rows(self, inputs: ForecastInput, context_length: int) -> tuple[torch.Tensor, list[int]]:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -22,7 +21,6 @@ from tsfm.checkpoint import inference_autocast
 from tsfm.forecaster import Forecaster
 from tsfm.inputs import ForecastInput
 from tsfm.models.chronos.config import ChronosConfig
-from tsfm.models.chronos.convert import load_model, model_from_checkpoint
 from tsfm.models.chronos.model import ChronosModel
 from tsfm.models.chronos.tokenizer import left_pad_stack
 
@@ -42,23 +40,6 @@ class ChronosForecaster(Forecaster):
         self.model: ChronosModel
         self.config: ChronosConfig = model.config
         self._warned_long_horizon = False
-
-    @classmethod
-    def from_pretrained(
-        cls, path: str | Path, device: str | torch.device = "cpu", **kwargs: Any
-    ) -> ChronosForecaster:
-        return cls(load_model(path), device=device)
-
-    @classmethod
-    def from_checkpoint(
-        cls, ckpt: dict, device: str | torch.device = "cpu", **kwargs: Any
-    ) -> ChronosForecaster:
-        hp = ckpt.get("hyper_parameters", {})
-        if "config" not in hp or "state_dict" not in ckpt:
-            raise ValueError(
-                "checkpoint lacks hyper_parameters['config'] or state_dict; not a tsfm Chronos checkpoint"
-            )
-        return cls(model_from_checkpoint(ckpt, "checkpoint"), device=device)
 
     # -- sampling -------------------------------------------------------------------------
     def _check_options(self, num_samples: int, temperature: float, top_k: int, top_p: float) -> None:

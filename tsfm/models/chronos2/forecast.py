@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -26,7 +25,6 @@ from tsfm.checkpoint import inference_autocast
 from tsfm.forecaster import Forecaster
 from tsfm.inputs import ForecastInput
 from tsfm.models.chronos2.config import Chronos2Config
-from tsfm.models.chronos2.convert import load_model, model_from_checkpoint
 from tsfm.models.chronos2.model import Chronos2Model
 
 UNROLLED_QUANTILES = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
@@ -84,20 +82,6 @@ class Chronos2Forecaster(Forecaster):
     def __init__(self, model: Chronos2Model, device: str | torch.device = "cpu") -> None:
         super().__init__(model, device)
         self.config: Chronos2Config = model.config
-
-    @classmethod
-    def from_pretrained(cls, path: str | Path, device: str | torch.device = "cpu", **kwargs: Any) -> Chronos2Forecaster:
-        """``kwargs``: config overrides (``convert.EDITABLE``, e.g. ``context_length``) and ``dtype``."""
-        dtype = kwargs.pop("dtype", torch.float32)
-        return cls(load_model(path, overrides=kwargs, device=device).to(dtype=dtype), device=device)
-
-    @classmethod
-    def from_checkpoint(cls, ckpt: dict, device: str | torch.device = "cpu", **kwargs: Any) -> Chronos2Forecaster:
-        hp = ckpt.get("hyper_parameters", {})
-        cfg_dict = ckpt.get("chronos2_config") or hp.get("config")
-        if not isinstance(cfg_dict, dict):
-            raise ValueError("checkpoint has no Chronos-2 config (hyper_parameters['config'])")
-        return cls(model_from_checkpoint(ckpt, "checkpoint state_dict"), device=device)  # LoRA folded
 
     # -- batching -------------------------------------------------------------------------
     @staticmethod

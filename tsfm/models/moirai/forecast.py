@@ -13,7 +13,6 @@ from __future__ import annotations
 import logging
 import warnings
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -22,7 +21,6 @@ import torch
 from tsfm.forecaster import Forecaster
 from tsfm.inputs import ForecastInput, normalize_inputs
 from tsfm.models.moirai.config import allowed_patch_sizes, check_patch_size
-from tsfm.models.moirai.convert import load_model, model_from_checkpoint
 from tsfm.models.moirai.forecast_layout import convert_series, forecast_layout, stack_rows
 from tsfm.models.moirai.model import MoiraiModel
 
@@ -39,21 +37,11 @@ class MoiraiForecaster(Forecaster):
     samples = True
     accepts_freq = True
 
+    init_options = ("patch_size",)  # the default patch size of every forecast ("auto": by frequency)
+
     def __init__(self, model: MoiraiModel, device: str | torch.device = "cpu", patch_size: int | str = "auto") -> None:
         super().__init__(model, device)
         self.default_patch_size = patch_size
-
-    # -- loading ----------------------------------------------------------------------------
-    @classmethod
-    def from_pretrained(cls, path: str | Path, device: str | torch.device = "cpu", **kwargs: Any) -> MoiraiForecaster:
-        return cls(load_model(path), device=device, **kwargs)
-
-    @classmethod
-    def from_checkpoint(cls, ckpt: dict, device: str | torch.device = "cpu", **kwargs: Any) -> MoiraiForecaster:
-        hp = ckpt.get("hyper_parameters", {})
-        if hp.get("family") != "moirai" or "config" not in hp:
-            raise ValueError(f"not a Moirai tsfm checkpoint (family={hp.get('family')!r}, config present: {'config' in hp})")
-        return cls(model_from_checkpoint(ckpt, "checkpoint state_dict"), device=device, **kwargs)
 
     # -- core ---------------------------------------------------------------------------------
     def _prepare(self, inputs: ForecastInput, i: int, h: int, context_length: int, backtest: bool) -> dict[str, np.ndarray] | None:
