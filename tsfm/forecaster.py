@@ -88,6 +88,25 @@ def _df_to_inputs(
     return ids, ctx, past, fut, stamps
 
 
+def per_series_samples(paths: torch.Tensor, counts: Sequence[int]) -> list[np.ndarray]:
+    """Sample paths ``[R, S, H]`` of stacked rows -> per series ``[S, V, H]`` (``counts``: rows per series)."""
+    arr, out, i = paths.numpy(), [], 0
+    for v in counts:
+        out.append(np.ascontiguousarray(arr[i : i + v].transpose(1, 0, 2)))
+        i += v
+    return out
+
+
+def per_series_quantiles(paths: torch.Tensor, levels: Sequence[float], counts: Sequence[int]) -> list[np.ndarray]:
+    """Empirical quantiles of sample paths ``[R, S, H]`` -> per series ``[V, H, Q]``."""
+    q = torch.quantile(paths, torch.tensor(list(levels), dtype=paths.dtype), dim=1).permute(1, 2, 0).numpy()
+    out, i = [], 0
+    for v in counts:
+        out.append(q[i : i + v])
+        i += v
+    return out
+
+
 class Forecaster(ABC):
     """A loaded model that forecasts. Subclasses implement ``_quantiles`` (and ``_samples``)."""
 

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from tsfm.checkpoint import inference_autocast
-from tsfm.forecaster import Forecaster
+from tsfm.forecaster import Forecaster, per_series_quantiles, per_series_samples
 from tsfm.inputs import ForecastInput
 from tsfm.models.baseline.config import BaselineConfig
 from tsfm.models.baseline.model import BaselineModel
@@ -106,25 +106,14 @@ class BaselineForecaster(Forecaster):
     def _samples(
         self, inputs: ForecastInput, prediction_length: int, num_samples: int, **kwargs: Any
     ) -> list[np.ndarray]:
-        paths, counts = self._paths(inputs, prediction_length, num_samples, **kwargs)
-        paths = paths.numpy()  # [R, S, H]
-        out, i = [], 0
-        for v in counts:
-            out.append(np.ascontiguousarray(paths[i : i + v].transpose(1, 0, 2)))  # [S, V, H]
-            i += v
-        return out
+        paths, counts = self._paths(inputs, prediction_length, num_samples, **kwargs)  # [R, S, H]
+        return per_series_samples(paths, counts)
 
     def _quantiles(
         self, inputs: ForecastInput, prediction_length: int, quantile_levels: Sequence[float], **kwargs: Any
     ) -> list[np.ndarray]:
         num_samples = kwargs.pop("num_samples", None)
         paths, counts = self._paths(inputs, prediction_length, num_samples, **kwargs)  # [R, S, H]
-        levels = torch.tensor(list(quantile_levels), dtype=paths.dtype)
-        q = torch.quantile(paths, levels, dim=1).permute(1, 2, 0).numpy()  # [R, H, Q]
-        out, i = [], 0
-        for v in counts:
-            out.append(q[i : i + v])  # [V, H, Q]
-            i += v
-        return out
+        return per_series_quantiles(paths, quantile_levels, counts)
 
 

@@ -21,16 +21,7 @@ from typing import Any
 import torch
 from safetensors.torch import save_file
 
-from tsfm.checkpoint import (
-    CONFIG_NAME,
-    WEIGHTS_NAME,
-    checkpoint_model_state,
-    load_state_checked,
-    read_checkpoint,
-    read_json,
-    read_weights,
-    resolve_finetune_config,
-)
+from tsfm import checkpoint as ckpt_io
 from tsfm.models.chronos.config import ChronosConfig
 from tsfm.models.chronos.model import ChronosModel, build_t5
 
@@ -46,13 +37,13 @@ EDITABLE = frozenset({"dropout_rate", "context_length", "prediction_length", "nu
 def read_config(path: str | Path) -> ChronosConfig:
     """The :class:`ChronosConfig` of a checkpoint directory; clear errors for anything else."""
     p = Path(path).expanduser()
-    cfg_path = p / CONFIG_NAME
+    cfg_path = p / ckpt_io.CONFIG_NAME
     if not cfg_path.is_file():
         found = sorted(x.name for x in p.iterdir())[:10] if p.is_dir() else "no such directory"
         raise FileNotFoundError(
             f"{p}: no config.json (found {found}); expected an amazon/chronos-t5-* directory"
         )
-    cfg = read_json(cfg_path)
+    cfg = ckpt_io.read_json(cfg_path)
     return ChronosConfig.from_hf_dict(cfg, source=str(cfg_path))
 
 
@@ -79,10 +70,10 @@ def _build(
 ) -> ChronosModel:
     """Build T5 on the meta device (no random init) and assign the weights, checking keys and shapes."""
     if overrides:  # T5 is built from the resolved config: its dropout modules read the rate at construction
-        config = ChronosConfig(**resolve_finetune_config(config.to_dict(), overrides, EDITABLE, source))
+        config = ChronosConfig(**ckpt_io.resolve_finetune_config(config.to_dict(), overrides, EDITABLE, source))
     state = _normalize_state(state, source)
     t5 = build_t5(config, device="meta")
-    load_state_checked(t5, state, source, assign=True, tied=_TIED_ALIASES)
+    ckpt_io.load_state_checked(t5, state, source, assign=True, tied=_TIED_ALIASES)
     t5.tie_weights()
     return ChronosModel(config, t5).to(device).eval()
 
@@ -93,7 +84,7 @@ def model_from_checkpoint(
 ) -> ChronosModel:
     """The model of a tsfm Lightning checkpoint dict (read by :func:`tsfm.checkpoint.read_checkpoint`)."""
     config = ChronosConfig(**ckpt["hyper_parameters"]["config"])
-    return _build(config, checkpoint_model_state(ckpt), source, overrides, device)  # a LoRA run's adapters folded in
+    return _build(config, ckpt_io.checkpoint_model_state(ckpt), source, overrides, device)  # a LoRA run's adapters folded in
 
 
 def load_model(
@@ -105,9 +96,9 @@ def load_model(
     p = Path(path).expanduser()
     if p.is_dir():
         config = read_config(p)
-        return _build(config, read_weights(p, "an amazon/chronos-t5-* directory"), str(p), overrides, device)
+        return _build(config, ckpt_io.read_weights(p, "an amazon/chronos-t5-* directory"), str(p), overrides, device)
     if p.is_file():
-        return model_from_checkpoint(read_checkpoint(p, family="chronos"), str(p), overrides=overrides, device=device)
+        return model_from_checkpoint(ckpt_io.read_checkpoint(p, family="chronos"), str(p), overrides=overrides, device=device)
     raise FileNotFoundError(f"pretrained={path!r}: no such directory or .ckpt file (nothing is downloaded)")
 
 
@@ -120,7 +111,7 @@ def save_pretrained(model: ChronosModel, path: str | Path) -> Path:
     out = Path(path)
     out.mkdir(parents=True, exist_ok=True)
     cfg = model.config.to_hf_dict()
-    (out / CONFIG_NAME).write_text(json.dumps(cfg, indent=2, sort_keys=True) + "\n")
+    (out / ckpt_io.CONFIG_NAME).write_text(json.dumps(cfg, indent=2, sort_keys=True) + "\n")
     gen = {
         "_from_model_config": True,
         "decoder_start_token_id": model.config.pad_token_id,
@@ -134,5 +125,5 @@ def save_pretrained(model: ChronosModel, path: str | Path) -> Path:
         for k, v in model.t5.state_dict().items()
         if k not in _TIED_ALIASES
     }
-    save_file(state, str(out / WEIGHTS_NAME), metadata={"format": "pt"})
+    save_file(state, str(out / ckpt_io.WEIGHTS_NAME), metadata={"format": "pt"})
     return out

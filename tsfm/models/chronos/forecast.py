@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from tsfm.checkpoint import inference_autocast
-from tsfm.forecaster import Forecaster
+from tsfm.forecaster import Forecaster, per_series_quantiles, per_series_samples
 from tsfm.inputs import ForecastInput
 from tsfm.models.chronos.config import ChronosConfig
 from tsfm.models.chronos.model import ChronosModel
@@ -116,12 +116,7 @@ class ChronosForecaster(Forecaster):
     ) -> list[np.ndarray]:
         _reject_covariates(inputs)
         context, counts = self._rows(inputs)
-        paths = self.sample_paths(context, prediction_length, num_samples, **kwargs).numpy()  # [R, S, H]
-        out, i = [], 0
-        for v in counts:
-            out.append(np.ascontiguousarray(paths[i : i + v].transpose(1, 0, 2)))  # [S, V, H]
-            i += v
-        return out
+        return per_series_samples(self.sample_paths(context, prediction_length, num_samples, **kwargs), counts)
 
     def _quantiles(
         self, inputs: ForecastInput, prediction_length: int, quantile_levels: Sequence[float], **kwargs: Any
@@ -130,13 +125,7 @@ class ChronosForecaster(Forecaster):
         context, counts = self._rows(inputs)
         num_samples = kwargs.pop("num_samples", None)
         paths = self.sample_paths(context, prediction_length, num_samples, **kwargs)  # [R, S, H]
-        levels = torch.tensor(list(quantile_levels), dtype=paths.dtype)
-        q = torch.quantile(paths, levels, dim=1).permute(1, 2, 0).numpy()  # [R, H, Q]
-        out, i = [], 0
-        for v in counts:
-            out.append(q[i : i + v])  # [V, H, Q]
-            i += v
-        return out
+        return per_series_quantiles(paths, quantile_levels, counts)
 
 
 def _reject_covariates(inputs: ForecastInput) -> None:

@@ -4,8 +4,7 @@ Our parameter names are the official ones, so conversion is a checked state load
 unexpected or mis-shaped tensors are errors that name the tensor. Nothing is unpickled
 (safetensors + JSON only) and the config's sizes are validated before anything is allocated.
 
-The converter contract every family shares (see :mod:`tsfm.checkpoint`): ``read_config``,
-``load_model``, ``model_from_checkpoint``, ``save_pretrained`` and ``EDITABLE``.
+Its public names are the converter contract of :mod:`tsfm.checkpoint`.
 """
 
 from __future__ import annotations
@@ -19,16 +18,7 @@ from typing import Any
 import torch
 from safetensors.torch import save_file
 
-from tsfm.checkpoint import (
-    CONFIG_NAME,
-    WEIGHTS_NAME,
-    checkpoint_model_state,
-    load_state_checked,
-    read_checkpoint,
-    read_json,
-    read_weights,
-    resolve_finetune_config,
-)
+from tsfm import checkpoint as ckpt_io
 from tsfm.models.chronos2.config import Chronos2Config
 from tsfm.models.chronos2.model import Chronos2Model
 
@@ -41,10 +31,10 @@ EDITABLE = frozenset({"context_length", "max_output_patches", "dropout_rate"})
 
 def read_config(path: str | Path) -> Chronos2Config:
     """The :class:`Chronos2Config` of a checkpoint directory (official or exported by tsfm)."""
-    cfg_path = Path(path).expanduser() / CONFIG_NAME
+    cfg_path = Path(path).expanduser() / ckpt_io.CONFIG_NAME
     if not cfg_path.is_file():
-        raise FileNotFoundError(f"{path}: no {CONFIG_NAME}; expected an amazon/chronos-2 style directory")
-    raw = read_json(cfg_path)
+        raise FileNotFoundError(f"{path}: no {ckpt_io.CONFIG_NAME}; expected an amazon/chronos-2 style directory")
+    raw = ckpt_io.read_json(cfg_path)
     return Chronos2Config.from_hf_dict(raw)
 
 
@@ -54,12 +44,12 @@ def _build(
 ) -> Chronos2Model:
     if overrides:  # the model is built from the resolved config: its dropout modules read p at construction
         base = cfg
-        cfg = Chronos2Config.from_dict(resolve_finetune_config(base.to_dict(), overrides, EDITABLE, source))
+        cfg = Chronos2Config.from_dict(ckpt_io.resolve_finetune_config(base.to_dict(), overrides, EDITABLE, source))
         if cfg.context_length != base.context_length:
             log.info("context length %d -> %d (time_encoding_scale stays %s)",
                      base.context_length, cfg.context_length, cfg.time_encoding_scale)  # fmt: skip
     model = Chronos2Model(cfg)
-    load_state_checked(model, state, source)
+    ckpt_io.load_state_checked(model, state, source)
     return model.to(device).eval()
 
 
@@ -72,7 +62,7 @@ def model_from_checkpoint(
     cfg = ckpt.get("chronos2_config") or ckpt["hyper_parameters"].get("config")
     if not isinstance(cfg, dict):
         raise ValueError(f"{source}: not a Chronos-2 tsfm checkpoint (no chronos2_config)")
-    return _build(Chronos2Config.from_dict(dict(cfg)), checkpoint_model_state(ckpt), source, overrides, device)
+    return _build(Chronos2Config.from_dict(dict(cfg)), ckpt_io.checkpoint_model_state(ckpt), source, overrides, device)
 
 
 def load_model(
@@ -85,10 +75,10 @@ def load_model(
     p = Path(path).expanduser()
     if p.is_dir():
         cfg = read_config(p)
-        state = read_weights(p, "an amazon/chronos-2 style directory (only safetensors weights are read)")
-        return _build(cfg, state, str(p / WEIGHTS_NAME), overrides, device)
+        state = ckpt_io.read_weights(p, "an amazon/chronos-2 style directory (only safetensors weights are read)")
+        return _build(cfg, state, str(p / ckpt_io.WEIGHTS_NAME), overrides, device)
     if p.is_file():
-        return model_from_checkpoint(read_checkpoint(p, family="chronos2"), str(p), overrides=overrides, device=device)
+        return model_from_checkpoint(ckpt_io.read_checkpoint(p, family="chronos2"), str(p), overrides=overrides, device=device)
     raise FileNotFoundError(f"pretrained={p}: no such checkpoint directory or .ckpt file (nothing is downloaded)")
 
 
@@ -96,8 +86,8 @@ def save_pretrained(model: Chronos2Model, path: str | Path) -> Path:
     """Write ``model`` in the official layout; ``Chronos2Pipeline.from_pretrained`` reads it."""
     p = Path(path).expanduser()
     p.mkdir(parents=True, exist_ok=True)
-    (p / CONFIG_NAME).write_text(json.dumps(model.config.to_hf_dict(), indent=2, sort_keys=True) + "\n")
+    (p / ckpt_io.CONFIG_NAME).write_text(json.dumps(model.config.to_hf_dict(), indent=2, sort_keys=True) + "\n")
     state = {k: v.detach().to("cpu", torch.float32).contiguous() for k, v in model.state_dict().items()}
-    save_file(state, str(p / WEIGHTS_NAME), metadata={"format": "pt"})
+    save_file(state, str(p / ckpt_io.WEIGHTS_NAME), metadata={"format": "pt"})
     log.info("exported Chronos-2 checkpoint to %s", p)
     return p

@@ -5,8 +5,7 @@ shape must match (a missing, extra or mis-shaped tensor is an error naming the f
 tensor). Weights are read with ``safetensors`` only; nothing is unpickled. ``save_pretrained``
 writes the same layout, loadable by uni2ts' ``MoiraiModule.from_pretrained``.
 
-The converter contract every family shares (see :mod:`tsfm.checkpoint`): ``read_config``,
-``load_model``, ``model_from_checkpoint``, ``save_pretrained`` and ``EDITABLE``.
+Its public names are the converter contract of :mod:`tsfm.checkpoint`.
 """
 
 from __future__ import annotations
@@ -19,16 +18,7 @@ from typing import Any
 import torch
 from safetensors.torch import save_file
 
-from tsfm.checkpoint import (
-    CONFIG_NAME,
-    WEIGHTS_NAME,
-    checkpoint_model_state,
-    load_state_checked,
-    read_checkpoint,
-    read_json,
-    read_weights,
-    resolve_finetune_config,
-)
+from tsfm import checkpoint as ckpt_io
 from tsfm.models.moirai.config import MoiraiConfig
 from tsfm.models.moirai.model import MoiraiModel
 
@@ -38,10 +28,10 @@ EDITABLE = frozenset({"attn_dropout_p", "dropout_p"})
 
 def read_config(path: str | Path) -> MoiraiConfig:
     """Parse ``<dir>/config.json`` (official layout, or one exported by tsfm) into a config."""
-    cfg_path = Path(path).expanduser() / CONFIG_NAME
+    cfg_path = Path(path).expanduser() / ckpt_io.CONFIG_NAME
     if not cfg_path.is_file():
-        raise FileNotFoundError(f"{cfg_path}: missing; a Moirai checkpoint directory needs config.json + {WEIGHTS_NAME}")
-    raw = read_json(cfg_path)
+        raise FileNotFoundError(f"{cfg_path}: missing; a Moirai checkpoint directory needs config.json + {ckpt_io.WEIGHTS_NAME}")
+    raw = ckpt_io.read_json(cfg_path)
     if raw.get("tsfm_family") not in (None, "moirai"):
         raise ValueError(f"{cfg_path}: this is a {raw['tsfm_family']!r} checkpoint, not a Moirai one")
     missing = [k for k in ("d_model", "num_layers", "patch_sizes", "distr_output") if k not in raw]
@@ -58,9 +48,9 @@ def _build(
     device: str | torch.device,
 ) -> MoiraiModel:
     if overrides:  # the model is built from the resolved config: its dropout modules read p at construction
-        cfg = MoiraiConfig.from_dict(resolve_finetune_config(cfg.to_dict(), overrides, EDITABLE, source))
+        cfg = MoiraiConfig.from_dict(ckpt_io.resolve_finetune_config(cfg.to_dict(), overrides, EDITABLE, source))
     model = MoiraiModel(cfg)
-    load_state_checked(model, state, source)
+    ckpt_io.load_state_checked(model, state, source)
     return model.to(device).eval()
 
 
@@ -70,7 +60,7 @@ def model_from_checkpoint(
 ) -> MoiraiModel:
     """The model of a tsfm Lightning checkpoint dict (read by :func:`tsfm.checkpoint.read_checkpoint`)."""
     cfg = MoiraiConfig.from_dict(ckpt["hyper_parameters"]["config"])
-    return _build(cfg, checkpoint_model_state(ckpt), source, overrides, device)  # a LoRA run's adapters folded in
+    return _build(cfg, ckpt_io.checkpoint_model_state(ckpt), source, overrides, device)  # a LoRA run's adapters folded in
 
 
 def load_model(
@@ -81,10 +71,10 @@ def load_model(
     applied by :func:`tsfm.checkpoint.resolve_finetune_config` with :data:`EDITABLE`."""
     p = Path(path).expanduser()
     if p.is_dir():
-        expected = f"a Moirai checkpoint directory (config.json + {WEIGHTS_NAME})"
-        return _build(read_config(p), read_weights(p, expected), str(p / WEIGHTS_NAME), overrides, device)
+        expected = f"a Moirai checkpoint directory (config.json + {ckpt_io.WEIGHTS_NAME})"
+        return _build(read_config(p), ckpt_io.read_weights(p, expected), str(p / ckpt_io.WEIGHTS_NAME), overrides, device)
     if p.is_file():
-        return model_from_checkpoint(read_checkpoint(p, family="moirai"), str(p), overrides=overrides, device=device)
+        return model_from_checkpoint(ckpt_io.read_checkpoint(p, family="moirai"), str(p), overrides=overrides, device=device)
     raise FileNotFoundError(f"pretrained={p}: no such checkpoint directory or .ckpt file (nothing is downloaded)")
 
 
@@ -92,7 +82,7 @@ def save_pretrained(model: MoiraiModel, path: str | Path) -> Path:
     """Write ``model`` as an official-layout directory (config.json + model.safetensors)."""
     out = Path(path)
     out.mkdir(parents=True, exist_ok=True)
-    (out / CONFIG_NAME).write_text(json.dumps(model.cfg.to_official(), indent=2, sort_keys=True))
+    (out / ckpt_io.CONFIG_NAME).write_text(json.dumps(model.cfg.to_official(), indent=2, sort_keys=True))
     tensors = {k: v.detach().to("cpu", torch.float32).contiguous() for k, v in model.state_dict().items()}
-    save_file(tensors, str(out / WEIGHTS_NAME))
+    save_file(tensors, str(out / ckpt_io.WEIGHTS_NAME))
     return out
