@@ -68,7 +68,7 @@ def test_the_slurm_launcher_starts_one_task_per_device_of_the_trainer():
 _REQUIRED = {"chronos2_context_extension_stage2": ["stage1_ckpt=/ckpts/stage1.ckpt"]}
 
 
-@pytest.mark.parametrize("group", ["data", "optim", "callbacks", "logger", "experiment", "hparams_search"])
+@pytest.mark.parametrize("group", ["data", "optim", "callbacks", "logger", "experiment", "hparams_search", "registry"])
 def test_every_option_of_other_groups_composes(group):
     for option in _options(group):
         _resolve(_compose([f"{group}={option}", *_REQUIRED.get(option, [])]))

@@ -17,11 +17,11 @@ from typing import Any
 
 import torch
 
+from tsfm.catalog import local_path, lookup, resolve_local
 from tsfm.checkpoint import checkpoint_model_state, inference_autocast, read_checkpoint, read_json  # noqa: F401 - re-exported
 from tsfm.forecaster import Forecaster  # noqa: F401 - re-exported: the public API
 from tsfm.inputs import ForecastInput, normalize_inputs  # noqa: F401 - re-exported
 from tsfm.models import describe, detect, families, get
-from tsfm.registry import _BY_NAME, local_path, resolve_local
 
 log = logging.getLogger(__name__)
 
@@ -33,16 +33,23 @@ def detect_family(config: dict) -> str | None:
     return detect(config)
 
 
-def load_forecaster(path: str | Path, device: str | torch.device = "cpu", **kwargs: Any) -> Forecaster:
-    """Load any supported checkpoint: a tsfm ``.ckpt`` or a checkpoint directory (official or exported).
+def load_forecaster(path: str | Path, device: str | torch.device = "cpu", *, registry_uri: str | None = None,
+                    **kwargs: Any) -> Forecaster:
+    """Load any supported checkpoint: a tsfm ``.ckpt``, a checkpoint directory (official or exported),
+    a catalogued official model (``chronos-2``, :mod:`tsfm.catalog`) or a registered model version
+    (``models:/NAME@ALIAS`` or ``models:/NAME/VERSION``, :mod:`tsfm.registry`; ``registry_uri``
+    chooses the registry, default ``$TSFM_REGISTRY_URI`` or ``logs/mlflow.db``).
 
     The family is read from the directory's ``config.json`` (or the ``.ckpt`` hyperparameters).
     A Hugging Face Hub id is accepted only if it is already a local directory: nothing is downloaded.
     """
+    if isinstance(path, str) and path.startswith("models:/"):
+        from tsfm.registry import resolve as resolve_registered
+
+        return load_forecaster(resolve_registered(path, uri=registry_uri), device, **kwargs)
     p = resolve_local(path)
     if not p.exists():
-
-        card = _BY_NAME.get(str(path))
+        card = lookup(str(path))
         p = (local_path(card) if card else None) or p
     if not p.exists():
         raise FileNotFoundError(

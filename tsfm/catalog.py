@@ -1,8 +1,9 @@
-"""Model registry: the official checkpoints tsfm loads, and where they are on this machine.
+"""Catalogue of the official checkpoints tsfm loads, and where they are on this machine.
 
-Nothing is downloaded. ``python -m tsfm.registry`` lists every known model with its family,
-size and whether a local copy exists (in ``$TSFM_MODELS/<name>`` or the Hugging Face cache);
-``resolve(name)`` returns the local directory for ``load_forecaster``.
+A fixed list, not a registry (the model registry, versions and aliases of the models you train,
+is :mod:`tsfm.registry`). Nothing is downloaded. ``python -m tsfm.catalog`` lists every known
+model with its family, size and whether a local copy exists (in ``$TSFM_MODELS/<name>`` or the
+Hugging Face cache); ``resolve(name)`` returns the local directory for ``load_forecaster``.
 """
 
 from __future__ import annotations
@@ -39,6 +40,11 @@ MODELS: tuple[ModelCard, ...] = (
 _BY_NAME = {m.name: m for m in MODELS} | {m.hub_id: m for m in MODELS}
 
 
+def lookup(name: str) -> ModelCard | None:
+    """The catalogue entry of ``name`` (short name or Hub id), or None."""
+    return _BY_NAME.get(str(name))
+
+
 def models_dir() -> Path:
     return Path(os.environ.get("TSFM_MODELS", "models")).expanduser()
 
@@ -53,8 +59,8 @@ def local_path(card: ModelCard) -> Path | None:
 
 
 def resolve(name: str) -> Path:
-    """Local directory of a registered model (by short name or Hub id); a clear error if absent."""
-    card = _BY_NAME.get(name)
+    """Local directory of a catalogued model (by short name or Hub id); a clear error if absent."""
+    card = lookup(name)
     if card is None:
         raise KeyError(f"unknown model {name!r}; known: {', '.join(m.name for m in MODELS)}")
     path = local_path(card)
@@ -64,27 +70,6 @@ def resolve(name: str) -> Path:
             f"cache). Fetch it with: huggingface-cli download {card.hub_id} --local-dir {models_dir() / card.name}"
         )
     return path
-
-
-def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(
-        prog="python -m tsfm.registry",
-        description="List the official checkpoints tsfm loads and whether each is available locally "
-        "($TSFM_MODELS, default ./models, or the Hugging Face cache). Nothing is downloaded.",
-    )
-    p.parse_args(argv)
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table("name", "family", "params", "hub id", "local copy")
-    for m in MODELS:
-        path = local_path(m)
-        table.add_row(m.name, m.family, m.params, m.hub_id, str(path) if path else "-")
-    Console().print(table)
-
-
-if __name__ == "__main__":
-    main()
 
 
 def resolve_local(path: str | Path) -> Path:
@@ -102,3 +87,25 @@ def resolve_local(path: str | Path) -> Path:
         return Path(snapshot_download(str(path), local_files_only=True))
     except Exception:  # noqa: BLE001 - not cached (or hub lib unavailable): fall back to the literal path
         return p
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(
+        prog="python -m tsfm.catalog",
+        description="List the official checkpoints tsfm loads and whether each is available locally "
+        "($TSFM_MODELS, default ./models, or the Hugging Face cache). Nothing is downloaded. "
+        "Your own trained models are in the model registry: python -m tsfm.registry list.",
+    )
+    p.parse_args(argv)
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table("name", "family", "params", "hub id", "local copy")
+    for m in MODELS:
+        path = local_path(m)
+        table.add_row(m.name, m.family, m.params, m.hub_id, str(path) if path else "-")
+    Console().print(table)
+
+
+if __name__ == "__main__":
+    main()
