@@ -79,6 +79,10 @@ def train(cfg: DictConfig) -> dict[str, float]:
 
         agg = evaluate_export(out / "export", str(cfg.final_eval), cfg.paths, out / "final_eval")
         metrics |= {f"final_eval/{k}": float(v) for k, v in agg.items() if isinstance(v, float)}
+    if cfg.get("registry") and cfg.get("export") and trainer.is_global_zero:  # registry=mlflow
+        from tsfm.registry.training import register_run
+
+        register_run(cfg, out, metrics, module, trainer)
     log.info("final metrics: %s", metrics)
     for cb in trainer.checkpoint_callbacks:
         if getattr(cb, "best_model_path", ""):
