@@ -89,7 +89,8 @@ def test_compute_frontier_is_the_lower_envelope(sweep):
 
 
 def test_cli_fits_the_planted_exponents(sweep, tmp_path, capsys):
-    assert main(["fit", str(sweep), "--out", str(tmp_path), "--bootstrap", "10"]) == 0
+    fast_joint = ["--joint-grid", "small", "--joint-top-k", "20"]
+    assert main(["fit", str(sweep), "--out", str(tmp_path), "--bootstrap", "10", *fast_joint]) == 0
     out = capsys.readouterr().out
     assert "encoder          L(N)" in out and "decoder          L(N)" in out
     result = json.loads((tmp_path / "scaling_fit.json").read_text())
@@ -101,6 +102,15 @@ def test_cli_fits_the_planted_exponents(sweep, tmp_path, capsys):
         assert len(result["fits"][arch]["L(D)"]["x"]) == 4
     assert len(result["runs"]) == 9
     assert "need at least 3 distinct x" in result["fits"]["encoder-random"]["L(N)"]["error"]
+    # the joint fit: val/loss = 40 N^-alpha + (5 * 576) D^-1 + 0.3, D = steps x 32 x 18 patches
+    assert "| encoder | val/loss | 16 (4 x 4) |" in out and "Compute-optimal allocation" in out
+    for arch, key in (("encoder", "enc"), ("decoder", "dec")):
+        fit = result["joint"]["groups"][arch]["metrics"]["val/loss"]["fit"]
+        assert (fit["alpha"], fit["beta"]) == (pytest.approx(ALPHA[key], abs=1e-3), pytest.approx(1.0, abs=1e-3))
+        assert fit["E"] == pytest.approx(0.3, rel=1e-2)
+    assert "no out-of-distribution scores" in result["joint"]["notes"][0]
+    assert "Joint fits" in (tmp_path / "scaling_fit.md").read_text()
+    assert (tmp_path / "scaling_joint.png").stat().st_size > 10_000
 
 
 def test_cli_errors_are_clear(tmp_path, capsys):
@@ -113,7 +123,8 @@ def test_cli_errors_are_clear(tmp_path, capsys):
 
 
 def test_cli_pools_several_sweeps(sweep, tmp_path):
-    assert main(["fit", str(sweep), str(sweep), "--out", str(tmp_path), "--bootstrap", "0", "--no-plot"]) == 0
+    assert main(["fit", str(sweep), str(sweep), "--out", str(tmp_path), "--bootstrap", "0", "--no-plot", "--no-joint"]) == 0
     result = json.loads((tmp_path / "scaling_fit.json").read_text())
     assert result["multirun_dirs"] == [str(sweep)] * 2 and len(result["runs"]) == 9  # duplicates collapse
     assert not (tmp_path / "scaling_fit.png").exists()
+    assert "joint" not in json.loads((tmp_path / "scaling_fit.json").read_text())

@@ -8,6 +8,8 @@ import sys
 from pathlib import Path
 
 from tsfm.scaling.fit import FORMS
+from tsfm.scaling.joint import GRIDS
+from tsfm.scaling.joint_report import POINTS, analyze_joint, format_joint_markdown
 from tsfm.scaling.report import analyze, format_table, write_report
 from tsfm.scaling.results import read_sweep
 
@@ -21,6 +23,10 @@ csv/version_*/metrics.csv (CSVLogger). N is the non-embedding parameter count, D
 seen (steps x batch x patches per window), C = 6 N D. Runs are grouped by architecture (and
 training objective when not the default, e.g. encoder-random); several jobs of one size in a
 group (e.g. a learning-rate grid) count once, with their lowest final validation loss.
+
+The joint fit L(N, D) = E + A N^-alpha + B D^-beta (Huber on log residuals, L-BFGS from a start
+grid, run bootstrap) is made per group for val/loss and, where the jobs ran final_eval=<suite>,
+for final_eval/rel_wql and rel_mase; with the compute-optimal N*, D* for C = k N D.
 """
 
 
@@ -52,19 +58,37 @@ def _parser() -> argparse.ArgumentParser:
                    help="saturating: A x^-alpha + E (needs >= 3 sizes); pure: A x^-alpha (>= 2)")  # fmt: skip
     f.add_argument("--bootstrap", type=int, default=1000, help="bootstrap refits for the CIs (0: none)")
     f.add_argument("--seed", type=int, default=0, help="seed of the bootstrap resampling")
-    f.add_argument("--no-plot", action="store_true", help="skip the PNG")
+    f.add_argument("--no-plot", action="store_true", help="skip the PNGs")
+    j = f.add_argument_group("joint fit L(N, D)")
+    j.add_argument("--no-joint", action="store_true", help="skip the joint fits")
+    j.add_argument("--joint-grid", choices=sorted(GRIDS), default="full",
+                   help="L-BFGS start grid: full (Hoffmann et al., 4500 starts) or small (243)")  # fmt: skip
+    j.add_argument("--joint-top-k", type=int, default=100,
+                   help="optimise from the best K grid starts by objective (0: every start)")  # fmt: skip
+    j.add_argument("--joint-points", choices=POINTS, default="curve",
+                   help="val/loss points: every validation of every run (curve) or the final one only")  # fmt: skip
+    j.add_argument("--flops-per-param-token", type=float, default=6.0,
+                   help="k in C = k N D for the compute-optimal allocation")  # fmt: skip
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    if args.bootstrap < 0:
-        print("error: --bootstrap must be >= 0", file=sys.stderr)
+    if args.bootstrap < 0 or args.joint_top_k < 0 or args.flops_per_param_token <= 0:
+        print(
+            "error: --bootstrap and --joint-top-k must be >= 0, --flops-per-param-token > 0", file=sys.stderr
+        )
         return 2
     try:
         runs = [r for d in args.multirun_dirs for r in read_sweep(d)]
         result = analyze(runs, form=args.form, n_boot=args.bootstrap, seed=args.seed)
+        if not args.no_joint:
+            result["joint"] = analyze_joint(
+                runs, n_boot=args.bootstrap, seed=args.seed, grid=args.joint_grid,
+                top_k=args.joint_top_k or None, points=args.joint_points,
+                flops_per_param_token=args.flops_per_param_token,
+            )  # fmt: skip
     except (FileNotFoundError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -75,6 +99,9 @@ def main(argv: list[str] | None = None) -> int:
         )
     print()
     print(format_table(result))
+    if "joint" in result:
+        print()
+        print(format_joint_markdown(result["joint"]))
     for path in write_report(result, args.out or args.multirun_dirs[0], make_plot=not args.no_plot):
         print(f"wrote {path}")
     return 0

@@ -3,6 +3,8 @@
 * ``L(N)``: final validation loss of each size (best run per size, e.g. over learning rates).
 * ``L(D)``: validation curve of the largest model (loss after D tokens).
 * ``L(C)``: compute-efficient frontier over every validation of every size, ``C = 6 N D``.
+* ``L(N, D)`` (when the result holds ``"joint"``, see :mod:`tsfm.scaling.joint_report`): joint fits
+  per group and metric, the compute-optimal allocation and OOD - ID exponent differences.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from tsfm.scaling.fit import PowerLawFit, fit_power_law
+from tsfm.scaling.joint_report import format_joint_markdown, plot_joint
 from tsfm.scaling.results import Run, best_per_size, compute_frontier
 
 log = logging.getLogger(__name__)
@@ -105,12 +108,37 @@ def plot(result: dict[str, Any], path: str | Path) -> Path:
     return path
 
 
+def format_markdown(result: dict[str, Any]) -> str:
+    """The whole report in markdown: the 1-D fits and, when present, the joint fits."""
+    lines = ["# Scaling-law fits", "", f"1-D fits `L(x) = A x^-alpha + E` (form: {result['form']}):", "",
+             "| group | law | alpha | 95% CI | E | A | points |", "|---|---|---|---|---|---|---|"]  # fmt: skip
+    for arch, fits in result["fits"].items():
+        for law, entry in fits.items():
+            if "fit" not in entry:
+                lines.append(f"| {arch} | {law} | - | {entry['error']} | | | {len(entry['x'])} |")
+                continue
+            f = entry["fit"]
+            lo, hi = f["ci"].get("alpha", [float("nan")] * 2)
+            lines.append(
+                f"| {arch} | {law} | {f['alpha']:.4f} | [{lo:.3f}, {hi:.3f}] | {f['E']:.4f} | {f['A']:.4g} | {f['num_points']} |"
+            )
+    if "joint" in result:
+        lines += ["", format_joint_markdown(result["joint"])]
+    return "\n".join(lines) + "\n"
+
+
 def write_report(result: dict[str, Any], out_dir: str | Path, make_plot: bool = True) -> list[Path]:
-    """``scaling_fit.json`` (+ ``scaling_fit.png``) under ``out_dir``."""
+    """``scaling_fit.json`` and ``scaling_fit.md`` (+ ``scaling_fit.png``, and ``scaling_joint.png``
+    when the result holds joint fits) under ``out_dir``."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    paths = [out / "scaling_fit.json"]
+    paths = [out / "scaling_fit.json", out / "scaling_fit.md"]
     paths[0].write_text(json.dumps(result, indent=2))
+    paths[1].write_text(format_markdown(result))
     if make_plot:
         paths.append(plot(result, out / "scaling_fit.png"))
+        if "joint" in result:
+            joint_png = plot_joint(result["joint"], out / "scaling_joint.png")
+            if joint_png is not None:
+                paths.append(joint_png)
     return paths

@@ -6,7 +6,10 @@ composed config: architecture, model shape, batch size, devices) and Lightning C
 
 * ``N``: non-embedding parameters of the model (:meth:`BaselineConfig.non_embedding_params`);
 * ``D`` at a validation: tokens (patches) seen = optimizer steps x global batch x tokens/sample;
-* ``C = 6 N D`` (Kaplan et al. 2020).
+* ``C = 6 N D`` (Kaplan et al. 2020);
+* out-of-distribution scores, when the job ran ``final_eval=<suite>``: the aggregate of
+  ``final_eval/results.json`` (``rel_wql``, ``rel_mase``: relative to Seasonal Naive), or
+  ``final_eval/*`` columns of ``metrics.csv``; stored as ``Run.final_eval`` (empty when absent).
 
 Configs are read as YAML data and never instantiated; only the ``model`` and a few trainer/data
 values are resolved, so nothing of the sweep's Python is imported or run.
@@ -14,6 +17,7 @@ values are resolved, so nothing of the sweep's Python is imported or run.
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,12 +44,16 @@ class Run:
     overrides: list[str] = field(default_factory=list)
     steps: np.ndarray = field(default_factory=lambda: np.zeros(0))  # optimizer steps done at each validation
     val_loss: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    family: str = "baseline"  # model family (conf/model/*.yaml ``family``)
+    final_eval: dict[str, float] = field(default_factory=dict)  # e.g. {"rel_wql": .., "rel_mase": ..} (OOD)
 
     @property
     def label(self) -> str:
-        """Group name in fits and plots: the architecture, plus the objective if not the default."""
+        """Group name in fits and plots: the architecture, plus the objective if not the default;
+        other families than ``baseline`` are prefixed with their name (e.g. ``moirai-encoder``)."""
         default = "all" if self.architecture == "decoder" else "horizon"
-        return self.architecture if self.objective == default else f"{self.architecture}-{self.objective}"
+        name = self.architecture if self.objective == default else f"{self.architecture}-{self.objective}"
+        return name if self.family == "baseline" else f"{self.family}-{name}"
 
     @property
     def tokens(self) -> np.ndarray:
@@ -80,6 +88,29 @@ def _val_curve(job_dir: Path) -> tuple[np.ndarray, np.ndarray]:
     df = pd.concat(frames).drop_duplicates("step", keep="last").sort_values("step")
     # Lightning logs validation at global_step - 1 (the index of the last training batch)
     return df["step"].to_numpy(dtype=float) + 1.0, df["val/loss"].to_numpy(dtype=float)
+
+
+def _final_eval(job_dir: Path) -> dict[str, float]:
+    """Aggregate zero-shot scores of the job's export: ``final_eval/results.json`` (written by
+    ``final_eval=<suite>``), else the last ``final_eval/*`` values of ``metrics.csv``; ``{}`` if none."""
+    path = job_dir / "final_eval" / "results.json"
+    if path.is_file():
+        try:
+            res = json.loads(path.read_text())
+            agg = res["aggregate"][res.get("model", "this run")]
+            return {k: float(v) for k, v in agg.items()
+                    if isinstance(v, (int, float)) and not isinstance(v, bool) and k != "num_datasets"}  # fmt: skip
+        except (ValueError, KeyError, TypeError) as e:
+            log.warning("%s: unreadable final evaluation (%s); no out-of-distribution scores", path, e)
+    out: dict[str, float] = {}
+    for csv in sorted(
+        job_dir.glob("**/csv/version_*/metrics.csv"), key=lambda p: (p.parent.parent, _version(p))
+    ):
+        df = pd.read_csv(csv)
+        for col in df.columns:
+            if col.startswith("final_eval/") and df[col].notna().any():
+                out[col.removeprefix("final_eval/")] = float(df[col].dropna().iloc[-1])
+    return out
 
 
 def _version(path: Path) -> int:
@@ -118,6 +149,7 @@ def read_run(job_dir: str | Path) -> Run | None:
         objective=str(model["module"].get("decoder_loss" if config.architecture == "decoder" else "encoder_mask")
                       or ("all" if config.architecture == "decoder" else "horizon")),
         tokens_per_step=batch * world * patches, overrides=overrides, steps=steps, val_loss=val,
+        family=str(family), final_eval=_final_eval(job_dir),
     )  # fmt: skip
 
 
