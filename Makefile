@@ -8,7 +8,7 @@ STAMP := $(VENV)/.tsfm-installed
 ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install train test test-full test-dist lint format eval bench gpu-check clean
+.PHONY: help install train pipeline test test-full test-dist lint format eval bench gpu-check clean
 
 help: ## show this help
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  make %-10s %s\n", $$1, $$2}'
@@ -24,6 +24,9 @@ install: $(STAMP) ## create .venv and install tsfm with dev extras (torch 2.13.0
 
 train: $(STAMP) ## the quickstart: Chronos-2 mini on the synthetic corpus (~15 min on 2 CPU cores), then the dev-suite table; ARGS="trainer.max_steps=50"
 	$(PY) -m tsfm.train $(ARGS)
+
+pipeline: $(STAMP) ## corpus -> lr search -> train -> evaluate -> register -> serve (python -m tsfm.pipeline); ARGS="experiment=pipeline_smoke"
+	$(PY) -m tsfm.pipeline $(ARGS)
 
 test: $(STAMP) ## run the default (fast, CPU-only) test suite
 	$(PY) -m pytest -q $(ARGS)
