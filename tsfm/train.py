@@ -18,34 +18,17 @@ import logging
 from pathlib import Path
 
 import hydra
-import lightning as L
 from lightning.pytorch.strategies import ModelParallelStrategy
 from omegaconf import DictConfig, OmegaConf
 
 from tsfm.search.pruning import pruning_callback
 from tsfm.training.build import build, check_config, check_precision
+from tsfm.training.export import export
 from tsfm.training.resume import adapt_to_strategy, check_resumable, resolve_ckpt_path
 from tsfm.utils.config import register_resolvers
 
 log = logging.getLogger(__name__)
 CONFIG_DIR = str(Path(__file__).resolve().parents[1] / "conf")
-
-
-def export(cfg: DictConfig, module: L.LightningModule, trainer: L.Trainer, out: Path) -> None:
-    """Write the final weights (and the corpus summary, ``training_data.json``) as a checkpoint
-    directory on rank 0.
-
-    Under FSDP2 the shards are gathered first (collective) into a plain copy of the model on rank 0
-    (``TSFMModule.unsharded``), so each family's ``save_pretrained`` works unchanged.
-    """
-    with module.unsharded() as full:
-        if trainer.is_global_zero:
-            full.save_pretrained(out)
-    if trainer.is_global_zero:
-        if hasattr(trainer.datamodule, "save_training_data"):  # the corpus travels with the model
-            trainer.datamodule.save_training_data(out)
-        log.info("exported final weights to %s", out)
-    trainer.strategy.barrier("tsfm-export")
 
 
 def train(cfg: DictConfig) -> dict[str, float]:

@@ -3,7 +3,7 @@
 The config is ``trainer=fsdp_64gpu`` with ``trainer.devices=1 trainer.num_nodes=1`` (dry run:
 also ``trainer.accelerator=cpu``, gloo), so Lightning's ``ModelParallelStrategy`` calls
 ``TSFMModule.configure_model``, which applies ``fully_shard`` to every block and the root.
-After training, ``tsfm.train.export`` gathers the shards and writes the checkpoint directory.
+After training, ``tsfm.training.export.export`` gathers the shards and writes the checkpoint directory.
 Checked per family:
 
 * the parameters really are DTensors (sharded), and training moved them;
@@ -27,7 +27,7 @@ def _one(s: Any, fam: str) -> dict:
     from training import fit_run
 
     from tsfm.forecast import load_forecaster
-    from tsfm.train import export
+    from tsfm.training.export import export
     from tsfm.training.parallelize import full_state_dict, is_sharded
     from tsfm.utils.config import to_plain
 

@@ -24,7 +24,7 @@ from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from omegaconf import DictConfig
 
-from tsfm.train import build, check_config
+from tsfm.training.build import build, check_config
 from tsfm.utils.config import register_resolvers
 
 CONF = Path(__file__).resolve().parents[2] / "conf"
