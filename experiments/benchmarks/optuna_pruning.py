@@ -49,6 +49,8 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=300)
     ap.add_argument("--eval-every", type=int, default=30)
     ap.add_argument("--preset", default="full")
+    ap.add_argument("--grid-best", type=float, default=None,
+                    help="skip the grid and compare with this best learning rate from an earlier grid run")
     ap.add_argument("overrides", nargs="*", help="extra Hydra overrides for the searches, e.g. search_pruner.n_warmup_steps=30")
     args = ap.parse_args()
     from tsfm.data.packaged import packaged_frame
@@ -74,20 +76,25 @@ def main() -> None:
         print(f"{name:9s} {args.trials} trials: {sec:7.1f} s, {states.count('PRUNED')} pruned; best lr "
               f"{res['best_params']['finetune.lr']:.2e} (rel WQL {res['best_value']:.4f})", flush=True)
     grid = np.geomspace(LOW, HIGH, args.trials)
-    sec = run([*base[:3], "-m", *base[3:], "finetune.lr=" + ",".join(f"{g:.3g}" for g in grid),
-               f"hydra.sweep.dir={tmp / 'grid'}"], tmp / "grid.log")
-    scores = []
-    for i in range(len(grid)):
-        rep = json.loads((tmp / "grid" / str(i) / "finetune_report.json").read_text())
-        scores.append(rep["table"]["finetuned"]["rel_wql"])
-    best = int(np.nanargmin(scores))
-    print(f"grid      {len(grid)} points: {sec:7.1f} s; best lr {grid[best]:.2e} (rel WQL {scores[best]:.4f})")
-    print("  grid: " + ", ".join(f"{g:.1e}: {s:.4f}" for g, s in zip(grid, scores)))
+    if args.grid_best is not None:
+        best_lr = float(args.grid_best)
+        print(f"grid      skipped; its best lr from an earlier run: {best_lr:.2e}")
+    else:
+        sec = run([*base[:3], "-m", *base[3:], "finetune.lr=" + ",".join(f"{g:.3g}" for g in grid),
+                   f"hydra.sweep.dir={tmp / 'grid'}"], tmp / "grid.log")
+        scores = []
+        for i in range(len(grid)):
+            rep = json.loads((tmp / "grid" / str(i) / "finetune_report.json").read_text())
+            scores.append(rep["table"]["finetuned"]["rel_wql"])
+        best = int(np.nanargmin(scores))
+        print(f"grid      {len(grid)} points: {sec:7.1f} s; best lr {grid[best]:.2e} (rel WQL {scores[best]:.4f})")
+        print("  grid: " + ", ".join(f"{g:.1e}: {s:.4f}" for g, s in zip(grid, scores)))
+        best_lr = float(grid[best])
     step = math.log(grid[1] / grid[0])
     print(f"\npruned / unpruned wall time: {results['pruned'][0] / results['unpruned'][0]:.2f} (target < 0.60)")
     for name in ("pruned", "unpruned"):
-        steps_off = abs(math.log(results[name][1] / grid[best])) / step
-        print(f"{name}: best lr {results[name][1]:.2e} is {steps_off:.2f} grid steps from the grid's best {grid[best]:.2e}"
+        steps_off = abs(math.log(results[name][1] / best_lr)) / step
+        print(f"{name}: best lr {results[name][1]:.2e} is {steps_off:.2f} grid steps from the grid's best {best_lr:.2e}"
               f" ({'within' if steps_off <= 1 else 'NOT within'} one step)")
     print(f"logs: {tmp}")
 
