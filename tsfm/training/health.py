@@ -66,6 +66,7 @@ class HealthReport(L.Callback):
         self.reports: list[dict[str, Any]] = []  # rank 0's reports of this process (also in health.jsonl)
         self._due = False  # a report is due; written once every callback of that step has run
         self._snapshot: dict[str, int] = {}
+        self._last_step = -1
 
     # -- collection -------------------------------------------------------------------------------
     def on_before_optimizer_step(self, trainer: L.Trainer, pl_module: L.LightningModule, optimizer: Any) -> None:
@@ -79,8 +80,10 @@ class HealthReport(L.Callback):
         if isinstance(loss, torch.Tensor) and loss.numel() == 1:
             self._losses.append(loss.detach().float().reshape(()))
         step = trainer.global_step
-        self._due = step > 0 and step % self.every_n_steps == 0
-        if self._due:  # the counters as of this step (the next batch is fetched before the report is written)
+        # once per optimizer step: with gradient accumulation several batches end at the same step
+        self._due = step > 0 and step % self.every_n_steps == 0 and step != self._last_step
+        if self._due:
+            self._last_step = step  # the counters as of this step (the next batch is fetched before the report is written)
             dm = getattr(trainer, "datamodule", None)
             self._snapshot = dm.pipeline_stats() if dm is not None and hasattr(dm, "pipeline_stats") else {}
 
@@ -100,8 +103,10 @@ class HealthReport(L.Callback):
     def _data(self, trainer: L.Trainer) -> dict[str, float]:
         stats = self._snapshot
         keys = ("windows", "batches", "rejected_by_task", "unobserved_values", "input_values")
-        local = torch.tensor([float(stats.get(k, 0.0)) for k in keys], dtype=torch.float64)
-        total = trainer.strategy.reduce(local, reduce_op="sum") if trainer.world_size > 1 else local
+        # on the strategy's device: NCCL (multi-GPU) reduces CUDA tensors only
+        local = torch.tensor([float(stats.get(k, 0.0)) for k in keys], dtype=torch.float64,
+                             device=trainer.strategy.root_device)
+        total = (trainer.strategy.reduce(local, reduce_op="sum") if trainer.world_size > 1 else local).cpu()
         out = dict(zip(keys, (float(v) for v in total)))
         out["too_short_series"] = float(stats.get("too_short_series", 0))  # the same on every rank
         out["unobserved_fraction"] = out["unobserved_values"] / out["input_values"] if out["input_values"] else float("nan")
