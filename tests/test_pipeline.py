@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tsfm.pipeline import Step, content_key
+from tsfm.pipeline import Pipeline, Step, _check_port_free, content_key
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -31,6 +31,53 @@ def test_a_step_is_done_only_once_its_record_is_written(tmp_path):
     assert step.result is None
     step.finish({"export": "x"})
     assert step.result == {"export": "x"} and not (step.dir / "done.json.tmp").exists()
+
+
+def test_a_register_step_rerun_after_a_failure_reuses_its_version(tmp_path, baseline_export, monkeypatch):
+    from omegaconf import OmegaConf
+
+    from tsfm import registry
+    from tsfm.registry.mlflow_registry import _client, normalize_uri
+
+    uri = normalize_uri(str(tmp_path / "mlflow.db"))
+    _client(uri, write=True)
+    cfg = OmegaConf.create({"root": str(tmp_path / "pipe"), "train": [], "registry": {
+        "uri": uri, "name": "pipe-model", "promote_to": "staging", "compare_with": "production"}})
+    scores = {"suite": "dev", "rel_wql": 0.9, "rel_mase": 0.95}
+
+    def promote_fails(*a, **k):
+        raise RuntimeError("the database went away")
+
+    monkeypatch.setattr(registry, "promote", promote_fails)
+    with pytest.raises(RuntimeError, match="went away"):
+        Pipeline(cfg).register("evalkey", str(baseline_export), str(baseline_export.parent), scores)
+    assert [v.version for v in registry.get_model("pipe-model", uri=uri).versions] == [1]
+    monkeypatch.undo()
+    done = Pipeline(cfg).register("evalkey", str(baseline_export), str(baseline_export.parent), scores)
+    model = registry.get_model("pipe-model", uri=uri)
+    assert done["version"] == 1 and [v.version for v in model.versions] == [1]  # no second version
+    assert model.aliases == {"staging": 1}
+    # a different evaluation is a different step: a new version
+    assert Pipeline(cfg).register("otherkey", str(baseline_export), str(baseline_export.parent), scores)["version"] == 2
+
+
+def test_serving_refuses_a_port_already_in_use():
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        with pytest.raises(RuntimeError, match=f"127.0.0.1:{port} is already in use.*serve.port"):
+            _check_port_free("127.0.0.1", port)
+    _check_port_free("127.0.0.1", port)  # closed again: free
+
+
+def test_help_describes_the_pipeline():
+    out = subprocess.run([sys.executable, "-m", "tsfm.pipeline", "--help"], cwd=ROOT, capture_output=True, text=True,
+                         timeout=120).stdout
+    assert out.startswith("python -m tsfm.pipeline: corpus -> learning-rate search")
+    assert "tsfm.train: pretrain" not in out and "registry:" in out and "serve:" in out
 
 
 def _pipeline(tmp: Path, *overrides: str, timeout: int = 900) -> tuple[int, str]:

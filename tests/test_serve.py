@@ -106,6 +106,29 @@ def test_forecast_equals_predict_quantiles(family_ckpt):
         np.testing.assert_allclose(pred["mean"], median[i, :, 0], rtol=1e-5, atol=1e-5)
 
 
+def test_server_dtype_is_the_default_a_request_may_override(fixtures_dir):
+    f = load_forecaster(fixtures_dir / "chronos2_tiny/checkpoint")
+    ctx, h = _series(2, t=40), 5
+    want = {d: f.predict_quantiles(ctx, h, [0.1, 0.9], dtype=d) for d in ("bfloat16", "float32")}
+    assert np.abs(want["bfloat16"] - want["float32"]).max() > 0  # the two dtypes are told apart
+    inputs = [{"target": c.tolist()} for c in ctx]
+    with TestClient(create_app({"m": f}, dtype="bfloat16")) as client:
+        for asked, expect in ((None, "bfloat16"), ("float32", "float32"), ("bfloat16", "bfloat16")):
+            params = {"prediction_length": h, "quantile_levels": [0.1, 0.9], **({"dtype": asked} if asked else {})}
+            r = client.post("/v1/forecast", json={"inputs": inputs, "parameters": params})
+            assert r.status_code == 200, r.text
+            got = np.array([[p["quantiles"][k] for k in ("0.1", "0.9")] for p in r.json()["predictions"]])
+            got = got.transpose(0, 2, 1)  # [series, level, step] -> [series, step, level]
+            np.testing.assert_allclose(got, want[expect], rtol=1e-5, atol=1e-5)
+
+
+def test_server_dtype_is_refused_where_it_cannot_apply(fixtures_dir):
+    with pytest.raises(ValueError, match="use one of float32, bfloat16, float16"):
+        create_app({"m": load_forecaster(fixtures_dir / "chronos2_tiny/checkpoint")}, dtype="int8")
+    with pytest.raises(ValueError, match="moirai family.*takes no compute dtype; set dtype=null"):
+        create_app({"m": load_forecaster(fixtures_dir / "moirai_tiny/checkpoint")}, dtype="bfloat16")
+
+
 def test_multivariate_and_covariates_equal_predict_quantiles(fixtures_dir):
     f = load_forecaster(fixtures_dir / "chronos2_tiny/checkpoint")
     a, b = _series(2, t=40)
@@ -166,6 +189,18 @@ def test_concurrent_requests_are_merged_into_one_call():
     count = float(next(line.split()[-1] for line in metrics.splitlines() if line.startswith("tsfm_serve_batch_size_count")))
     total = float(next(line.split()[-1] for line in metrics.splitlines() if line.startswith("tsfm_serve_batch_size_sum")))
     assert count == len(model.calls) and total == n
+
+
+def test_a_merged_call_holds_no_more_output_values_than_one_request_may():
+    # each request asks for 1 x 10 x (1 level + mean) = 20 values: a fifth of the limit of 100
+    app, model = _app(delay=0.3, max_batch_size=16, max_wait_ms=150, max_output_values=100)
+    n = 12
+    with ServerThread(app) as url:
+        rs = _post_many(url, [{"inputs": [{"target": [float(i)]}],
+                               "parameters": {"prediction_length": 10, "quantile_levels": [0.5]}} for i in range(n)])
+    assert [r.status_code for r in rs] == [200] * n
+    assert sum(model.calls) == n and max(model.calls) == 5  # merged, but never past the per-request limit
+    assert max(r.json()["batch"]["requests"] for r in rs) == 5
 
 
 def test_incompatible_parameters_are_not_merged():
@@ -313,6 +348,8 @@ def test_batcher_waits_after_a_call_for_the_clients_it_answered():
     ({"inputs": [{"target": [1.0, 2.0], "past_covariates": {"x": [1.0]}}]}, 422, "inputs[0]: past covariate 'x'"),
     ({"inputs": [{"target": [1.0], "past_covariates": {"x": [1.0]}, "future_covariates": {"x": [1.0]}}],
       "parameters": {"prediction_length": 2}}, 422, "future covariate 'x'"),
+    ({"inputs": [{"target": [1.0, 2.0], "past_covariates": {"x": [1.0, 1e39]}}]}, 422,
+     "past_covariates[0]['x']: contains +-inf"),
     ({"model": "nope", "inputs": [{"target": [1.0]}]}, 404, "available: ['lv']"),
 ])
 def test_bad_requests_name_the_field(payload, status, where):

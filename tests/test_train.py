@@ -134,8 +134,10 @@ def test_resume_with_another_model_config_names_the_runs_overrides(trained):
         (["model=moirai_tiny", "data.batch_size=0"], "data.batch_size must be >= 1, got 0"),
         (["model=moirai_tiny", "data.corpus=[{name: foo, path: /nonexistent/ds}]"], "/nonexistent/ds does not exist"),
         (["model=moirai_tiny", "trainer=fsdp", "trainer.precision=16-mixed"], "trainer=fsdp (FSDP2, Lightning's ModelParallelStrategy) cannot run trainer.precision=16-mixed"),
+        (["model=chronos2_tiny", "trainer.val_check_interval=0.5"], "trainer.val_check_interval=0.5: give a whole number of steps"),
+        (["model=chronos2_tiny", "data.length_groups=0"], "data.length_groups must be >= 1, got 0"),
     ],
-    ids=["missing-stage1", "bf16-true", "batch-0", "missing-path", "fsdp-16-mixed"],
+    ids=["missing-stage1", "bf16-true", "batch-0", "missing-path", "fsdp-16-mixed", "fractional-val-check", "length-groups-0"],
 )
 def test_bad_settings_fail_before_training_with_what_to_change(tmp_path, overrides, message):
     assert message in run_failing(tmp_path, *overrides)

@@ -38,6 +38,7 @@ from tsfm.utils.config import register_resolvers, to_plain
 log = logging.getLogger(__name__)
 CONFIG_DIR = str(Path(__file__).resolve().parents[1] / "conf")
 STEPS = ("corpus", "search", "train", "evaluate", "register", "serve")
+PIPELINE_TAG = "tsfm.pipeline.register_key"  # on a registered version: the register step that made it
 
 
 def content_key(*parts: Any) -> str:
@@ -66,11 +67,14 @@ class Step:
 
 
 def _run(cmd: list[str], log_file: Path) -> None:
-    """Run a tsfm command line; its output goes to ``log_file``; failure names the command and the log."""
+    """Run a tsfm command line; its output goes to ``log_file``; failure names the command and the log.
+
+    It runs in the pipeline's own working directory, so relative paths (``./data``, ``./logs``,
+    ``$PROJECT_ROOT``) mean the same in every step."""
     log_file.parent.mkdir(parents=True, exist_ok=True)
     log.info("$ %s  (log: %s)", " ".join(cmd), log_file)
     with open(log_file, "w") as f:
-        rc = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, cwd=Path(CONFIG_DIR).parent).returncode
+        rc = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT).returncode
     if rc != 0:
         tail = "".join(log_file.read_text(errors="replace").splitlines(keepends=True)[-30:])
         raise RuntimeError(f"step failed (exit {rc}): {' '.join(cmd)}\n--- last lines of {log_file} ---\n{tail}\n"
@@ -190,12 +194,20 @@ class Pipeline:
         r = self.cfg.registry
         name, promote_to, compare_with = str(r.name), str(r.promote_to), str(r.compare_with)
 
+        key = content_key(eval_key, name, promote_to, compare_with, r.uri)
+
         def run(step: Step) -> dict[str, Any]:
             from tsfm import registry
 
             metric = f"{scores['suite']}_rel_wql"
             metrics = {metric: scores["rel_wql"], f"{scores['suite']}_rel_mase": scores["rel_mase"]}
-            version = registry.register(export, name, metrics=metrics, run_dir=run_dir, uri=r.uri)
+            # a rerun after a failure past registration (promotion, a crash) reuses that version
+            version = _registered_by(name, key, r.uri)
+            if version is None:
+                version = registry.register(export, name, metrics=metrics, run_dir=run_dir, uri=r.uri,
+                                            tags={PIPELINE_TAG: key})
+            else:
+                log.info("[register] %s version %d was registered by this step before; reused", name, version)
             current = registry.version_metrics(name, alias=compare_with, uri=r.uri)
             incumbent = None if current is None else current.get(metric)
             better = incumbent is None or scores["rel_wql"] < float(incumbent)
@@ -207,7 +219,7 @@ class Pipeline:
             return {"name": name, "version": int(version), "promoted": promote_to if better else None,
                     "incumbent": incumbent, "uri": registry.resolve_uri(r.uri)}
 
-        return self._step("register", content_key(eval_key, name, promote_to, compare_with, r.uri), run)
+        return self._step("register", key, run)
 
     # -- 6. serve ------------------------------------------------------------------------------------
     def serve(self, name: str, version: int) -> dict[str, Any] | None:
@@ -215,22 +227,25 @@ class Pipeline:
         if not s.enabled:
             log.info("[serve] disabled; serve it with: python -m tsfm.serve model=models:/%s/%d", name, version)
             return None
-        env = {**os.environ}
-        if self.cfg.registry.uri:
-            env["TSFM_REGISTRY_URI"] = str(self.cfg.registry.uri)
+        from tsfm import registry
+
+        env = {**os.environ, "TSFM_REGISTRY_URI": registry.resolve_uri(self.cfg.registry.uri)}  # the one registered in
+        _check_port_free(str(s.host), int(s.port))
         cmd = [sys.executable, "-m", "tsfm.serve", f"model=models:/{name}/{version}", f"port={int(s.port)}",
                f"host={s.host}"]
         log_file = self.root / "serve.log"
         log.info("[serve] $ %s  (log: %s)", " ".join(cmd), log_file)
         with open(log_file, "w") as f:
-            proc = subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT, env=env, cwd=Path(CONFIG_DIR).parent)
+            proc = subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT, env=env)
         url = f"http://{s.host}:{int(s.port)}"
         try:
             health = _wait_healthy(url, proc, float(s.start_timeout_s), log_file)
             result = {"url": url, "health": health}
             if s.block:
                 log.info("[serve] serving %s at %s (Ctrl-C stops it)", f"models:/{name}/{version}", url)
-                proc.wait()
+                rc = proc.wait()
+                if rc != 0:
+                    raise RuntimeError(f"the server exited with {rc}; see {log_file}")
             else:  # a checked start: one forecast, then stop
                 body = json.dumps({"inputs": [{"target": [float(i % 12) for i in range(48)]}],
                                    "parameters": {"prediction_length": 12}}).encode()
@@ -257,6 +272,28 @@ class Pipeline:
         summary.write_text(json.dumps(self.results, indent=2, default=str))
         log.info("pipeline done: %s", summary)
         return self.results
+
+
+def _registered_by(name: str, key: str, uri: str | None) -> int | None:
+    """The version of ``name`` that the register step with this ``key`` made earlier, if any."""
+    from tsfm import registry
+
+    try:
+        versions = registry.get_model(name, uri=uri).versions
+    except registry.RegistryNotFound:
+        return None
+    return next((v.version for v in versions if v.tags.get(PIPELINE_TAG) == key), None)
+
+
+def _check_port_free(host: str, port: int) -> None:
+    """Refuse a port that something already listens on: its /health would pass for our server's."""
+    import socket
+
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as sock:
+        sock.settimeout(1.0)
+        if sock.connect_ex((host, port)) == 0:
+            raise RuntimeError(f"{host}:{port} is already in use (an earlier server?); stop it or choose another "
+                               "port with serve.port=...")
 
 
 def _wait_healthy(url: str, proc: subprocess.Popen, timeout: float, log_file: Path) -> dict[str, Any]:

@@ -15,6 +15,7 @@ throughput at 32 clients, no error on a valid request, malformed answered (4xx) 
 
     OMP_NUM_THREADS=2 .venv/bin/python experiments/benchmarks/serve_load.py            # ~4-5 min
     ... --quick        # 400 valid + 40 malformed, 45 s per mode at most
+    ... --dtype bfloat16   # both servers compute in bf16 autocast (`python -m tsfm.serve dtype=bfloat16`)
 """
 
 from __future__ import annotations
@@ -203,7 +204,8 @@ def run_mode(name: str, model_dir: Path, batch: int, args, work_dir: Path) -> di
     url = f"http://127.0.0.1:{port}"
     log = work_dir / f"serve-{name}.log"
     cmd = [sys.executable, "-m", "tsfm.serve", f"model={model_dir}", f"port={port}", f"max_batch_size={batch}",
-           f"max_wait_ms={args.max_wait_ms}", "log_level=warning", f"hydra.run.dir={work_dir / name}"]
+           f"max_wait_ms={args.max_wait_ms}", "log_level=warning", f"hydra.run.dir={work_dir / name}",
+           f"dtype={args.dtype or 'null'}"]
     with open(log, "w") as out:
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT)
     try:
@@ -257,7 +259,7 @@ def model_ceiling(model_dir: Path, args) -> float:
 
     def seconds_per_series(n: int) -> float:
         t0 = time.perf_counter()
-        f.predict_quantiles(xs[:n], args.horizon)
+        f.predict_quantiles(xs[:n], args.horizon, **({"dtype": args.dtype} if args.dtype else {}))
         return (time.perf_counter() - t0) / n
 
     one, many = [], []
@@ -281,11 +283,13 @@ def main() -> None:
     p.add_argument("--max-wait-ms", type=float, default=5)
     p.add_argument("--max-seconds", type=float, default=100, help="load time per mode at most")
     p.add_argument("--probe-every", type=float, default=0.05, help="seconds between the steady prober's malformed requests")
+    p.add_argument("--dtype", default=None, help="the server's compute dtype in both modes (dtype=...; default float32)")
     p.add_argument("--quick", action="store_true")
     args = p.parse_args()
     if args.quick:
         args.valid, args.malformed, args.max_seconds = 400, 40, 45
-    print(f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS')}, {os.cpu_count()} CPUs, clients={args.clients}, "
+    print(f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS')}, {os.cpu_count()} CPUs, dtype={args.dtype or 'float32'}, "
+          f"clients={args.clients}, "
           f"valid={args.valid}, malformed={args.malformed}, <= {args.max_seconds:.0f} s per mode", flush=True)
     with tempfile.TemporaryDirectory(prefix="tsfm-serve-load-") as tmp:
         tmp = Path(tmp)

@@ -172,3 +172,15 @@ def test_early_weights_from_the_corpus_config_drive_the_first_steps(tmp_path):
     assert {s["dataset"] for s in sampler.sample(2)} == {"a", "b"}
     with pytest.raises(ValueError, match="data.early_steps must be >= 0"):
         TSDataModule(corpus, FixedWindowTask(8, 2), cache_dir=str(tmp_path), early_steps=-1)
+
+
+def test_length_groups_apply_to_training_batches_of_tasks_that_pad(tmp_path: Path, caplog) -> None:
+    from tsfm.models.chronos2.task import Chronos2Task
+
+    task = Chronos2Task(context_length=64, prediction_length=16, patch_size=16, min_past=4, min_future=1)
+    dm = TSDataModule([KS], task, batch_size=4, cache_dir=str(tmp_path / "cache"), length_groups=8)
+    dm.prepare_data()
+    assert dm._sampler(0).length_groups == 8 and dm._sampler(1).length_groups == 1  # validation: never grouped
+    with caplog.at_level("INFO", logger="tsfm.data.datamodule"):
+        fixed = make_dm(tmp_path, length_groups=8)
+    assert fixed.length_groups == 1 and "data.length_groups=8 ignored: FixedWindowTask" in caplog.text

@@ -131,3 +131,57 @@ def test_early_weights_apply_to_the_first_steps_only(tmp_path: Path) -> None:
                                   np.stack([x["window"] for x in sampler.sample(1)]))  # resumable
     with pytest.raises(ValueError, match="early_weights has 1 entries for 2 sub-datasets"):
         WindowSampler(corpus, FixedWindowTask(16, 4), batch_size=2, early_weights=[1.0], early_steps=3)
+
+
+def _chronos2_task():
+    from tsfm.models.chronos2.task import Chronos2Task
+
+    return Chronos2Task(context_length=128, prediction_length=16, patch_size=16, min_past=4, min_future=1)
+
+
+def test_length_groups_pad_less_and_keep_each_step_a_pure_function_of_the_step(tmp_path: Path) -> None:
+    corpus = corpus_of(tmp_path, {"d": [10, 20, 40, 80, 160, 320, 640] * 4})
+    task = _chronos2_task()
+    plain = WindowSampler(corpus, task, batch_size=8, item_weighting="uniform")
+    grouped = WindowSampler(corpus, task, batch_size=8, item_weighting="uniform", length_groups=4)
+
+    def padded(sampler: WindowSampler, steps: range) -> int:  # context values a collated batch holds
+        return sum(b["context"].numel() for b in (task.collate(sampler.sample(s)) for s in steps))
+
+    assert padded(grouped, range(40)) < 0.8 * padded(plain, range(40))
+    group = [grouped.sample(s) for s in range(8, 12)]  # steps 8..11 share one pool of 4 x 8 samples
+    assert all(len(b) == 8 for b in group)
+    spans = sorted((min(map(task.sample_length, b)), max(map(task.sample_length, b))) for b in group)
+    assert all(hi <= lo2 for (_, hi), (lo2, _) in zip(spans, spans[1:]))  # sorted pool, cut in order
+    # resumption: a fresh sampler asked for steps in another order gives identical batches
+    again = WindowSampler(corpus, task, batch_size=8, item_weighting="uniform", length_groups=4)
+    for s in (11, 9, 3, 8, 10):
+        np.testing.assert_array_equal(task.collate(again.sample(s))["context"].numpy(),
+                                      task.collate(grouped.sample(s))["context"].numpy())
+
+
+def test_length_group_rejections_are_counted_once_per_pool(tmp_path: Path) -> None:
+    items = make_series(4, [100] * 4)
+    items[0].target[:] = np.nan
+    items[0].target[0, -1] = 1.0  # the task rejects almost every window of this series
+    write_dataset(items, tmp_path / "d")
+    corpus = Corpus.open([tmp_path / "d"])
+    counts = []
+    for groups in (1, 4):
+        sampler = WindowSampler(corpus, _chronos2_task(), batch_size=50, item_weighting="uniform", length_groups=groups)
+        per_step = []
+        for step in range(8):
+            before = sampler.skipped_by_task
+            sampler.sample(step)
+            per_step.append(sampler.skipped_by_task - before)
+        counts.append(per_step)
+    assert sum(counts[0]) > 20 and abs(sum(counts[1]) - sum(counts[0])) < 0.5 * sum(counts[0])
+    assert counts[1][1:4] == [0, 0, 0] and counts[1][4] > 0  # the pool's rejections land on its first step
+
+
+def test_length_groups_need_a_task_that_pads_to_the_longest(tmp_path: Path) -> None:
+    corpus = corpus_of(tmp_path, {"d": [300] * 4})
+    with pytest.raises(ValueError, match="FixedWindowTask does not .*data.length_groups=1"):
+        WindowSampler(corpus, FixedWindowTask(32, 8), batch_size=4, length_groups=8)
+    with pytest.raises(ValueError, match="length_groups must be >= 1"):
+        WindowSampler(corpus, _chronos2_task(), batch_size=4, length_groups=0)

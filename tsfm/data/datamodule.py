@@ -102,6 +102,9 @@ class TSDataModule(L.LightningDataModule):
         early_steps: for the first ``early_steps`` training steps, sub-datasets are drawn with their
             entries' ``early_weight`` (default: their ``weight``) — a curriculum, e.g. clean
             seasonal series first so that a short run leaves the flat-forecast plateau early.
+        length_groups: training steps that share one length-sorted pool of samples, so each batch
+            pads less (see :mod:`tsfm.data.sampler`; needs a task with ``sample_length``, e.g.
+            Chronos-2's; other tasks ignore it; validation batches are never grouped). 1 = off.
         series_scale: multiplies ``num_series`` of every generated entry (``0.01``: a toy corpus
             built in seconds, for tests and smoke runs; cached separately).
     """
@@ -123,6 +126,7 @@ class TSDataModule(L.LightningDataModule):
         item_weighting: str = "length",
         series_scale: float = 1.0,
         early_steps: int = 0,
+        length_groups: int = 1,
     ) -> None:
         super().__init__()
         if not isinstance(task, TaskBuilder):
@@ -142,6 +146,13 @@ class TSDataModule(L.LightningDataModule):
         if int(early_steps) < 0:
             raise ValueError(f"data.early_steps must be >= 0, got {early_steps}")
         self.early_steps = int(early_steps)
+        if int(length_groups) < 1:
+            raise ValueError(f"data.length_groups must be >= 1, got {length_groups}")
+        self.length_groups = int(length_groups)
+        if self.length_groups > 1 and not callable(getattr(task, "sample_length", None)):
+            log.info("data.length_groups=%d ignored: %s batches are not padded to their longest sample",
+                     self.length_groups, type(task).__name__)
+            self.length_groups = 1
         early = [e.get("early_weight") for e in corpus]
         corpus = [{k: v for k, v in e.items() if k != "early_weight"} for e in corpus]
         self.entries: list[ResolvedEntry] = resolve(corpus, cache_dir)  # errors name the entry's index
@@ -224,6 +235,7 @@ class TSDataModule(L.LightningDataModule):
             item_weighting=self.item_weighting,
             early_weights=self.early_weights if stream == TRAIN_STREAM else None,
             early_steps=self.early_steps,
+            length_groups=self.length_groups if stream == TRAIN_STREAM else 1,
         )
 
     def train_dataloader(self) -> DataLoader:

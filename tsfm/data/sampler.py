@@ -13,6 +13,15 @@ number (a plain int); DataLoader workers split the steps of their rank round-rob
 (``step % num_workers``), which is also the order the DataLoader yields them in, so the stream is
 identical for any number of workers. Draws are made in numpy blocks (thousands of indices per
 call); the per-sample Python cost is one :class:`Series` view plus the task call.
+
+Length grouping (``length_groups=G > 1``, for tasks whose collate pads to the longest sample and
+that say how long a sample is, ``task.sample_length``): the ``G`` consecutive steps
+``[kG, kG + G)`` share one pool of ``G * batch_size`` samples drawn with the RNG of step ``kG``;
+the pool is sorted by length, cut into ``G`` batches of similar lengths, and the batches are
+handed to the ``G`` steps in a random order. Every sample is still drawn from the same
+distribution, batches just carry less padding (Chronos-2's default corpus: a median context of 85
+points padded to 512 without grouping; about 1.45x the training steps per second with ``G = 8``). A step's batch
+is still a pure function of the step, so resumption stays exact.
 """
 
 from __future__ import annotations
@@ -84,6 +93,8 @@ class WindowSampler:
         item_weighting: ``length`` (items proportional to their length) or ``uniform``.
         page_budget_mb: mapped pages read since the last release are handed back to the kernel
             once their estimated size passes this budget, bounding resident memory.
+        length_groups: steps that share one length-sorted pool of samples (1: no grouping; see
+            the module docstring).
     """
 
     def __init__(
@@ -101,7 +112,17 @@ class WindowSampler:
         item_weighting: str = "length",
         early_weights: list[float] | None = None,
         early_steps: int = 0,
+        length_groups: int = 1,
     ) -> None:
+        if int(length_groups) < 1:
+            raise ValueError(f"length_groups must be >= 1, got {length_groups}")
+        if int(length_groups) > 1 and not callable(getattr(task, "sample_length", None)):
+            raise ValueError(
+                f"length_groups={length_groups} needs a task that pads batches to their longest sample and "
+                f"defines sample_length(sample); {type(task).__name__} does not (set data.length_groups=1)"
+            )
+        self.length_groups = int(length_groups)
+        self._pool: tuple[int, list[list[Sample]], int] | None = None  # (group, batches, rejections)
         if item_weighting not in ("length", "uniform"):
             raise ValueError(f"item_weighting must be 'length' or 'uniform', got {item_weighting!r}")
         if batch_size < 1:
@@ -164,9 +185,27 @@ class WindowSampler:
 
     def sample(self, step: int) -> list[Sample]:
         """The ``batch_size`` samples of ``step`` (deterministic in seed, stream, rank, step)."""
-        rng = self.rng(step)
+        g = self.length_groups
+        if g == 1:
+            return self._draw_samples(self.rng(step), self.batch_size, step)
+        group = step // g
+        if self._pool is None or self._pool[0] != group:
+            first = group * g
+            before = self.skipped_by_task
+            pool = self._draw_samples(self.rng(first), self.batch_size * g, first)
+            rejected, self.skipped_by_task = self.skipped_by_task - before, before
+            rng = np.random.default_rng([self.seed, self.stream, self.rank, first, 1])
+            length = self.task.sample_length  # type: ignore[attr-defined]
+            order = np.argsort([length(x) for x in pool], kind="stable")
+            batches = [[pool[i] for i in chunk] for chunk in np.split(order, g)]
+            self._pool = (group, [batches[i] for i in rng.permutation(g)], rejected)
+        if step % g == 0:  # rejections of the pool are counted once, with its first step
+            self.skipped_by_task += self._pool[2]
+        return self._pool[1][step % g]
+
+    def _draw_samples(self, rng: np.random.Generator, need: int, step: int) -> list[Sample]:
         samples: list[Sample] = []
-        task, need = self.task, self.batch_size
+        task = self.task
         for _attempt in range(64):
             block = need - len(samples)
             probs = self.early_probs if self.early_probs is not None and step < self.early_steps else self.probs

@@ -52,6 +52,7 @@ class ServeConfig:
     max_batch_series: int | None = None  # series in one model call (None: max_series, so that a merged call is
     #                                      no larger than the largest request)
     inference_nice: int = 10  # the model's worker thread runs this much nicer than the event loop (Linux; 0: off)
+    dtype: str | None = None  # default compute dtype (autocast) of families that take one; a request's "dtype" wins
     max_body_bytes: int = Limits.max_body_bytes
     max_series: int = Limits.max_series
     max_prediction_length: int = Limits.max_prediction_length
@@ -111,9 +112,10 @@ class _State:
                 self.metrics.batch_series.labels(name).observe(series)
                 self.metrics.inference.labels(name).observe(seconds)
 
+            # a merged call holds no more series, and no more output/sampled values, than one request may
             b = Batcher(m.run, max_batch_size=config.max_batch_size, max_wait_ms=config.max_wait_ms,
-                        max_batch_series=config.max_batch_series or config.max_series, name=name, on_batch=on_batch,
-                        thread_nice=config.inference_nice)
+                        max_batch_series=config.max_batch_series or config.max_series, max_batch_cost=1.0,
+                        name=name, on_batch=on_batch, thread_nice=config.inference_nice)
             self.batchers[name] = b
             self.metrics.queued.labels(name).set_function(lambda b=b: b.queued)
 
@@ -220,7 +222,7 @@ def create_app(forecasters: Mapping[str, Forecaster] | Forecaster, *, uris: Mapp
     cfg = ServeConfig(**config)
     limits = cfg.limits()
     uris, covariates = dict(uris or {}), dict(covariates or {})
-    models = {name: ServedModel(name, f, limits, uri=uris.get(name), covariates=covariates.get(name))
+    models = {name: ServedModel(name, f, limits, uri=uris.get(name), covariates=covariates.get(name), dtype=cfg.dtype)
               for name, f in forecasters.items()}
     state = _State(models, cfg)
 
@@ -260,7 +262,7 @@ def create_app(forecasters: Mapping[str, Forecaster] | Forecaster, *, uris: Mapp
                 prepared = await run_in_threadpool(served.prepare, req)
             else:
                 prepared = served.prepare(req)
-            job = Job(prepared.key, prepared, prepared.size)
+            job = Job(prepared.key, prepared, prepared.size, prepared.cost)
             answer = await _until_answered_or_gone(request, state.batchers[served.name], job)
             response = Response(_response_bytes(served, prepared, answer, t0), media_type="application/json")
         except ApiError as e:

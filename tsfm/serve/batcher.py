@@ -4,7 +4,9 @@ Requests are queued as :class:`Job` s with a ``key``: jobs with equal keys can s
 A single loop task per model takes the oldest waiting job, waits until ``max_batch_size`` jobs of its
 key are queued or ``max_wait_ms`` have passed (counted from that job's arrival, or from the end of the
 previous model call if that is later), and runs the jobs of that key (oldest first, at most
-``max_batch_size`` jobs and ``max_batch_series`` series) in one call on the model's single worker
+``max_batch_size`` jobs, ``max_batch_series`` series and ``max_batch_cost`` summed job cost, e.g. the
+share of the per-request memory limits each job uses, so that a merged call is never larger than the
+largest single request allowed) in one call on the model's single worker
 thread. While the model computes, the event loop keeps accepting, validating and answering requests,
 and new jobs pile up for the next call, so batches grow with the load by themselves. Counting the wait
 from the end of the previous call lets the clients answered by that call rejoin the next one (without
@@ -36,11 +38,13 @@ log = logging.getLogger(__name__)
 
 @dataclass(eq=False)
 class Job:
-    """One request's work: ``payload`` for ``run``; ``size`` its number of series."""
+    """One request's work: ``payload`` for ``run``; ``size`` its number of series; ``cost`` what it
+    counts against ``max_batch_cost``."""
 
     key: Hashable
     payload: Any
     size: int = 1
+    cost: float = 0.0
     future: asyncio.Future | None = field(default=None, repr=False)
     enqueued: float = 0.0
 
@@ -60,6 +64,7 @@ class Batcher:
         max_batch_size: int = 32,
         max_wait_ms: float = 5.0,
         max_batch_series: int | None = None,
+        max_batch_cost: float | None = None,
         name: str = "model",
         on_batch: Callable[[int, int, float], None] | None = None,
         thread_nice: int = 0,
@@ -72,6 +77,7 @@ class Batcher:
         self.max_batch_size = int(max_batch_size)
         self.max_wait = float(max_wait_ms) / 1e3
         self.max_batch_series = max_batch_series
+        self.max_batch_cost = max_batch_cost
         self.name = name
         self.on_batch = on_batch
         self._pending: list[Job] = []
@@ -140,15 +146,17 @@ class Batcher:
     def _take(self, key: Hashable) -> list[Job]:
         batch: list[Job] = []
         keep: list[Job] = []
-        series = 0
+        series, cost = 0, 0.0
         for j in self._pending:
             if j.future.done():  # cancelled: its client went away
                 continue
             fits = (len(batch) < self.max_batch_size and j.key == key
-                    and (not batch or self.max_batch_series is None or series + j.size <= self.max_batch_series))
+                    and (not batch or self.max_batch_series is None or series + j.size <= self.max_batch_series)
+                    and (not batch or self.max_batch_cost is None or cost + j.cost <= self.max_batch_cost))
             if fits:
                 batch.append(j)
                 series += j.size
+                cost += j.cost
             else:
                 keep.append(j)
         self._pending = keep

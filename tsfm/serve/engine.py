@@ -32,6 +32,7 @@ from tsfm.serve.schema import OPTION_FIELDS, ForecastRequest
 
 log = logging.getLogger(__name__)
 _alone = itertools.count()  # keys of requests that are never merged
+DTYPES = ("float32", "bfloat16", "float16")
 DEFAULT_NUM_SAMPLES = 100  # assumed for the sample limit when a request leaves num_samples to the family
 
 
@@ -64,6 +65,7 @@ class Prepared:
     levels: list[float]  # as requested, duplicates removed
     options: dict[str, Any]
     key: tuple = field(default=())
+    cost: float = 0.0  # share of the per-request output/sampling limits it uses (a merged call holds <= 1)
 
     @property
     def size(self) -> int:
@@ -107,7 +109,7 @@ class ServedModel:
     """A forecaster served under ``name``."""
 
     def __init__(self, name: str, forecaster: Forecaster, limits: Limits, uri: str | None = None,
-                 covariates: bool | None = None) -> None:
+                 covariates: bool | None = None, dtype: str | None = None) -> None:
         self.name = name
         self.forecaster = forecaster
         self.family = forecaster.family or type(forecaster).__name__
@@ -115,6 +117,15 @@ class ServedModel:
         self.uri = uri
         declared = forecaster.forecast_options
         self.options = [o for o in OPTION_FIELDS if declared is None or o in declared]
+        self.defaults: dict[str, Any] = {}  # options every request gets unless it sets them itself
+        if dtype is not None:
+            if dtype not in DTYPES:
+                raise ValueError(f"dtype={dtype!r}: use one of {', '.join(DTYPES)} (or null for float32)")
+            if "dtype" not in self.options:
+                raise ValueError(f"dtype={dtype}: model {name!r} ({self.family} family) computes in float32 and takes "
+                                 "no compute dtype; set dtype=null")
+            if dtype != "float32":
+                self.defaults["dtype"] = dtype
         self.covariates = probe_covariates(forecaster) if covariates is None else covariates
         self.served = 0
         self.rejected = 0
@@ -145,6 +156,9 @@ class ServedModel:
         if refused:
             raise ApiError(422, f"parameters: option(s) {refused} are not taken by model {self.name!r} "
                                 f"({self.family} family); it takes: {', '.join(self.options) or 'none'}")
+        options = {**self.defaults, **options}
+        if options.get("dtype") == "float32":
+            del options["dtype"]  # the forecasters' default: merged with requests that do not name it
         levels = list(dict.fromkeys(float(q) for q in p.quantile_levels))
         targets = []
         for i, s in enumerate(req.inputs):
@@ -167,8 +181,10 @@ class ServedModel:
             raise ApiError(413, f"the answer would hold {values:,} numbers (variates x prediction_length x "
                                 f"(quantiles + mean)), more than the limit max_output_values={lim.max_output_values:,}; "
                                 "split the request or ask for fewer steps or levels")
+        cost = values / lim.max_output_values
         if "num_samples" in self.options:  # a sampling family holds every path before taking quantiles
             drawn = variates * h * (options.get("num_samples") or DEFAULT_NUM_SAMPLES)
+            cost = max(cost, drawn / lim.max_sample_values)
             if drawn > lim.max_sample_values:
                 raise ApiError(413, f"the model would draw {drawn:,} values (variates x prediction_length x num_samples), "
                                     f"more than the limit max_sample_values={lim.max_sample_values:,}; "
@@ -193,7 +209,7 @@ class ServedModel:
         else:
             key = (h, fut_names, tuple(sorted((k, tuple(v) if isinstance(v, list) else v) for k, v in options.items())))
         return Prepared(targets, past if has_past or has_future else None, future if has_future else None,
-                        h, levels, options, key)
+                        h, levels, options, key, cost)
 
     # -- the model call (worker thread) -------------------------------------------------------
     def run(self, batch: list[Prepared]) -> list[Answer | Exception]:

@@ -59,6 +59,12 @@ def check_config(cfg: DictConfig) -> None:
         )
     if cfg.trainer.get("max_steps") is not None and cfg.trainer.max_steps == 0:
         raise ValueError("trainer.max_steps=0 trains nothing; give a positive number (or -1 with max_epochs)")
+    vci = cfg.trainer.get("val_check_interval")
+    if vci is not None and (isinstance(vci, bool) or not float(vci).is_integer() or float(vci) < 1):
+        raise ValueError(
+            f"trainer.val_check_interval={vci}: give a whole number of steps (e.g. 1000); the training stream "
+            "has no epochs to take a fraction of, and the checkpoint, benchmark and health callbacks count steps"
+        )
     precision = check_trainer_device(cfg.trainer)  # no CUDA for trainer=gpu, bf16 on a pre-Ampere GPU
     if precision != str(cfg.trainer.get("precision")):
         with open_dict(cfg):

@@ -132,6 +132,11 @@ class Chronos2Task:
             "n_targets": n_targets,
         }
 
+    @staticmethod
+    def sample_length(sample: Sample) -> int:
+        """Context length of a sample: ``collate`` pads a batch to its longest (length grouping)."""
+        return int(sample["context"].shape[1])
+
     def collate(self, samples: list[Sample]) -> Batch:
         """Left-pad contexts to the longest, stack rows, ``group_ids`` = sample index."""
         if not samples:
