@@ -74,6 +74,16 @@ def test_every_option_of_other_groups_composes(group):
         _resolve(_compose([f"{group}={option}", *_REQUIRED.get(option, [])]))
 
 
+def test_removing_the_benchmark_keeps_every_n_step_checkpoints():
+    cfg = _resolve(_compose(["~callbacks.benchmark", "callbacks.model_checkpoint.monitor=null",
+                             "callbacks.model_checkpoint.save_top_k=-1", "trainer.val_check_interval=50"]))
+    assert "benchmark" not in cfg["callbacks"]
+    ckpt = cfg["callbacks"]["model_checkpoint"]
+    assert (ckpt["monitor"], ckpt["save_top_k"], ckpt["every_n_train_steps"]) == (None, -1, 50)
+    with_bench = _resolve(_compose(["callbacks.benchmark.every_n_steps=30"]))["callbacks"]["model_checkpoint"]
+    assert (with_bench["monitor"], with_bench["every_n_train_steps"]) == ("benchmark/avg_wql", 30)
+
+
 def test_mandatory_value_missing_is_reported():
     from omegaconf.errors import InterpolationToMissingValueError
 

@@ -87,3 +87,19 @@ def test_train_entry_point_fails_early_with_trainer_gpu(tmp_path):
     assert out.returncode != 0
     assert "use trainer=cpu" in out.stderr and "trainer.accelerator=gpu" in out.stderr
     assert not (tmp_path / "data").exists()  # failed before the corpus was generated
+
+
+@pytest.mark.parametrize("precision, refused", [("32-true", False), ("32", False), ("64-true", False),
+                                                ("bf16-mixed", False), ("bf16-true", True), ("16-true", True)])
+def test_only_half_precision_weights_need_family_support(precision, refused):
+    from tsfm.training.build import check_precision
+
+    class Module:  # a family without half-precision weights (supports_half_weights unset)
+        family = "chronos2"
+
+    cfg = OmegaConf.create({"trainer": {"precision": precision}})
+    if refused:
+        with pytest.raises(ValueError, match=f"trainer.precision={precision} .* not supported by the chronos2"):
+            check_precision(cfg, Module())
+    else:
+        check_precision(cfg, Module())

@@ -73,7 +73,8 @@ def check_config(cfg: DictConfig) -> None:
 
 def check_precision(cfg: DictConfig, module: L.LightningModule) -> None:
     precision = str(cfg.trainer.get("precision", "32"))
-    if precision.endswith("-true") and not getattr(module, "supports_half_weights", False):
+    half_weights = precision.endswith("-true") and not precision.startswith(("32", "64"))
+    if half_weights and not getattr(module, "supports_half_weights", False):
         raise ValueError(
             f"trainer.precision={precision} (half-precision weights) is not supported by the "
             f"{getattr(module, 'family', type(module).__name__)} family; use trainer.precision=bf16-mixed "
