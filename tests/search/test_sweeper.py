@@ -94,7 +94,9 @@ def test_finetune_search_runs_trials_in_parallel_and_resumes_its_study(tmp_path)
     assert "best trial" in out.stdout
     (sweep,) = (tmp_path / "logs" / "finetune" / "multiruns").iterdir()
     res = yaml.safe_load((sweep / "optimization_results.yaml").read_text())
-    assert {"finetune", "finetune.lr"} == set(res["best_params"]) and len(res["trials"]) == 2
+    # a trial that fails (e.g. a worker lost on a loaded machine) is recorded FAIL and rerun: 2 finish
+    finished = [t for t in res["trials"] if t["state"] in ("COMPLETE", "PRUNED")]
+    assert {"finetune", "finetune.lr"} == set(res["best_params"]) and len(finished) == 2
     assert (Path(res["best_job_dir"]) / "model" / "config.json").is_file()  # the best trial's exported model
     db = tmp_path / "logs" / "finetune" / "optuna.db"
     assert db.is_file()
@@ -104,7 +106,7 @@ def test_finetune_search_runs_trials_in_parallel_and_resumes_its_study(tmp_path)
     assert "2 of 3 trials already finished" in again.stdout + again.stderr
     with sqlite3.connect(db) as con:
         states = [s for (s,) in con.execute("select state from trials")]
-    assert len(states) == 3 and all(s in ("COMPLETE", "PRUNED") for s in states)
+    assert sum(s in ("COMPLETE", "PRUNED") for s in states) == 3 and set(states) <= {"COMPLETE", "PRUNED", "FAIL"}
 
 
 def test_a_search_whose_trials_all_fail_stops_and_says_why(tmp_path):

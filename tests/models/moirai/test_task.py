@@ -45,7 +45,7 @@ def test_windows_respect_limits():
 
 
 def test_concatenated_groups_fit_and_keep_windows_long():
-    task, rng = MoiraiTask(), np.random.default_rng(0)
+    task, rng = MoiraiTask(concat_univariate=True), np.random.default_rng(0)
     uni = [Series(np.arange(3000, dtype=np.float32)[None] + 10000 * i, "D", dataset="same") for i in range(64)]
     samples = [task(s, rng) for s in uni]
     assert all("full" in x for x in samples)
@@ -88,7 +88,7 @@ def test_same_rng_same_batch():
 
 
 def test_collate_packs_consistently():
-    task, rng = MoiraiTask(), np.random.default_rng(0)
+    task, rng = MoiraiTask(concat_univariate=True), np.random.default_rng(0)
     samples = [task(s, rng) for s in _corpus() * 4]
     batch = task.collate(samples)
     r, seq, w = batch["target"].shape
@@ -151,3 +151,11 @@ def test_the_structural_corpus_trains_every_patch_size_the_dev_suite_forecasts_w
     dev = OmegaConf.load(Path(__file__).resolve().parents[3] / "conf" / "eval" / "dev.yaml").datasets
     used = {p for d in dev for p in allowed_patch_sizes(d.freq, task.patch_sizes)}
     assert used <= trained, f"patch sizes used by the dev suite but never trained: {used - trained}"
+
+
+def test_univariate_concatenation_is_off_by_default():
+    # unrelated univariate series stacked into one sample almost stopped learning (experiments/parity/README.md)
+    task, rng = MoiraiTask(), np.random.default_rng(0)
+    samples = [task(s, rng) for s in _corpus() * 4]
+    task.collate([x for x in samples if x])
+    assert task.concat_univariate is False and task.stats["concatenated"] == 0

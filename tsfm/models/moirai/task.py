@@ -46,7 +46,7 @@ class MoiraiTask:
         min_time_patches: int = 2,
         mask_ratio: tuple[float, float] | list[float] = (0.15, 0.5),
         max_dim: int = 128,
-        concat_univariate: bool = True,
+        concat_univariate: bool = False,
         concat_max: int = 128,
         concat_beta: tuple[float, float] | list[float] = (2.0, 5.0),
         patch_size: int | None = None,
