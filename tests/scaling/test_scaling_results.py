@@ -128,3 +128,36 @@ def test_cli_pools_several_sweeps(sweep, tmp_path):
     assert result["multirun_dirs"] == [str(sweep)] * 2 and len(result["runs"]) == 9  # duplicates collapse
     assert not (tmp_path / "scaling_fit.png").exists()
     assert "joint" not in json.loads((tmp_path / "scaling_fit.json").read_text())
+
+
+OOD_ALPHA = {"enc": 0.05, "dec": 0.10}
+
+
+def test_cli_fits_out_of_distribution_scores_beside_val_loss(tmp_path, capsys):
+    """Jobs that ran final_eval=<suite> carry dev-suite scores: L(N) is fitted on them too, with the
+    paired-bootstrap CI of alpha(OOD) - alpha(ID); a job without them is named, the rest fitted."""
+    root = tmp_path / "multirun"
+    i = 0
+    for size in SIZES:
+        for arch in ("enc", "dec"):
+            n = _write_job(root, i, f"baseline_{arch}_{size}", [])
+            rel = 3.0 * n ** -OOD_ALPHA[arch] + 0.5
+            if not (arch == "dec" and size == "mini"):
+                (root / str(i) / "final_eval").mkdir()
+                (root / str(i) / "final_eval" / "results.json").write_text(json.dumps(
+                    {"model": "this run", "aggregate": {"this run": {"rel_wql": rel, "rel_mase": rel + 0.1}}}))
+            i += 1
+    out_dir = tmp_path / "out"
+    assert main(["fit", str(root), "--out", str(out_dir), "--bootstrap", "50", "--no-joint"]) == 0
+    printed = capsys.readouterr().out
+    result = json.loads((out_dir / "scaling_fit.json").read_text())
+    enc = result["fits"]["encoder"]["L(N) OOD rel_wql"]
+    assert enc["fit"]["alpha"] == pytest.approx(OOD_ALPHA["enc"], rel=1e-3)
+    diff = enc["ood_minus_id_alpha"]
+    assert diff["estimate"] == pytest.approx(OOD_ALPHA["enc"] - ALPHA["enc"], abs=1e-3)
+    assert diff["ci"][0] <= diff["estimate"] <= diff["ci"][1]
+    dec = result["fits"]["decoder"]["L(N) OOD rel_mase"]
+    assert len(dec["x"]) == 3 and len(dec["missing"]) == 1 and dec["missing"][0].endswith("/3")
+    assert "alpha OOD - ID" in printed and "runs without it" in printed
+    assert "L(N) OOD rel_wql (alpha OOD - ID" in (out_dir / "scaling_fit.md").read_text()
+    assert (out_dir / "scaling_fit.png").stat().st_size > 10_000

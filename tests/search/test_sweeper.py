@@ -61,6 +61,38 @@ def test_a_trial_worse_than_the_median_is_pruned(tmp_path):
                               None, None, None, 0)
 
 
+def test_patience_spares_an_improving_trial_and_prunes_a_stalled_one(tmp_path):
+    """A high learning rate often starts worse than the median and then overtakes it: with `patience`
+    the pruner waits while the trial improves, and prunes it once it gets worse (below the median)."""
+    study = optuna.create_study(storage=f"sqlite:///{tmp_path / 'study.db'}", study_name="s")
+    done = study.ask()
+    for step, value in ((1, 1.0), (2, 0.95), (3, 0.9)):
+        done.report(value, step)
+    study.tell(done, 0.9)
+    pruner = make_pruner({"type": "median", "n_startup_trials": 1, "patience": 1})
+    assert isinstance(pruner, optuna.pruners.PatientPruner)
+
+    def verdicts(values):
+        trial = study.ask()
+        out = []
+        for step, value in enumerate(values, start=1):
+            trial.report(value, step)
+            out.append(pruner.prune(study, study._storage.get_trial(trial._trial_id)))
+        return out
+
+    assert verdicts([1.4, 1.2, 1.0]) == [False, False, False]  # worse than the median, but improving
+    assert verdicts([1.4, 1.5, 1.6]) == [False, False, True]  # below the median and worse than `patience` reports ago
+    median_only = make_pruner({"type": "median", "n_startup_trials": 1})
+    trial = study.ask()
+    trial.report(1.4, 1)
+    assert median_only.prune(study, study._storage.get_trial(trial._trial_id))  # prunes the improving one at once
+    with pytest.raises(ValueError, match="patience=-1 must be a non-negative integer"):
+        make_pruner({"type": "median", "patience": -1})
+    with pytest.raises(ValueError, match="use median, hyperband or none"):
+        make_pruner({"type": "asha"})
+    assert isinstance(make_pruner({"type": "hyperband", "min_resource": 1}), optuna.pruners.HyperbandPruner)
+
+
 def test_a_corrupt_study_file_is_an_error_naming_it(tmp_path):
     bad = tmp_path / "optuna.db"
     bad.write_bytes(b"this is not a database" * 100)

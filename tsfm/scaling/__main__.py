@@ -69,12 +69,49 @@ def _parser() -> argparse.ArgumentParser:
                    help="val/loss points: every validation of every run (curve) or the final one only")  # fmt: skip
     j.add_argument("--flops-per-param-token", type=float, default=6.0,
                    help="k in C = k N D for the compute-optimal allocation")  # fmt: skip
+    t = sub.add_parser("lr-transfer", help="best learning rate per width of a parametrization x width x lr multirun")
+    t.add_argument("multirun_dir", type=Path, help="the multirun of experiment=scaling_lr_transfer")
+    t.add_argument("--out", type=Path, default=None, help="where lr_transfer.json/.md/.png go (default: the multirun dir)")
+    t.add_argument("--no-plot", action="store_true", help="skip the PNG")
+    lad = sub.add_parser("ladder", help="print the baseline family's size ladder (tsfm/scaling/ladder.py)")
+    lad.add_argument("--max-rung", type=int, default=7)
     return p
+
+
+def _lr_transfer(args: argparse.Namespace) -> int:
+    from tsfm.scaling.transfer import (
+        analyze_transfer,
+        format_transfer_markdown,
+        read_transfer,
+        write_transfer_report,
+    )
+
+    try:
+        runs, failed = read_transfer(args.multirun_dir)
+        result = analyze_transfer(runs, failed)
+    except (FileNotFoundError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(format_transfer_markdown(result))
+    for path in write_transfer_report(result, args.out or args.multirun_dir, make_plot=not args.no_plot):
+        print(f"wrote {path}")
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    if args.command == "lr-transfer":
+        return _lr_transfer(args)
+    if args.command == "ladder":
+        from tsfm.scaling.ladder import table
+
+        try:
+            print(table(args.max_rung))
+        except ValueError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+        return 0
     if args.bootstrap < 0 or args.joint_top_k < 0 or args.flops_per_param_token <= 0:
         print(
             "error: --bootstrap and --joint-top-k must be >= 0, --flops-per-param-token > 0", file=sys.stderr

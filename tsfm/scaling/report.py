@@ -16,12 +16,44 @@ from typing import Any
 
 import numpy as np
 
-from tsfm.scaling.fit import PowerLawFit, fit_power_law
+from tsfm.scaling.fit import PowerLawFit, _fit_once, fit_power_law
 from tsfm.scaling.joint_report import format_joint_markdown, plot_joint
 from tsfm.scaling.results import Run, best_per_size, compute_frontier
 
 log = logging.getLogger(__name__)
 AXES = {"N": "non-embedding parameters N", "D": "tokens (patches) seen D", "C": "compute C = 6ND (FLOPs)"}
+# out-of-distribution scores of each run's final weights (final_eval=<suite>), fitted against N like val/loss
+OOD = ("rel_wql", "rel_mase")
+
+
+def _paired_alpha_difference(
+    x: np.ndarray, y_id: np.ndarray, y_ood: np.ndarray, form: str, n_boot: int, seed: int, ci_level: float = 0.95
+) -> dict[str, Any]:
+    """alpha(OOD) - alpha(ID) of ``L(N)`` with a paired case bootstrap: each resample of the sizes is
+    fitted on both metrics, so the interval reflects the difference, not two independent spreads."""
+    n_params = 2 if form == "pure" else 3
+
+    def alpha(xs: np.ndarray, ys: np.ndarray) -> float:
+        shift = 0.0 if ys.min() > 0 else float(1.0 - ys.min())
+        u = np.log(xs)
+        return float(_fit_once(u, np.log(ys + shift), form, float(np.log(x).mean()))[1])
+
+    estimate = alpha(x, y_ood) - alpha(x, y_id)
+    rng = np.random.default_rng(seed)
+    diffs = []
+    for _ in range(n_boot):
+        idx = rng.integers(0, len(x), len(x))
+        if len(np.unique(x[idx])) < n_params:
+            continue
+        try:
+            diffs.append(alpha(x[idx], y_ood[idx]) - alpha(x[idx], y_id[idx]))
+        except (RuntimeError, ValueError, np.linalg.LinAlgError):
+            continue
+    out: dict[str, Any] = {"estimate": estimate, "bootstrap_used": len(diffs)}
+    if diffs:
+        lo, hi = 100 * (1 - ci_level) / 2, 100 * (1 + ci_level) / 2
+        out["ci"] = [float(np.percentile(diffs, lo)), float(np.percentile(diffs, hi))]
+    return out
 
 
 def _points(runs: list[Run], axis: str) -> tuple[np.ndarray, np.ndarray]:
@@ -55,6 +87,22 @@ def analyze(runs: list[Run], form: str = "saturating", n_boot: int = 1000, seed:
             except (ValueError, RuntimeError) as e:
                 entry["error"] = str(e)
             out["fits"][arch][f"L({axis})"] = entry
+        for metric in OOD:
+            have = [r for r in group if metric in r.final_eval]
+            if not have:
+                continue
+            x = np.array([r.params for r in have], float)
+            y = np.array([r.final_eval[metric] for r in have])
+            entry = {"x": x.tolist(), "loss": y.tolist(),
+                     "missing": [r.job for r in group if metric not in r.final_eval]}  # fmt: skip
+            try:
+                entry["fit"] = fit_power_law(x, y, form=form, n_boot=n_boot, seed=seed).to_dict()
+                if n_boot > 0:
+                    y_id = np.array([r.final_loss for r in have])
+                    entry["ood_minus_id_alpha"] = _paired_alpha_difference(x, y_id, y, form, n_boot, seed)
+            except (ValueError, RuntimeError) as e:
+                entry["error"] = str(e)
+            out["fits"][arch][f"L(N) OOD {metric}"] = entry
     return out
 
 
@@ -74,6 +122,11 @@ def format_table(result: dict[str, Any]) -> str:
             note = f"{f['bootstrap_used']} bootstrap fits" + (
                 f", loss shift {f['shift']:.3g}" if f["shift"] else ""
             )
+            diff = entry.get("ood_minus_id_alpha")
+            if diff and "ci" in diff:
+                note += f"; alpha OOD - ID {diff['estimate']:+.3f} [{diff['ci'][0]:+.3f}, {diff['ci'][1]:+.3f}]"
+            if entry.get("missing"):
+                note += f"; runs without it: {entry['missing']}"
             lines.append(
                 f"{arch:16} {law:5} {f['alpha']:9.4f} {ci:>21} {f['E']:9.4f} {f['A']:10.4g} {f['num_points']:>4}  {note}"
             )
@@ -87,7 +140,26 @@ def plot(result: dict[str, Any], path: str | Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, len(AXES), figsize=(5 * len(AXES), 4), constrained_layout=True)
+    ood = [m for m in OOD if any(f"L(N) OOD {m}" in fits for fits in result["fits"].values())]
+    panels = len(AXES) + len(ood)
+    fig, axes = plt.subplots(1, panels, figsize=(5 * panels, 4), constrained_layout=True)
+    for ax, metric in zip(axes[len(AXES):], ood):
+        for i, (arch, fits) in enumerate(result["fits"].items()):
+            entry = fits.get(f"L(N) OOD {metric}")
+            if entry is None:
+                continue
+            x, y = np.array(entry["x"]), np.array(entry["loss"])
+            ax.scatter(x, y, color=f"C{i}", label=arch)
+            if "fit" in entry and len(x):
+                f = entry["fit"]
+                grid = np.geomspace(x.min(), x.max(), 100)
+                ax.plot(grid, PowerLawFit(**{**f, "ci": {}}).predict(grid), color=f"C{i}",
+                        label=f"{arch}: alpha={f['alpha']:.3f}")  # fmt: skip
+        ax.set_xscale("log")
+        ax.set_xlabel(AXES["N"])
+        ax.set_ylabel(f"dev suite {metric} (zero-shot, vs Seasonal Naive)")
+        ax.set_title("out of distribution")
+        ax.legend(fontsize=8)
     for ax, (axis, label) in zip(axes, AXES.items()):
         for i, (arch, fits) in enumerate(result["fits"].items()):
             entry, color = fits[f"L({axis})"], f"C{i}"
@@ -119,8 +191,11 @@ def format_markdown(result: dict[str, Any]) -> str:
                 continue
             f = entry["fit"]
             lo, hi = f["ci"].get("alpha", [float("nan")] * 2)
+            diff = entry.get("ood_minus_id_alpha")
+            extra = (f" (alpha OOD - ID {diff['estimate']:+.3f} [{diff['ci'][0]:+.3f}, {diff['ci'][1]:+.3f}])"
+                     if diff and "ci" in diff else "")  # fmt: skip
             lines.append(
-                f"| {arch} | {law} | {f['alpha']:.4f} | [{lo:.3f}, {hi:.3f}] | {f['E']:.4f} | {f['A']:.4g} | {f['num_points']} |"
+                f"| {arch} | {law}{extra} | {f['alpha']:.4f} | [{lo:.3f}, {hi:.3f}] | {f['E']:.4f} | {f['A']:.4g} | {f['num_points']} |"
             )
     if "joint" in result:
         lines += ["", format_joint_markdown(result["joint"])]

@@ -231,11 +231,26 @@ def make_pruner(cfg: dict[str, Any] | None) -> Any:
 
     cfg = dict(cfg or {})
     kind = cfg.pop("type", "median")
+    # patience: prune only a trial whose score got worse (by more than min_delta) over its last `patience`
+    # reports and that the wrapped pruner would prune: a high learning rate that starts worse but improves
+    # survives (optuna.pruners.PatientPruner)
+    patience = cfg.pop("patience", None)
+    min_delta = float(cfg.pop("min_delta", 0.0))
     if kind in (None, "none", "nop"):
+        if patience is not None:
+            raise ValueError("hydra.sweeper.pruner.patience needs a pruner to wrap (type: median or hyperband)")
         return optuna.pruners.NopPruner()
     if kind == "median":
-        return optuna.pruners.MedianPruner(**cfg)
-    raise ValueError(f"hydra.sweeper.pruner.type={kind!r}: use median or none")
+        pruner = optuna.pruners.MedianPruner(**cfg)
+    elif kind == "hyperband":
+        pruner = optuna.pruners.HyperbandPruner(**cfg)
+    else:
+        raise ValueError(f"hydra.sweeper.pruner.type={kind!r}: use median, hyperband or none")
+    if patience is None:
+        return pruner
+    if isinstance(patience, bool) or not isinstance(patience, int) or patience < 0:
+        raise ValueError(f"hydra.sweeper.pruner.patience={patience!r} must be a non-negative integer (reports)")
+    return optuna.pruners.PatientPruner(pruner, patience=patience, min_delta=min_delta)
 
 
 def _job_dir(ret: Any) -> str:

@@ -46,28 +46,44 @@ class OptimConfig:
         self.betas = tuple(float(b) for b in self.betas)  # type: ignore[assignment]
 
 
+def _lr_multipliers(model: nn.Module) -> dict[int, float]:
+    """``id(param) -> lr factor`` from every submodule that defines ``lr_multipliers()`` (a width-aware
+    parametrisation such as the baseline family's ``mup``); parameters not named keep factor 1."""
+    out: dict[int, float] = {}
+    for module in model.modules():
+        fn = getattr(module, "lr_multipliers", None)
+        if callable(fn):
+            params = dict(module.named_parameters())
+            out.update({id(params[name]): float(f) for name, f in fn().items() if name in params})
+    return out
+
+
 def param_groups(model: nn.Module, weight_decay: float, no_decay_names: list[str]) -> list[dict]:
     """Split trainable parameters into decayed and non-decayed groups.
 
     Norm weights, biases and embeddings are not decayed (Moirai/Chronos recipes), detected by
-    module type, by 1-D shape, or by a name fragment in ``no_decay_names``.
+    module type, by 1-D shape, or by a name fragment in ``no_decay_names``. Parameters that a
+    submodule's ``lr_multipliers()`` names get their own groups with ``lr_scale`` (the base lr and
+    its schedule times that factor; see :func:`build_optimizer`).
     """
     no_decay_ids: set[int] = set()
     for module in model.modules():
         if isinstance(module, _NO_DECAY_TYPES) or "norm" in type(module).__name__.lower():
             no_decay_ids.update(id(p) for p in module.parameters(recurse=False))
-    decay, no_decay = [], []
+    scales = _lr_multipliers(model)
+    decay: dict[float, list[nn.Parameter]] = {1.0: []}
+    no_decay: dict[float, list[nn.Parameter]] = {}
     for name, p in model.named_parameters():
         if not p.requires_grad:
             continue
         lname = name.lower()
-        if id(p) in no_decay_ids or p.ndim < 2 or any(s in lname for s in no_decay_names):
-            no_decay.append(p)
-        else:
-            decay.append(p)
-    groups = [{"params": decay, "weight_decay": weight_decay}]
-    if no_decay:
-        groups.append({"params": no_decay, "weight_decay": 0.0})
+        plain = id(p) in no_decay_ids or p.ndim < 2 or any(s in lname for s in no_decay_names)
+        (no_decay if plain else decay).setdefault(scales.get(id(p), 1.0), []).append(p)
+    groups = []
+    for wd, buckets in ((weight_decay, decay), (0.0, no_decay)):
+        for scale, params in buckets.items():
+            if params or (wd, scale) == (weight_decay, 1.0):
+                groups.append({"params": params, "weight_decay": wd} | ({"lr_scale": scale} if scale != 1.0 else {}))
     return groups
 
 
@@ -100,6 +116,8 @@ def lr_lambda(cfg: OptimConfig):
 def build_optimizer(model: nn.Module, cfg: OptimConfig) -> dict:
     """Return what ``LightningModule.configure_optimizers`` returns (AdamW + per-step schedule)."""
     groups = param_groups(model, cfg.weight_decay, cfg.no_decay_names)
+    for g in groups:
+        g["lr"] = cfg.lr * g.get("lr_scale", 1.0)  # LambdaLR scales each group's own initial lr
     opt = torch.optim.AdamW(groups, lr=cfg.lr, betas=cfg.betas, eps=cfg.eps)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(cfg))
     return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step", "frequency": 1}}

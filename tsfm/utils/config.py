@@ -15,6 +15,8 @@ _RESOLVERS = {
     "div": lambda a, b: int(a) // int(b),
     "mul": lambda *xs: __import__("math").prod(xs),
     "ceil_to": lambda a, m: -(-int(a) // int(m)) * int(m),  # round a up to a multiple of m
+    # ${ladder:<field>,<rung>}: the baseline family's size ladder (tsfm/scaling/ladder.py)
+    "ladder": lambda *a: __import__("tsfm.scaling.ladder", fromlist=["resolve"]).resolve(*a),
 }
 
 

@@ -198,3 +198,77 @@ def test_masked_nll_with_the_horizon_masked_equals_nll():
     torch.testing.assert_close(mixed, m.nll(window[:1, :16], window[:1, 16:]))
     with pytest.raises(RuntimeError, match="encoder objective"):
         _model("decoder").masked_nll(window, torch.full((3,), 2))
+
+
+# -- maximal-update parametrisation (mup) ------------------------------------------------------------
+def _mup_cfg(width: int, parametrization: str) -> BaselineConfig:
+    return BaselineConfig(architecture="decoder", d_model=width, num_layers=2, num_heads=width // 32, patch_size=8,
+                          context_length=64, prediction_length=16, parametrization=parametrization, base_width=64)
+
+
+def _residual_update(width: int, parametrization: str, steps: int = 3, lr: float = 3e-3) -> float:
+    """RMS change of the last block's output (the residual stream) after a few AdamW steps: the
+    'coordinate check' of Yang et al. 2022."""
+    from tsfm.training.optim import OptimConfig, build_optimizer
+
+    torch.manual_seed(0)
+    model = BaselineModel(_mup_cfg(width, parametrization))
+    g = torch.Generator().manual_seed(1)
+    x = torch.sin(torch.arange(80.0) / 5)[None] * torch.rand(16, 1, generator=g) * 3 + torch.randn(16, 80, generator=g) * 0.3
+    past, fut = x[:, :64], x[:, 64:]
+    seen: dict[str, torch.Tensor] = {}
+    model.blocks[-1].register_forward_hook(lambda mod, i, o: seen.__setitem__("x", o.detach()))
+    model.nll(past, fut)
+    before = seen["x"]
+    opt = build_optimizer(model, OptimConfig(lr=lr, scheduler="constant", weight_decay=0.0, max_steps=10))["optimizer"]
+    for _ in range(steps):
+        opt.zero_grad()
+        model.nll(past, fut).backward()
+        opt.step()
+    model.nll(past, fut)
+    return float((seen["x"] - before).pow(2).mean().sqrt())
+
+
+def test_mup_equals_sp_at_the_base_width():
+    torch.manual_seed(0)
+    sp = BaselineModel(_mup_cfg(64, "sp"))
+    torch.manual_seed(0)
+    mup = BaselineModel(_mup_cfg(64, "mup"))
+    for (n, a), b in zip(sp.state_dict().items(), mup.state_dict().values()):
+        torch.testing.assert_close(a, b, msg=n)
+    x = torch.randn(4, 80)
+    torch.testing.assert_close(sp.nll(x[:, :64], x[:, 64:]), mup.nll(x[:, :64], x[:, 64:]))
+    assert mup.lr_multipliers() == {}
+
+
+def test_mup_scales_hidden_init_lr_and_attention_with_width():
+    from tsfm.training.optim import OptimConfig, build_optimizer
+
+    torch.manual_seed(0)
+    model = BaselineModel(_mup_cfg(256, "mup"))  # 4x the base width
+    blk = model.blocks[0]
+    assert blk.ffn.up.weight.std().item() == pytest.approx(0.01, rel=0.05)  # 0.02 / sqrt(4)
+    assert model.in_proj.weight.std().item() == pytest.approx(0.02, rel=0.1)  # input layer: fan-in fixed
+    assert blk.attn_scale == pytest.approx(32**0.5 / 32)
+    opt = build_optimizer(model, OptimConfig(lr=1e-3, weight_decay=0.1, max_steps=10))["optimizer"]
+    lr_of = {id(p): g["lr"] for g in opt.param_groups for p in g["params"]}
+    assert lr_of[id(blk.qkv.weight)] == pytest.approx(2.5e-4)  # hidden: lr / width_mult
+    assert lr_of[id(model.in_proj.weight)] == pytest.approx(1e-3)
+    assert lr_of[id(blk.attn_norm.weight)] == pytest.approx(1e-3)
+    assert sum(len(g["params"]) for g in opt.param_groups) == len(list(model.parameters()))
+
+
+def test_mup_keeps_the_update_size_independent_of_width():
+    """Under sp the residual stream's update after a few Adam steps grows with width (~50x from 64 to 512);
+    under mup it stays the same: the property that lets a learning rate tuned small carry to wide models."""
+    sp = [_residual_update(w, "sp") for w in (64, 512)]
+    mup = [_residual_update(w, "mup") for w in (64, 512)]
+    assert sp[1] / sp[0] > 10
+    assert 0.67 < mup[1] / mup[0] < 1.5
+
+
+def test_parametrization_is_validated():
+    with pytest.raises(ValueError, match="parametrization='mu'"):
+        BaselineConfig(parametrization="mu")
+    with pytest.raises(ValueError, match="base_width=0"):
+        BaselineConfig(parametrization="mup", base_width=0)

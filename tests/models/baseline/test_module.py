@@ -162,8 +162,9 @@ def test_scaling_experiment_sweeps_sizes_times_architectures():
             ).hydra.sweeper.params.model.split(",")
         ]
     sizes = {m.split("_")[-1] for m in models}
-    assert len(models) == 2 * len(sizes) >= 6
+    assert len(models) == 2 * len(sizes) and len(sizes) >= 6  # issue 15: >= 6 sizes per architecture
     assert {m.split("_")[1] for m in models} == {"enc", "dec"}
+    assert cfg.final_eval == "dev" and cfg.export  # every job is scored in and out of distribution
     assert all((CONF / "model" / f"{m}.yaml").exists() for m in models)
 
 

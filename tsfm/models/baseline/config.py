@@ -14,6 +14,7 @@ from typing import Any
 
 ARCHITECTURES = ("encoder", "decoder")
 FFN_TYPES = ("swiglu", "gelu")
+PARAMETRIZATIONS = ("sp", "mup")
 # Largest values accepted: a config claiming a 10^9-wide layer is an error, not an OOM crash.
 _LIMITS = dict(
     d_model=16384, num_layers=256, num_heads=256, d_ff=65536, patch_size=4096,
@@ -45,12 +46,30 @@ class BaselineConfig:
     norm_eps: float = 1e-6
     scale_eps: float = 1e-5  # floor of the per-series std used for instance scaling
     num_samples: int = 100  # default sample paths per series when forecasting
+    # "sp": standard parametrisation (GPT-2 init, one learning rate). "mup": maximal-update
+    # parametrisation (Yang et al. 2022, the Adam table) relative to a model of width `base_width`:
+    # hidden matrices initialised with std 0.02 * sqrt(base_width / d_model) and trained at
+    # lr * base_width / d_model, attention logits q.k * sqrt(base_head_dim) / head_dim, the head
+    # reading the last hidden state times base_width / d_model. At d_model = base_width and
+    # head_dim = base_head_dim both are the same model; under "mup" the best lr tuned at base_width
+    # carries to wider models (experiments/scaling/README.md, "One recipe across sizes").
+    parametrization: str = "sp"
+    base_width: int = 64
+    base_head_dim: int = 32
 
     def __post_init__(self) -> None:
         if self.architecture not in ARCHITECTURES:
             raise ValueError(
                 f"baseline config: architecture={self.architecture!r}; use one of {ARCHITECTURES}"
             )
+        if self.parametrization not in PARAMETRIZATIONS:
+            raise ValueError(
+                f"baseline config: parametrization={self.parametrization!r}; use one of {PARAMETRIZATIONS}"
+            )
+        for name in ("base_width", "base_head_dim"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+                raise ValueError(f"baseline config: {name}={value!r} must be a positive integer")
         if self.ffn not in FFN_TYPES:
             raise ValueError(f"baseline config: ffn={self.ffn!r}; use one of {FFN_TYPES}")
         if self.d_ff is None:
@@ -81,6 +100,11 @@ class BaselineConfig:
     @property
     def head_dim(self) -> int:
         return self.d_model // self.num_heads
+
+    @property
+    def width_mult(self) -> float:
+        """``d_model / base_width`` under ``mup`` (1.0 under ``sp``): how much wider than the tuned proxy."""
+        return self.d_model / self.base_width if self.parametrization == "mup" else 1.0
 
     @property
     def context_patches(self) -> int:

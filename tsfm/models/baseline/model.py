@@ -58,6 +58,8 @@ class Block(nn.Module):
     def __init__(self, cfg: BaselineConfig) -> None:
         super().__init__()
         self.num_heads, self.dropout = cfg.num_heads, cfg.dropout
+        # attention logit scale: 1/sqrt(hd) (sp); mup: sqrt(base_head_dim)/hd (sp's at hd = base_head_dim)
+        self.attn_scale = math.sqrt(cfg.base_head_dim) / cfg.head_dim if cfg.parametrization == "mup" else None
         self.attn_norm = RMSNorm(cfg.d_model, eps=cfg.norm_eps)
         self.qkv = Linear(cfg.d_model, 3 * cfg.d_model, bias=False)
         self.out = Linear(cfg.d_model, cfg.d_model, bias=False)
@@ -80,7 +82,7 @@ class Block(nn.Module):
         q, k = apply_rope_half(q, cos, sin), apply_rope_half(k, cos, sin)
         a = F.scaled_dot_product_attention(
             q, k, v, attn_mask=attn_mask, is_causal=is_causal and attn_mask is None,
-            dropout_p=self.dropout if self.training else 0.0,
+            dropout_p=self.dropout if self.training else 0.0, scale=self.attn_scale,
         )  # fmt: skip
         x = x + self.drop(self.out(a.transpose(1, 2).reshape(b, n, d)))
         return x + self.drop(self.ffn(self.ffn_norm(x)))
@@ -107,17 +109,40 @@ class BaselineModel(nn.Module):
         return self.config.architecture == "decoder"
 
     def reset_parameters(self) -> None:
-        """GPT-2 style init: N(0, 0.02) weights, residual outputs scaled by 1/sqrt(2L)."""
+        """GPT-2 style init: N(0, 0.02) weights, residual outputs scaled by 1/sqrt(2L); under ``mup``
+        the hidden matrices' std also shrinks as 1/sqrt(width_mult)."""
         for m in self.modules():
             if isinstance(m, nn.Linear):
                 nn.init.normal_(m.weight, std=0.02)
                 if m.bias is not None:
                     nn.init.zeros_(m.bias)
+        hidden_std = 0.02 / math.sqrt(self.config.width_mult)
         for blk in self.blocks:
+            for lin in self._hidden_linears(blk):
+                nn.init.normal_(lin.weight, std=hidden_std)
             for lin in (blk.out, blk.ffn.down):
-                nn.init.normal_(lin.weight, std=0.02 / math.sqrt(2 * self.config.num_layers))
+                nn.init.normal_(lin.weight, std=hidden_std / math.sqrt(2 * self.config.num_layers))
         if hasattr(self, "mask_embed"):
             nn.init.normal_(self.mask_embed, std=0.02)
+
+    @staticmethod
+    def _hidden_linears(blk: Block) -> list[nn.Linear]:
+        ffn = blk.ffn
+        return [blk.qkv, blk.out, ffn.up, ffn.down] + ([ffn.gate] if ffn.kind == "swiglu" else [])
+
+    def lr_multipliers(self) -> dict[str, float]:
+        """Per-parameter learning-rate factors (name -> factor; absent = 1): under ``mup`` the hidden
+        matrices (both dimensions grow with width) train at ``lr / width_mult`` (Adam)."""
+        mult = self.config.width_mult
+        if mult == 1.0:
+            return {}
+        ids = {id(lin.weight) for blk in self.blocks for lin in self._hidden_linears(blk)}
+        return {name: 1.0 / mult for name, p in self.named_parameters() if id(p) in ids}
+
+    def readout(self, h: torch.Tensor) -> StudentTMixture:
+        """The mixture head on hidden states (``mup``: scaled by ``1 / width_mult`` first)."""
+        mult = self.config.width_mult
+        return self.head(h / mult if mult != 1.0 else h)
 
     # -- pieces ---------------------------------------------------------------------------
     def scale(self, context: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -182,7 +207,7 @@ class BaselineModel(nn.Module):
             fut = self.mask_embed.to(ctx.dtype).expand(ctx.shape[0], hp, -1)  # [B, Nh, d]
             h = self.backbone(torch.cat([ctx, fut], dim=1))[:, c:]
             target = future_target
-        dist = self.head(h)  # per step: [B, n, P, K]
+        dist = self.readout(h)  # per step: [B, n, P, K]
         obs = ~torch.isnan(target)
         z = torch.where(obs, (target.float() - loc) / scale, 0.0).unflatten(-1, (-1, self.config.patch_size))
         nll = -dist.log_prob(z).flatten(1)  # [B, n*P]
@@ -209,7 +234,7 @@ class BaselineModel(nn.Module):
         loc, scale = self.scale(visible)
         tok = self.tokens(visible, loc, scale)
         tok = torch.where(masked[..., None], self.mask_embed.to(tok.dtype), tok)  # [B, N, d]
-        dist = self.head(self.backbone(tok))  # [B, N, P, K]
+        dist = self.readout(self.backbone(tok))  # [B, N, P, K]
         obs = ~torch.isnan(window) & step_masked
         z = torch.where(obs, (window.float() - loc) / scale, 0.0).unflatten(-1, (n, p))
         nll = -dist.log_prob(z).flatten(1)  # [B, T]
@@ -233,7 +258,7 @@ class BaselineModel(nn.Module):
         fut = self.mask_embed.to(ctx.dtype).expand(ctx.shape[0], num_patches, -1)
         valid = torch.cat([valid, valid.new_ones(valid.shape[0], num_patches)], dim=1)
         h = self.backbone(torch.cat([ctx, fut], dim=1), valid)[:, ctx.shape[1] :]
-        return self.head(h), loc, scale
+        return self.readout(h), loc, scale
 
     @torch.no_grad()
     def sample_paths(
@@ -264,7 +289,7 @@ class BaselineModel(nn.Module):
         for _ in range(num_patches):
             x, valid = x[:, -max_tokens:], valid[:, -max_tokens:]
             h = self.backbone(x, valid)[:, -1]  # [B*S, d]
-            z = self.head(h).sample(None, generator)  # [B*S, P] scaled
+            z = self.readout(h).sample(None, generator)  # [B*S, P] scaled
             y = z * scale_s + loc_s
             out.append(y)
             x = torch.cat([x, self.tokens(y, loc_s, scale_s).to(x.dtype)], dim=1)  # y [B*S, P] -> one token

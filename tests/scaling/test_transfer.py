@@ -1,0 +1,125 @@
+"""Learning-rate transfer across widths (``tsfm.scaling.transfer``) and the size ladder (``tsfm.scaling.ladder``)."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from omegaconf import OmegaConf
+
+from tsfm.models.baseline.config import BaselineConfig
+from tsfm.scaling.__main__ import main
+from tsfm.scaling.ladder import rung
+from tsfm.scaling.transfer import analyze_transfer, read_transfer
+
+CONF = Path(__file__).resolve().parents[2] / "conf"
+LRS = (2.5e-4, 5e-4, 1e-3, 2e-3, 4e-3, 8e-3, 1.6e-2)
+WIDTHS = (32, 64, 128, 256)
+
+
+def _compose(overrides: list[str]):
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        return compose(config_name="train", overrides=overrides)
+
+
+def _optimum(par: str, width: int) -> float:
+    """Synthetic truth: under sp the best lr halves per doubling of width; under mup it stays at 4e-3."""
+    return 4e-3 * (32 / width if par == "sp" else 1.0)
+
+
+def _write_job(root: Path, idx: int, par: str, width: int, lr: float, loss: float | None) -> None:
+    cfg = _compose(["experiment=scaling_lr_transfer", f"model.module.config.parametrization={par}",
+                    f"model.module.config.d_model={width}", f"optim.lr={lr}"])  # fmt: skip
+    job = root / str(idx)
+    (job / ".hydra").mkdir(parents=True)
+    OmegaConf.save(cfg, job / ".hydra" / "config.yaml")
+    if loss is None:  # a job that crashed before its validation
+        return
+    csv = job / "csv" / "version_0"
+    csv.mkdir(parents=True)
+    pd.DataFrame([{"epoch": 0, "step": 299, "val/loss": loss}]).to_csv(csv / "metrics.csv", index=False)
+
+
+@pytest.fixture(scope="module")
+def grid(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("lr_transfer")
+    i = 0
+    for par in ("sp", "mup"):
+        for w in WIDTHS:
+            for lr in LRS:
+                loss = 1.0 - 0.05 * math.log2(w) + 0.02 * (math.log2(lr) - math.log2(_optimum(par, w))) ** 2
+                if par == "sp" and w == 256 and lr == LRS[-1]:
+                    loss = float("nan")  # diverged
+                _write_job(root, i, par, w, lr, loss)
+                i += 1
+    _write_job(root, i, "mup", 64, 1e-3, None)
+    return root
+
+
+def test_the_transfer_config_composes_the_ladder_head_rule():
+    cfg = _compose(["experiment=scaling_lr_transfer", "model.module.config.d_model=512"])
+    config = BaselineConfig.from_dict(OmegaConf.to_container(cfg.model.module.config, resolve=True))
+    assert (config.d_model, config.num_heads, config.head_dim, config.parametrization) == (512, 8, 64, "mup")
+    assert config.base_width == 32 and config.num_layers == 2
+
+
+def test_the_optimum_is_located_per_width_and_its_shift_measured(grid):
+    runs, failed = read_transfer(grid)
+    assert len(runs) == 2 * len(WIDTHS) * len(LRS)
+    assert len(failed) == 1 and "no val/loss" in failed[0]
+    res = analyze_transfer(runs, failed)
+    mup, sp = res["parametrizations"]["mup"], res["parametrizations"]["sp"]
+    for w in WIDTHS:
+        assert mup["per_width"][str(w)]["best_lr"] == pytest.approx(4e-3, rel=1e-6)
+    assert mup["max_abs_shift_steps"] == pytest.approx(0.0, abs=1e-6) and mup["transfers"]
+    # sp: the optimum halves per doubling: 3 grid steps over 8x; the widest one sits at the grid's edge
+    assert sp["per_width"]["128"]["shift_steps"] == pytest.approx(-2.0, abs=1e-6)
+    assert not sp["transfers"] and sp["max_abs_shift_steps"] == pytest.approx(3.0, abs=1e-6)
+    assert sp["grid_factor"] == pytest.approx(2.0)
+    assert sp["per_width"]["256"]["losses"][-1] is None  # the diverged run is kept as such
+
+
+def test_the_cli_writes_table_json_and_plot(grid, tmp_path, capsys):
+    assert main(["lr-transfer", str(grid), "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "| mup | 256 |" in out and "transfers" in out and "not fitted (1)" in out
+    data = json.loads((tmp_path / "lr_transfer.json").read_text())
+    assert set(data["parametrizations"]) == {"sp", "mup"}
+    assert (tmp_path / "lr_transfer.png").stat().st_size > 10_000
+
+
+def test_too_few_learning_rates_name_the_runs(tmp_path):
+    for i, lr in enumerate((1e-3, 2e-3)):
+        _write_job(tmp_path, i, "mup", 32, lr, 1.0)
+        _write_job(tmp_path, 10 + i, "mup", 64, lr, 1.0)
+    with pytest.raises(ValueError, match=r"mup, width 32: 2 learning rates .*runs: \["):
+        analyze_transfer(*read_transfer(tmp_path))
+    assert main(["lr-transfer", str(tmp_path)]) == 2
+
+
+def test_ladder_rules_and_config():
+    r0, r3 = rung(0), rung(3)
+    assert (r0["d_model"], r0["num_layers"], r0["num_heads"], r0["batch_size"]) == (32, 2, 1, 32)
+    assert (r3["d_model"], r3["num_layers"], r3["head_dim"], r3["batch_size"]) == (256, 8, 32, 256)
+    assert rung(7)["params"] > 2.5e9  # the ladder reaches the multi-billion scale
+    for k in range(8):
+        r = rung(k)
+        cfg = BaselineConfig(d_model=r["d_model"], num_layers=r["num_layers"], num_heads=r["num_heads"])
+        assert cfg.non_embedding_params() == r["params"]
+        assert r["max_steps"] * r["batch_size"] * 17 >= 20 * r["params"]
+        assert r["warmup_steps"] == max(10, round(0.05 * r["max_steps"]))
+    cfg = _compose(["experiment=scaling_ladder", "rung=2"])
+    config = OmegaConf.to_container(cfg.model.module.config, resolve=True)
+    assert (config["d_model"], config["num_layers"], config["num_heads"], config["parametrization"]) == (128, 6, 4, "mup")
+    assert cfg.trainer.max_steps == rung(2)["max_steps"] and cfg.data.batch_size == 128
+    assert cfg.optim.lr == cfg.ladder_lr
+    with pytest.raises(ValueError, match="ladder rung must be an integer in"):
+        rung(8)
+    assert np.isclose(rung(1, tokens_per_window=34)["max_steps"] * 2, rung(1)["max_steps"], atol=2)
