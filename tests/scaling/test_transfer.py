@@ -87,11 +87,12 @@ def test_the_optimum_is_located_per_width_and_its_shift_measured(grid):
 
 
 def test_the_cli_writes_table_json_and_plot(grid, tmp_path, capsys):
-    assert main(["lr-transfer", str(grid), "--out", str(tmp_path)]) == 0
+    assert main(["lr-transfer", str(grid), str(grid), "--out", str(tmp_path)]) == 0  # pooled: duplicates collapse
     out = capsys.readouterr().out
-    assert "| mup | 256 |" in out and "transfers" in out and "not fitted (1)" in out
+    assert "| mup | 256 |" in out and "transfers" in out and "not fitted (2)" in out
     data = json.loads((tmp_path / "lr_transfer.json").read_text())
     assert set(data["parametrizations"]) == {"sp", "mup"}
+    assert len(data["parametrizations"]["mup"]["per_width"]["32"]["lrs"]) == len(LRS)
     assert (tmp_path / "lr_transfer.png").stat().st_size > 10_000
 
 

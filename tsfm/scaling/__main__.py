@@ -70,7 +70,8 @@ def _parser() -> argparse.ArgumentParser:
     j.add_argument("--flops-per-param-token", type=float, default=6.0,
                    help="k in C = k N D for the compute-optimal allocation")  # fmt: skip
     t = sub.add_parser("lr-transfer", help="best learning rate per width of a parametrization x width x lr multirun")
-    t.add_argument("multirun_dir", type=Path, help="the multirun of experiment=scaling_lr_transfer")
+    t.add_argument("multirun_dirs", type=Path, nargs="+", metavar="multirun_dir",
+                   help="multiruns of experiment=scaling_lr_transfer (several are pooled, e.g. a grid extension)")
     t.add_argument("--out", type=Path, default=None, help="where lr_transfer.json/.md/.png go (default: the multirun dir)")
     t.add_argument("--no-plot", action="store_true", help="skip the PNG")
     lad = sub.add_parser("ladder", help="print the baseline family's size ladder (tsfm/scaling/ladder.py)")
@@ -87,13 +88,16 @@ def _lr_transfer(args: argparse.Namespace) -> int:
     )
 
     try:
-        runs, failed = read_transfer(args.multirun_dir)
+        runs, failed = [], []
+        for d in args.multirun_dirs:
+            r, f = read_transfer(d)
+            runs, failed = runs + r, failed + f
         result = analyze_transfer(runs, failed)
     except (FileNotFoundError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     print(format_transfer_markdown(result))
-    for path in write_transfer_report(result, args.out or args.multirun_dir, make_plot=not args.no_plot):
+    for path in write_transfer_report(result, args.out or args.multirun_dirs[0], make_plot=not args.no_plot):
         print(f"wrote {path}")
     return 0
 

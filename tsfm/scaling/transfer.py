@@ -105,7 +105,11 @@ def analyze_transfer(runs: list[TransferRun], failed: list[str] | None = None) -
             raise ValueError(f"{par}: runs of one width only ({widths}); transfer needs >= 2 widths")
         per_width = {}
         for w in widths:
-            rs = sorted((r for r in mine if r.width == w), key=lambda r: r.lr)
+            by_lr: dict[float, TransferRun] = {}
+            for r in mine:  # pooled sweeps: one run per (width, lr), the later one if repeated
+                if r.width == w:
+                    by_lr[r.lr] = r
+            rs = sorted(by_lr.values(), key=lambda r: r.lr)
             if len(rs) < 3:
                 raise ValueError(f"{par}, width {w}: {len(rs)} learning rates (need >= 3 to locate an optimum); "
                                  f"runs: {[r.job for r in rs]}")  # fmt: skip

@@ -118,8 +118,9 @@ class BaselineModel(nn.Module):
                     nn.init.zeros_(m.bias)
         hidden_std = 0.02 / math.sqrt(self.config.width_mult)
         for blk in self.blocks:
-            for lin in self._hidden_linears(blk):
-                nn.init.normal_(lin.weight, std=hidden_std)
+            if self.config.width_mult != 1.0:  # (sp draws exactly as before mup existed)
+                for lin in self._hidden_linears(blk):
+                    nn.init.normal_(lin.weight, std=hidden_std)
             for lin in (blk.out, blk.ffn.down):
                 nn.init.normal_(lin.weight, std=hidden_std / math.sqrt(2 * self.config.num_layers))
         if hasattr(self, "mask_embed"):
