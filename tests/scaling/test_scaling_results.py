@@ -102,6 +102,7 @@ def test_cli_fits_the_planted_exponents(sweep, tmp_path, capsys):
         assert len(result["fits"][arch]["L(D)"]["x"]) == 4
     assert len(result["runs"]) == 9
     assert "need at least 3 distinct x" in result["fits"]["encoder-random"]["L(N)"]["error"]
+    assert f"(runs: {sweep}/" in result["fits"]["encoder-random"]["L(N)"]["error"]  # names the runs
     # the joint fit: val/loss = 40 N^-alpha + (5 * 576) D^-1 + 0.3, D = steps x 32 x 18 patches
     assert "| encoder | val/loss | 16 (4 x 4) |" in out and "Compute-optimal allocation" in out
     for arch, key in (("encoder", "enc"), ("decoder", "dec")):

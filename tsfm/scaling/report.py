@@ -85,7 +85,8 @@ def analyze(runs: list[Run], form: str = "saturating", n_boot: int = 1000, seed:
             try:
                 entry["fit"] = fit_power_law(x, y, form=form, n_boot=n_boot, seed=seed).to_dict()
             except (ValueError, RuntimeError) as e:
-                entry["error"] = str(e)
+                used = [max(group, key=lambda r: r.params)] if axis == "D" else group
+                entry["error"] = f"{e} (runs: {', '.join(r.job for r in used)})"
             out["fits"][arch][f"L({axis})"] = entry
         for metric in OOD:
             have = [r for r in group if metric in r.final_eval]
@@ -101,7 +102,7 @@ def analyze(runs: list[Run], form: str = "saturating", n_boot: int = 1000, seed:
                     y_id = np.array([r.final_loss for r in have])
                     entry["ood_minus_id_alpha"] = _paired_alpha_difference(x, y_id, y, form, n_boot, seed)
             except (ValueError, RuntimeError) as e:
-                entry["error"] = str(e)
+                entry["error"] = f"{e} (runs: {', '.join(r.job for r in have)})"
             out["fits"][arch][f"L(N) OOD {metric}"] = entry
     return out
 

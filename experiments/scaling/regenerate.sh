@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Regenerate every figure and table of experiments/scaling/README.md (sessions of 2026-12-05):
+# the enc-vs-dec sweeps at 600 and 1,200 steps (ID + OOD), the Moirai-style encoder sweep, the
+# learning-rate transfer grid, and every fit. About 2 hours on 2 CPU cores; run it on a quiet machine.
+#   bash experiments/scaling/regenerate.sh [work dir, default logs/scaling/<time>]
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+PY=${PY:-.venv/bin/python}
+WORK=${1:-logs/scaling/$(date +%Y-%m-%d_%H-%M-%S)}
+OUT=experiments/scaling/results
+ENCODERS="baseline_enc_nano,baseline_enc_micro,baseline_enc_tiny,baseline_enc_mini,baseline_enc_small,baseline_enc_base"
+mkdir -p "$WORK"
+echo "sweeps under $WORK, fits under $OUT"
+
+$PY -m tsfm.train experiment=scaling_enc_vs_dec hydra.sweep.dir="$WORK/s600"
+$PY -m tsfm.train experiment=scaling_enc_vs_dec model.module.encoder_mask=random \
+  "hydra.sweeper.params.model='$ENCODERS'" hydra.sweep.dir="$WORK/r600"
+$PY -m tsfm.train experiment=scaling_enc_vs_dec trainer.max_steps=1200 trainer.val_check_interval=300 \
+  hydra.sweep.dir="$WORK/s1200"
+$PY -m tsfm.train experiment=scaling_lr_transfer hydra.sweep.dir="$WORK/lr"
+$PY -m tsfm.train experiment=scaling_lr_transfer optim.lr=3.2e-2,6.4e-2,1.28e-1 hydra.sweep.dir="$WORK/lr_high"
+
+$PY -m tsfm.scaling fit "$WORK/s600" "$WORK/r600" --form pure --no-joint --out "$OUT/id_ood_pure"
+$PY -m tsfm.scaling fit "$WORK/s1200" --form pure --no-joint --out "$OUT/id_ood_1200_pure"
+$PY -m tsfm.scaling fit "$WORK/s600" "$WORK/s1200" --form pure --joint-points final --joint-grid small \
+  --joint-top-k 50 --bootstrap 300 --out "$OUT/joint_600_1200"
+$PY -m tsfm.scaling lr-transfer "$WORK/lr" "$WORK/lr_high" --out "$OUT"
+$PY -m tsfm.scaling ladder
