@@ -82,6 +82,11 @@ def test_removing_the_benchmark_keeps_every_n_step_checkpoints():
     assert (ckpt["monitor"], ckpt["save_top_k"], ckpt["every_n_train_steps"]) == (None, -1, 50)
     with_bench = _resolve(_compose(["callbacks.benchmark.every_n_steps=30"]))["callbacks"]["model_checkpoint"]
     assert (with_bench["monitor"], with_bench["every_n_train_steps"]) == ("benchmark/avg_wql", 30)
+    assert with_bench["save_top_k"] == 3
+    # removing the benchmark alone (either spelling) must not leave a monitor on a metric nobody logs
+    for removal in ("~callbacks.benchmark", "callbacks.benchmark=null"):
+        ckpt = _resolve(_compose([removal, "trainer.val_check_interval=40"]))["callbacks"]["model_checkpoint"]
+        assert (ckpt["monitor"], ckpt["save_top_k"], ckpt["every_n_train_steps"]) == (None, -1, 40), removal
 
 
 def test_mandatory_value_missing_is_reported():

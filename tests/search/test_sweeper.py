@@ -91,6 +91,8 @@ def test_patience_spares_an_improving_trial_and_prunes_a_stalled_one(tmp_path):
     with pytest.raises(ValueError, match="use median, hyperband or none"):
         make_pruner({"type": "asha"})
     assert isinstance(make_pruner({"type": "hyperband", "min_resource": 1}), optuna.pruners.HyperbandPruner)
+    # switching pruning off (the benchmark's unpruned search) leaves nothing to wrap: no pruning at all
+    assert isinstance(make_pruner({"type": "none", "patience": 1}), optuna.pruners.NopPruner)
 
 
 def test_a_corrupt_study_file_is_an_error_naming_it(tmp_path):

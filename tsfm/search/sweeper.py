@@ -237,9 +237,7 @@ def make_pruner(cfg: dict[str, Any] | None) -> Any:
     patience = cfg.pop("patience", None)
     min_delta = float(cfg.pop("min_delta", 0.0))
     if kind in (None, "none", "nop"):
-        if patience is not None:
-            raise ValueError("hydra.sweeper.pruner.patience needs a pruner to wrap (type: median or hyperband)")
-        return optuna.pruners.NopPruner()
+        return optuna.pruners.NopPruner()  # no pruning: patience has nothing to wrap
     if kind == "median":
         pruner = optuna.pruners.MedianPruner(**cfg)
     elif kind == "hyperband":

@@ -15,6 +15,9 @@ _RESOLVERS = {
     "div": lambda a, b: int(a) // int(b),
     "mul": lambda *xs: __import__("math").prod(xs),
     "ceil_to": lambda a, m: -(-int(a) // int(m)) * int(m),  # round a up to a multiple of m
+    # ${when:<node>,<a>[,<b>]}: a when <node> is set (not null), else b (default null); e.g. the top-K
+    # checkpoint monitor only while the benchmark that logs it is configured
+    "when": lambda cond, a, b=None: a if cond is not None else b,
     # ${ladder:<field>,<rung>}: the baseline family's size ladder (tsfm/scaling/ladder.py)
     "ladder": lambda *a: __import__("tsfm.scaling.ladder", fromlist=["resolve"]).resolve(*a),
 }
