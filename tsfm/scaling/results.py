@@ -153,8 +153,8 @@ def read_run(job_dir: str | Path) -> Run | None:
     )  # fmt: skip
 
 
-def read_sweep(multirun_dir: str | Path) -> list[Run]:
-    """Every baseline job with at least one validation under ``multirun_dir`` (sorted by arch, N)."""
+def job_dirs(multirun_dir: str | Path) -> list[Path]:
+    """The Hydra job directories (those holding ``.hydra/config.yaml``) under a multirun directory."""
     root = Path(multirun_dir)
     if not root.is_dir():
         raise FileNotFoundError(f"{root}: not a directory; pass logs/<task>/multiruns/<time>")
@@ -163,6 +163,12 @@ def read_sweep(multirun_dir: str | Path) -> list[Run]:
         raise FileNotFoundError(
             f"{root}: no job directories (no */.hydra/config.yaml); is this a multirun dir?"
         )
+    return jobs
+
+
+def read_sweep(multirun_dir: str | Path) -> list[Run]:
+    """Every baseline job with at least one validation under ``multirun_dir`` (sorted by arch, N)."""
+    jobs = job_dirs(multirun_dir)
     runs = []
     for job in jobs:
         run = read_run(job)

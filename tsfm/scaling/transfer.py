@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 from omegaconf import OmegaConf
 
-from tsfm.scaling.results import _val_curve
+from tsfm.scaling.results import _val_curve, job_dirs
 from tsfm.utils.config import register_resolvers
 
 
@@ -41,12 +41,7 @@ class TransferRun:
 def read_transfer(multirun_dir: str | Path) -> tuple[list[TransferRun], list[str]]:
     """The finished baseline jobs of a multirun and the jobs without a validation loss (failed,
     unfinished or not baseline), which are listed, not fitted."""
-    root = Path(multirun_dir)
-    if not root.is_dir():
-        raise FileNotFoundError(f"{root}: not a directory; pass logs/train/multiruns/<time>")
-    jobs = sorted({p.parent.parent for p in root.glob("**/.hydra/config.yaml")})
-    if not jobs:
-        raise FileNotFoundError(f"{root}: no job directories (no */.hydra/config.yaml); is this a multirun dir?")
+    jobs = job_dirs(multirun_dir)
     register_resolvers()
     runs, failed = [], []
     for job in jobs:
