@@ -101,6 +101,15 @@ def test_family_base_selects_paper_optimizer_and_cli_wins():
     assert _resolve(_compose(["model=moirai_small", "optim=adamw", "optim.lr=0.5"]))["optim"]["lr"] == 0.5
 
 
+def test_the_quickstart_recipe_is_the_measured_one():
+    # experiments/recipes/README.md, session 17: these are the settings its dev-suite seeds ran with
+    cfg = _resolve(_compose([]))
+    assert cfg["model"]["module"]["loss_horizon"] == "observed"
+    assert cfg["model"]["task"]["min_future"] == 1
+    assert (cfg["optim"]["lr"], cfg["optim"]["scheduler"], cfg["trainer"]["max_steps"]) == (2e-3, "wsd", 4000)
+    assert _resolve(_compose(["model=chronos2_small"]))["model"]["module"]["loss_horizon"] == "full"  # the reference
+
+
 @pytest.mark.parametrize("launcher", ["local", "slurm"])
 def test_the_optuna_search_composes_with_each_launcher(launcher):
     from hydra.core.hydra_config import HydraConfig

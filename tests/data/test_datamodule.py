@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import lightning as L
+import numpy as np
 import pytest
 import torch
 
@@ -184,3 +185,18 @@ def test_length_groups_apply_to_training_batches_of_tasks_that_pad(tmp_path: Pat
     with caplog.at_level("INFO", logger="tsfm.data.datamodule"):
         fixed = make_dm(tmp_path, length_groups=8)
     assert fixed.length_groups == 1 and "data.length_groups=8 ignored: FixedWindowTask" in caplog.text
+
+
+def test_freq_weights_reach_the_training_sampler(tmp_path: Path) -> None:
+    structural = {"name": "ts", "generator": "trend_seasonal", "num_series": 300, "seed": 0, "weight": 1.0}
+    shares = []
+    for fw in (None, {"YS": 4.0}):
+        dm = TSDataModule([structural], FixedWindowTask(8, 2), batch_size=4, cache_dir=str(tmp_path / "cache"),
+                          item_weighting="uniform", freq_weights=fw)
+        dm.prepare_data()
+        drawn = dm._sampler(0).draw(np.random.default_rng(0), 4000)
+        shares.append(sum(s.freq == "YS-JAN" for s in drawn) / len(drawn))
+    assert shares[1] > 2.2 * shares[0] > 0  # x4 on a share near 0.14: about 0.4
+    with pytest.raises(ValueError, match=r"data.freq_weights names frequencies no corpus series has: \['YE-DEC'\]"):
+        TSDataModule([structural], FixedWindowTask(8, 2), cache_dir=str(tmp_path / "cache"),
+                      freq_weights={"Y": 2.0})._sampler(0)

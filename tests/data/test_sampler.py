@@ -15,6 +15,7 @@ from tsfm.data.datamodule import BatchStream
 from tsfm.data.format import write_dataset
 from tsfm.data.sampler import WindowSampler
 from tsfm.data.tasks import FixedWindowTask
+from tsfm.data.types import Series
 
 
 def corpus_of(tmp_path: Path, sizes: dict[str, list[int]], weights: list[float] | None = None) -> Corpus:
@@ -185,3 +186,44 @@ def test_length_groups_need_a_task_that_pads_to_the_longest(tmp_path: Path) -> N
         WindowSampler(corpus, FixedWindowTask(32, 8), batch_size=4, length_groups=8)
     with pytest.raises(ValueError, match="length_groups must be >= 1"):
         WindowSampler(corpus, _chronos2_task(), batch_size=4, length_groups=0)
+
+
+def _mixed_freq_corpus(tmp_path: Path) -> Corpus:
+    """Sub-dataset ``m``: items 0-1 yearly, 2-5 hourly; sub-dataset ``h``: hourly only."""
+    start = np.datetime64("2000-01-01T00:00:00", "s")
+    rng = np.random.default_rng(0)
+    mixed = [Series(rng.standard_normal((1, 100)).astype(np.float32), "YS" if i < 2 else "h", f"m_{i}", "", start)
+             for i in range(6)]
+    write_dataset(mixed, tmp_path / "m")
+    write_dataset(make_series(3, [100] * 3, prefix="h_"), tmp_path / "h")
+    return Corpus.open([tmp_path / "m", tmp_path / "h"], [0.5, 0.5])
+
+
+def test_freq_weights_reweight_items_within_each_sub_dataset(tmp_path: Path) -> None:
+    corpus = _mixed_freq_corpus(tmp_path)
+    task = FixedWindowTask(8, 2)
+    plain = WindowSampler(corpus, task, batch_size=1, item_weighting="uniform", weighting="explicit")
+    ids = [s.item_id for s in plain.draw(np.random.default_rng(0), 40000)]
+    yearly = sum(i in ("m_0", "m_1") for i in ids) / len(ids)
+    assert abs(yearly - 0.5 * 2 / 6) < 0.01
+    # yearly x4 within "m": 2*4 / (2*4 + 4) of m's draws; "m" itself stays at half of all draws
+    up = WindowSampler(corpus, task, batch_size=1, item_weighting="uniform", weighting="explicit",
+                       freq_weights={"YS": 4.0})
+    ids = [s.item_id for s in up.draw(np.random.default_rng(0), 40000)]
+    assert abs(sum(i in ("m_0", "m_1") for i in ids) / len(ids) - 0.5 * 8 / 12) < 0.01
+    assert abs(sum(i.startswith("m_") for i in ids) / len(ids) - 0.5) < 0.01
+    # weight 0 for hourly: "h" has nothing left to draw and drops out; "m" draws yearly only
+    only = WindowSampler(corpus, task, batch_size=1, item_weighting="uniform", weighting="explicit",
+                         freq_weights={"h": 0.0})
+    assert {s.item_id for s in only.draw(np.random.default_rng(0), 2000)} == {"m_0", "m_1"}
+
+
+def test_freq_weights_reject_unknown_frequencies_and_negative_weights(tmp_path: Path) -> None:
+    corpus = _mixed_freq_corpus(tmp_path)
+    task = FixedWindowTask(8, 2)
+    with pytest.raises(ValueError, match=r"names frequencies no corpus series has: \['YE-DEC'\]; the corpus has \['YS-JAN', 'h'\]"):
+        WindowSampler(corpus, task, batch_size=1, freq_weights={"Y": 2.0})
+    with pytest.raises(ValueError, match="freq_weights must be >= 0"):
+        WindowSampler(corpus, task, batch_size=1, freq_weights={"YS": -1.0})
+    with pytest.raises(ValueError, match="weighted 0 by data.freq_weights"):
+        WindowSampler(corpus, task, batch_size=1, freq_weights={"YS": 0.0, "h": 0.0})

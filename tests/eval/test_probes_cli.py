@@ -12,6 +12,9 @@ class Oracle:
     """Continues the probes' generating formulas exactly; interval width proportional to context noise."""
 
     def predict_quantiles(self, context, prediction_length, quantile_levels, **kw):
+        if len(context) > 1:  # the random walks: the last value, the ideal 80% interval (+-1.2816)
+            last = np.array([c[-1] for c in context], np.float64)[:, None, None]
+            return np.concatenate([last - 1.2816, last, last + 1.2816], -1)
         y = np.asarray(context[0], np.float64)
         n = len(y)
         t = np.arange(n, n + prediction_length)
@@ -32,3 +35,21 @@ def test_probes_of_an_exact_forecaster():
     assert p["trend_mae_over_level"] == pytest.approx(0.0, abs=1e-9)
     assert p["yearly_trend_mae_over_level"] == pytest.approx(0.0, abs=1e-9)
     assert p["interval80_clean"] < p["interval80_noisy"]
+    assert p["random_walk_last_weight"] == pytest.approx(1.0)
+    assert p["random_walk_interval80_over_ideal"] == pytest.approx(1.0, abs=1e-3)
+
+
+class Smoother(Oracle):
+    """Forecasts the mean of the last 8 values: what an undertrained model does at the end of a walk."""
+
+    def predict_quantiles(self, context, prediction_length, quantile_levels, **kw):
+        if len(context) > 1:
+            m = np.array([np.mean(c[-8:]) for c in context], np.float64)[:, None, None]
+            return np.concatenate([m - 3.0, m, m + 3.0], -1)
+        return super().predict_quantiles(context, prediction_length, quantile_levels, **kw)
+
+
+def test_random_walk_probe_flags_a_forecaster_that_smooths_the_last_values():
+    p = run_probes(Smoother())
+    assert p["random_walk_last_weight"] == pytest.approx(0.0, abs=1e-6)
+    assert p["random_walk_interval80_over_ideal"] == pytest.approx(6.0 / 2.5631)

@@ -46,7 +46,9 @@ def test_interrupted_checkpoint_follows_the_same_command_only(tmp_path):
 
 
 def test_ctrl_c_then_rerun_resumes_from_the_interrupted_run(tmp_path):
-    env = {**os.environ, "PROJECT_ROOT": str(tmp_path)}
+    # unbuffered: with a block-buffered pipe "step 6/40" could reach us only after the 40 fast steps
+    # had finished, and the Ctrl-C came too late (seen once under a loaded full test run)
+    env = {**os.environ, "PROJECT_ROOT": str(tmp_path), "PYTHONUNBUFFERED": "1"}
     cmd = [sys.executable, "-m", "tsfm.train", "model=chronos2_tiny", "trainer.max_steps=40",
            "trainer.val_check_interval=1000",  # default callbacks; the lite benchmark just does not come due
            "callbacks.monitor.print_every_n_steps=2", "data.batch_size=8", "data.series_scale=0.003",

@@ -105,6 +105,9 @@ class TSDataModule(L.LightningDataModule):
         length_groups: training steps that share one length-sorted pool of samples, so each batch
             pads less (see :mod:`tsfm.data.sampler`; needs a task with ``sample_length``, e.g.
             Chronos-2's; other tasks ignore it; validation batches are never grouped). 1 = off.
+        freq_weights: ``{freq: multiplier}`` on how often a series of that frequency is drawn within
+            its sub-dataset (e.g. ``{YS: 2.0, QS: 2.0}``); unnamed frequencies keep 1.0, a name no
+            corpus series has is an error. ``None``: off.
         series_scale: multiplies ``num_series`` of every generated entry (``0.01``: a toy corpus
             built in seconds, for tests and smoke runs; cached separately).
     """
@@ -127,6 +130,7 @@ class TSDataModule(L.LightningDataModule):
         series_scale: float = 1.0,
         early_steps: int = 0,
         length_groups: int = 1,
+        freq_weights: dict[str, float] | None = None,
     ) -> None:
         super().__init__()
         if not isinstance(task, TaskBuilder):
@@ -173,6 +177,7 @@ class TSDataModule(L.LightningDataModule):
         if item_weighting not in ("length", "uniform"):
             raise ValueError(f"data.item_weighting must be 'length' or 'uniform', got {item_weighting!r}")
         self.item_weighting = item_weighting
+        self.freq_weights = {str(k): float(v) for k, v in dict(freq_weights).items()} if freq_weights else None
         self.consumed = 0  # train batches consumed by this rank (the checkpoint state)
         self._stats = {"windows": 0, "batches": 0, "rejected_by_task": 0, "unobserved_values": 0, "input_values": 0}
         self.corpus: Corpus | None = None
@@ -236,6 +241,7 @@ class TSDataModule(L.LightningDataModule):
             early_weights=self.early_weights if stream == TRAIN_STREAM else None,
             early_steps=self.early_steps,
             length_groups=self.length_groups if stream == TRAIN_STREAM else 1,
+            freq_weights=self.freq_weights,
         )
 
     def train_dataloader(self) -> DataLoader:

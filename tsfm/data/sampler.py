@@ -33,6 +33,7 @@ from collections.abc import Iterator
 import numpy as np
 
 from tsfm.data.corpus import Corpus
+from tsfm.data.format import DataError, normalize_freq
 from tsfm.data.types import Sample, Series, TaskBuilder
 
 log = logging.getLogger(__name__)
@@ -81,6 +82,25 @@ class _MappedPages:
 PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 
 
+def check_freq_weights(freq_weights: dict[str, float] | None, corpus: Corpus) -> dict[str, float]:
+    """``freq_weights`` as floats, after checking that each is >= 0 and names a corpus frequency."""
+    if not freq_weights:
+        return {}
+    fw: dict[str, float] = {}
+    for k, v in dict(freq_weights).items():  # "YS" and "YS-JAN" name one frequency
+        fw[normalize_freq(str(k), "data.freq_weights: ")] = float(v)
+    bad = {k: v for k, v in fw.items() if not v >= 0}
+    if bad:
+        raise ValueError(f"data.freq_weights must be >= 0, got {bad}")
+    have = sorted({f for d in corpus.datasets for f in d.freqs})
+    unknown = sorted(set(fw) - set(have))
+    if unknown:
+        raise ValueError(
+            f"data.freq_weights names frequencies no corpus series has: {unknown}; the corpus has {have}"
+        )
+    return fw
+
+
 class WindowSampler:
     """Draws series views and turns them into samples with ``task``.
 
@@ -95,6 +115,9 @@ class WindowSampler:
             once their estimated size passes this budget, bounding resident memory.
         length_groups: steps that share one length-sorted pool of samples (1: no grouping; see
             the module docstring).
+        freq_weights: multipliers on the item weight by the series' frequency string (e.g.
+            ``{"YS": 2.0}``: yearly series twice as often within each sub-dataset); frequencies not
+            named keep 1.0. Sub-dataset probabilities are unchanged.
     """
 
     def __init__(
@@ -113,6 +136,7 @@ class WindowSampler:
         early_weights: list[float] | None = None,
         early_steps: int = 0,
         length_groups: int = 1,
+        freq_weights: dict[str, float] | None = None,
     ) -> None:
         if int(length_groups) < 1:
             raise ValueError(f"length_groups must be >= 1, got {length_groups}")
@@ -133,12 +157,18 @@ class WindowSampler:
         self.skipped_by_task = 0  # draws the task rejected (returned None)
         self._rows: list[np.ndarray] = []  # eligible item rows per sub-dataset
         self._cum: list[np.ndarray] = []  # cumulative eligible lengths per sub-dataset
+        fw = check_freq_weights(freq_weights, corpus)
         eligible_obs = []
         for d in corpus.datasets:
             ok = np.nonzero(d.lengths >= max(int(task.min_length), 1))[0]
             self.skipped_short += len(d) - len(ok)
+            w = d.lengths[ok].astype(np.float64) if item_weighting == "length" else np.ones(len(ok))
+            if fw:
+                w = w * np.array([fw.get(f, 1.0) for f in d.freqs] or [1.0])[d.freq_code[ok]]
+            if fw and not (w > 0).any():  # every item of this sub-dataset weighted 0: never draw it
+                ok, w = ok[:0], w[:0]
             self._rows.append(ok)
-            self._cum.append(np.cumsum(d.lengths[ok] if item_weighting == "length" else np.ones(len(ok))))
+            self._cum.append(np.cumsum(w))
             eligible_obs.append(int((d.lengths[ok] * d.num_variates[ok]).sum()))
         if self.skipped_short:
             log.info(
@@ -146,7 +176,12 @@ class WindowSampler:
                 self.skipped_short,
                 task.min_length,
             )
-        self.probs = corpus.probabilities(weighting, epsilon, eligible_obs)
+        if not any(len(r) for r in self._rows):
+            raise DataError(
+                "no sub-dataset has a series to draw: every series is shorter than the task's min_length "
+                f"({task.min_length}) or weighted 0 by data.freq_weights"
+            )
+        self.probs = self._drawable(corpus.probabilities(weighting, epsilon, eligible_obs))
         # curriculum: other sub-dataset weights for the first `early_steps` steps (a pure function
         # of the step, like everything else here, so a resumed run draws the same batches)
         self.early_steps, self.early_probs = int(early_steps), None
@@ -156,10 +191,18 @@ class WindowSampler:
             saved = corpus.weights
             corpus.weights = list(early_weights)
             try:
-                self.early_probs = corpus.probabilities(weighting, epsilon, eligible_obs)
+                self.early_probs = self._drawable(corpus.probabilities(weighting, epsilon, eligible_obs))
             finally:
                 corpus.weights = saved
         self._pages = _MappedPages(int(page_budget_mb * 2**20))
+
+    def _drawable(self, probs: np.ndarray) -> np.ndarray:
+        """``probs`` with sub-datasets that have nothing to draw (every series too short, or
+        weighted 0 by ``freq_weights``) set to 0 and the rest renormalised."""
+        probs = np.where([len(r) > 0 for r in self._rows], probs, 0.0)
+        if not probs.sum() > 0:
+            raise DataError("every sub-dataset that has series to draw has sampling weight 0; raise a weight")
+        return probs / probs.sum()
 
     def rng(self, step: int) -> np.random.Generator:
         return np.random.default_rng([self.seed, self.stream, self.rank, int(step)])

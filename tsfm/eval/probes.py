@@ -7,7 +7,13 @@ first checks of any training recipe (``python -m tsfm.eval.probes <checkpoint>``
 * ``sine``: 216 points of ``10 + 3 sin(2πt/12)``, horizon 24 — median MAE relative to the amplitude;
 * ``trend``: 216 points of ``5 + 0.5 t``, horizon 24 — median MAE relative to the level;
 * ``yearly_trend``: 20 yearly points ``100, 103, …``, horizon 6 — median MAE relative to the level;
-* ``interval``: the 80% interval width on a noiseless sine vs the same sine with noise.
+* ``interval``: the 80% interval width on a noiseless sine vs the same sine with noise;
+* ``random_walk``: 64 Gaussian random walks of 60 steps (step sd 1), horizon 1. The best median
+  is the last value and the best 80% interval is 2.56 wide. ``random_walk_last_weight`` says
+  where the median sits between the mean of the last 8 values (0) and the last value (1);
+  ``random_walk_interval80_over_ideal`` is the interval width over 2.56. A model that smooths
+  the end of its context (weight well below 1) loses to Naive on persistent real series
+  (yearly, GDP-like), whatever its sine and trend probes say.
 """
 
 from __future__ import annotations
@@ -43,6 +49,12 @@ def run_probes(forecaster: Any, **kw: Any) -> dict[str, float]:
     _, q_noisy = _median_mae(forecaster, noisy[:216], sine[216:], **kw)
     out["interval80_clean"] = float(np.mean(q_clean[:, 2] - q_clean[:, 0]))
     out["interval80_noisy"] = float(np.mean(q_noisy[:, 2] - q_noisy[:, 0]))
+    walks = 100.0 + np.cumsum(np.random.default_rng(1).standard_normal((64, 60)), axis=1)
+    q = np.asarray(forecaster.predict_quantiles([w.astype(np.float32) for w in walks], prediction_length=1,
+                                                quantile_levels=LEVELS, **kw))[:, 0]  # [64, 3]
+    last, mean8 = walks[:, -1], walks[:, -8:].mean(axis=1)
+    out["random_walk_last_weight"] = float(np.sum((q[:, 1] - mean8) * (last - mean8)) / np.sum((last - mean8) ** 2))
+    out["random_walk_interval80_over_ideal"] = float(np.mean(q[:, 2] - q[:, 0]) / 2.5631)
     return out
 
 

@@ -49,5 +49,5 @@ def test_context_extension_experiments():
 
 def test_pretraining_selects_the_wsd_recipe_and_the_cli_wins():
     optim = OmegaConf.to_container(_compose(["model=chronos2_mini"]).optim, resolve=False)
-    assert optim["scheduler"] == "wsd" and optim["lr"] == 3e-3
+    assert optim["scheduler"] == "wsd" and optim["lr"] == 2e-3
     assert _compose(["model=chronos2_mini", "optim=chronos2_finetune"]).optim.lr == 1e-6

@@ -57,6 +57,32 @@ def test_model_loss_matches_fixture(c2_model, c2_tensors):
 
 
 @torch.no_grad()
+def test_observed_loss_horizon_averages_each_row_over_its_observed_steps():
+    torch.manual_seed(0)
+    model = Chronos2Model(tiny_config()).eval()
+    ctx = torch.randn(3, 40)
+    fut = torch.randn(3, 32)
+    fut[1, 4:] = float("nan")  # a short series: 4 of 32 future steps observed
+    fut[2, 0::2] = float("nan")  # gaps: 16 observed
+    out = model(ctx, num_output_patches=2, future_target=fut)
+    z, loc, scale = out.quantile_preds_normalized, out.loc.view(-1, 1), out.scale.view(-1, 1)
+    y = torch.asinh((fut - loc) / scale).unsqueeze(1)
+    tau = model.quantiles.view(1, -1, 1)
+    pin = (2 * torch.abs((y - z) * ((y <= z).float() - tau))).nan_to_num(0.0)  # [B, Q, H]
+    per_row = pin.sum(-1).sum(-1)  # summed over steps and quantiles
+    counts = torch.tensor([32.0, 4.0, 16.0])
+    torch.testing.assert_close(out.loss, (per_row / 32).mean())  # full: missing steps count as 0
+    observed = model(ctx, num_output_patches=2, future_target=fut, loss_horizon="observed").loss
+    torch.testing.assert_close(observed, (per_row / counts).mean())
+    # with every step observed the two agree; the short row weighs 8x more under `observed`
+    full_fut = torch.randn(3, 32)
+    torch.testing.assert_close(model(ctx, num_output_patches=2, future_target=full_fut, loss_horizon="observed").loss,
+                               model(ctx, num_output_patches=2, future_target=full_fut).loss)
+    with pytest.raises(ValueError, match="loss_horizon must be 'full' or 'observed'"):
+        model(ctx, num_output_patches=2, future_target=fut, loss_horizon="mean")
+
+
+@torch.no_grad()
 def test_model_forward_trunc_matches_fixture(c2_model, c2_tensors):
     T, c = c2_tensors, "model_forward_trunc."
     out = c2_model(T[c + "context"], context_mask=T[c + "context_mask"])

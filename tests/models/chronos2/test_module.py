@@ -111,3 +111,24 @@ def test_module_option_errors(c2_dir):
         Chronos2Module(config=TINY, finetune="lora", lora={"target_modules": ["nope"]})
     with pytest.raises(FileNotFoundError, match="no such checkpoint"):
         Chronos2Module(config=TINY, pretrained="/nonexistent/dir")
+
+
+def test_loss_horizon_observed_weighs_short_futures_like_long_ones():
+    torch.manual_seed(0)
+    task = Chronos2Task(context_length=64, prediction_length=16, min_past=8, min_future=1)
+    rng = np.random.default_rng(0)
+    short = [task(Series(rng.standard_normal((1, 14)).astype(np.float32), "YS"), rng) for _ in range(4)]
+    batch = task.collate(short)
+    observed = (~torch.isnan(batch["future_target"])).float().sum(-1)
+    assert (observed < 16).all()  # every future is partly padding
+    full = Chronos2Module(config=TINY, prediction_length=16)
+    obs = Chronos2Module(config=TINY, prediction_length=16, loss_horizon="observed")
+    obs.load_state_dict(full.state_dict())
+    with torch.no_grad():
+        out = full.model(batch["context"], group_ids=batch.get("group_ids"), num_output_patches=1,
+                         future_target=batch["future_target"], loss_horizon="observed")
+        assert obs.compute_loss(batch).item() == pytest.approx(out.loss.item(), rel=1e-6)
+        assert obs.compute_loss(batch).item() > full.compute_loss(batch).item() * 1.5
+    assert obs.hparams["loss_horizon"] == "observed"
+    with pytest.raises(ValueError, match="model.module.loss_horizon must be 'full' or 'observed', got 'sum'"):
+        Chronos2Module(config=TINY, loss_horizon="sum")

@@ -55,9 +55,11 @@ PROFILES: tuple[Profile, ...] = (
     Profile("quarter_hourly", "15min", (96, 672), (300, 2048), 0.06),
 )
 _PROFILE_P = np.array([p.weight for p in PROFILES]) / sum(p.weight for p in PROFILES)
+_HAS_PERIODS = np.array([bool(p.periods) for p in PROFILES])
+_SEASONAL_P = np.where(_HAS_PERIODS, _PROFILE_P, 0.0) / _PROFILE_P[_HAS_PERIODS].sum()  # every profile but yearly
 # bump when what a generator draws changes: it is part of the corpus cache key, so cached
 # corpora of an older version are rebuilt instead of silently reused
-VERSION = 4
+VERSION = 6
 _TAGS = {"trend_seasonal": 1, "ets": 2, "arima": 3, "intermittent": 4, "synth_mix": 5, "seasonal": 6}
 
 
@@ -65,9 +67,15 @@ def _rng(name: str, seed: int, i: int) -> np.random.Generator:
     return np.random.default_rng([int(seed), int(i), _TAGS[name]])
 
 
-def draw_profile(rng: np.random.Generator, max_length: int | None = None) -> tuple[Profile, int]:
-    """A frequency profile and a length drawn log-uniformly within its range."""
-    prof = PROFILES[int(rng.choice(len(PROFILES), p=_PROFILE_P))]
+def draw_profile(
+    rng: np.random.Generator, max_length: int | None = None, seasonal: bool = False
+) -> tuple[Profile, int]:
+    """A frequency profile and a length drawn log-uniformly within its range (``seasonal``: only
+    profiles that have seasonal periods, i.e. not yearly)."""
+    if seasonal:
+        prof = PROFILES[int(rng.choice(len(PROFILES), p=_SEASONAL_P))]
+    else:
+        prof = PROFILES[int(rng.choice(len(PROFILES), p=_PROFILE_P))]
     lo, hi = prof.length
     if max_length is not None:
         hi = max(lo, min(hi, max_length))
@@ -119,7 +127,13 @@ def _season(rng: np.random.Generator, n: int, period: int) -> np.ndarray:
 
 
 def _noise(rng: np.random.Generator, n: int) -> np.ndarray:
-    kind = rng.choice(["gauss", "student", "ar1"], p=[0.5, 0.25, 0.25])
+    # "walk": a stochastic trend (random walk) around the deterministic one. Without it every
+    # trend_seasonal series reverts to its trend line, and a model learns to pull the forecast
+    # away from the last value, which is wrong for the random-walk-like real series (GDP, employment)
+    kind = rng.choice(["gauss", "student", "ar1", "walk"], p=[0.35, 0.2, 0.2, 0.25])
+    if kind == "walk":
+        e = np.cumsum(rng.standard_normal(n))
+        return (e - e.mean()) / max(e.std(), 1e-9)
     if kind == "gauss":
         return rng.standard_normal(n)
     if kind == "student":
@@ -191,7 +205,9 @@ def seasonal_series(i: int, seed: int = 0, max_length: int | None = None) -> tup
     where it clearly pays, a short run stays on the flat-forecast plateau (experiments/recipes).
     """
     rng = _rng("seasonal", seed, i)
-    prof, n = draw_profile(rng, max_length)
+    # yearly data has no seasonality: a yearly series with a made-up period teaches a model to see
+    # cycles in short yearly histories (version 4 did; the forecasts wandered on GDP-like series)
+    prof, n = draw_profile(rng, max_length, seasonal=True)
     periods = [p for p in prof.periods if 2 <= p <= n // 3] or [p for p in (4, 7, 12, 24) if p <= n // 3] or [2]
     amp = float(np.exp(rng.uniform(np.log(0.05), np.log(0.6))))
     s = amp * _season(rng, n, periods[0])
@@ -210,7 +226,9 @@ def ets_series(i: int, seed: int = 0, max_length: int | None = None) -> tuple[np
     error = rng.choice(["A", "M"])
     trend = rng.choice(["N", "A", "Ad"], p=[0.35, 0.35, 0.3])
     season = rng.choice(["N", "A", "M"], p=[0.4, 0.3, 0.3]) if m > 1 else "N"
-    alpha = rng.uniform(0.05, 0.6)
+    # up to 1: real yearly / monthly series often fit alpha near 1 (close to a random walk), where
+    # the best forecast follows the last value instead of a smoothed level
+    alpha = rng.uniform(0.05, 1.0)
     beta = rng.uniform(0.0, 0.3) * alpha
     gamma = rng.uniform(0.0, 0.4) * (1 - alpha)
     phi = rng.uniform(0.8, 0.98) if trend == "Ad" else 1.0
@@ -253,7 +271,7 @@ def _stationary_ar(rng: np.random.Generator, p: int) -> np.ndarray:
 def arima_series(i: int, seed: int = 0, max_length: int | None = None) -> tuple[np.ndarray, str]:
     rng = _rng("arima", seed, i)
     prof, n = draw_profile(rng, max_length)
-    p, q = int(rng.integers(0, 4)), int(rng.integers(0, 3))
+    p, q = int(rng.choice(4, p=[0.4, 0.3, 0.2, 0.1])), int(rng.choice(3, p=[0.5, 0.3, 0.2]))  # 20%: walks
     d = int(rng.choice([0, 1], p=[0.3, 0.7]))
     ar = _stationary_ar(rng, p)
     ma = rng.uniform(-0.8, 0.8, q)

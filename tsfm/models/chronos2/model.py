@@ -416,13 +416,19 @@ class Chronos2Model(nn.Module):
         num_output_patches: int = 1,
         future_target: torch.Tensor | None = None,
         future_target_mask: torch.Tensor | None = None,
+        loss_horizon: str = "full",
     ) -> Chronos2Output:
         """Quantile forecasts ``[B, Q, n*P]`` for every row (covariate rows included) and the loss.
 
         ``context`` [B, T] (NaN = missing), ``group_ids`` [B] (equal ids share group attention;
         default: every row alone), ``future_covariates`` [B, <= n*P] (NaN = unknown, i.e. to be
         predicted), ``future_target`` [B, <= n*P] for the pinball loss in normalised space.
+        ``loss_horizon``: ``full`` averages each row's loss over all ``n*P`` horizon steps, missing
+        ones counting as 0 (the reference); ``observed`` averages over the row's observed steps, so
+        a short series whose future is mostly padding weighs as much as a long one.
         """
+        if loss_horizon not in ("full", "observed"):
+            raise ValueError(f"loss_horizon must be 'full' or 'observed', got {loss_horizon!r}")
         n = num_output_patches
         self._validate(context, group_ids, future_covariates, future_covariates_mask, n, future_target, future_target_mask, context_mask)
         b = context.shape[0]
@@ -433,12 +439,13 @@ class Chronos2Model(nn.Module):
         z = z.view(b, n, q, p).transpose(1, 2).reshape(b, q, n * p)
         loss = None
         if future_target is not None:
-            loss = self._loss(z, future_target, future_target_mask, fmask, loc, scale)
+            loss = self._loss(z, future_target, future_target_mask, fmask, loc, scale, loss_horizon)
         zz = torch.sinh(z) if self.config.use_arcsinh else z
         return Chronos2Output(zz * scale.unsqueeze(-1) + loc.unsqueeze(-1), z, loc, scale, loss)
 
-    def _loss(self, z, target, target_mask, known_mask, loc, scale) -> torch.Tensor:  # noqa: ANN001
-        """Pinball loss in normalised space; mean over horizon, sum over quantiles, mean over rows."""
+    def _loss(self, z, target, target_mask, known_mask, loc, scale, horizon="full") -> torch.Tensor:  # noqa: ANN001
+        """Pinball loss in normalised space; mean over horizon (all steps, or the observed ones),
+        sum over quantiles, mean over rows."""
         h = z.shape[-1]
         y = self._normalize(target.float(), loc, scale)
         m = (~torch.isnan(y)) if target_mask is None else target_mask > 0
@@ -449,4 +456,6 @@ class Chronos2Model(nn.Module):
         y, w = y.unsqueeze(1), (m * (1.0 - known_mask)).unsqueeze(1)  # [B, 1, H]
         tau = self.quantiles.view(1, -1, 1)
         pinball = 2 * torch.abs((y - z) * ((y <= z).float() - tau))
+        if horizon == "observed":
+            return ((pinball * w).sum(dim=-1) / w.sum(dim=-1).clamp_min(1.0)).sum(dim=-1).mean()
         return (pinball * w).mean(dim=-1).sum(dim=-1).mean()

@@ -57,6 +57,7 @@ class Chronos2Module(TSFMModule):
         max_nonfinite: int = 10,
         gradient_checkpointing: bool = False,
         compile: bool | str = False,
+        loss_horizon: str = "full",
     ) -> None:
         super().__init__(optim=optim, max_nonfinite=max_nonfinite, compile=compile,
                          gradient_checkpointing=gradient_checkpointing)
@@ -65,7 +66,11 @@ class Chronos2Module(TSFMModule):
             "pretrained": pretrained, "finetune": finetune, "lora": dict(lora) if lora else None,
             "prediction_length": prediction_length, "max_nonfinite": max_nonfinite,
             "gradient_checkpointing": bool(gradient_checkpointing), "compile": compile,
+            "loss_horizon": loss_horizon,
         })  # fmt: skip
+        if loss_horizon not in ("full", "observed"):
+            raise ValueError(f"model.module.loss_horizon must be 'full' or 'observed', got {loss_horizon!r}")
+        self.loss_horizon = loss_horizon
         requested = dict(config or {})
         if pretrained:  # the architecture comes from the checkpoint; `config` may change convert.EDITABLE
             self.model = load_model(pretrained, overrides=requested).train()
@@ -95,6 +100,7 @@ class Chronos2Module(TSFMModule):
             future_covariates=batch.get("future_covariates"),
             num_output_patches=n,
             future_target=target,
+            loss_horizon=self.loss_horizon,
         )
         assert out.loss is not None
         return out.loss
