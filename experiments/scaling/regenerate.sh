@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Regenerate every figure and table of experiments/scaling/README.md (sessions of 2026-12-05):
-# the enc-vs-dec sweeps at 600 and 1,200 steps (ID + OOD), the Moirai-style encoder sweep, the
-# learning-rate transfer grid, and every fit. About 2 hours on 2 CPU cores; run it on a quiet machine.
+# the enc-vs-dec sweeps at 300, 600 and 1,200 steps (ID + OOD), the Moirai-style encoder sweep, the
+# Chronos-2 and Moirai family sweeps, the learning-rate transfer grid, and every fit. About 2.5 hours on 2 CPU cores; run it on a quiet machine.
 #   bash experiments/scaling/regenerate.sh [work dir, default logs/scaling/<time>]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -17,6 +17,10 @@ $PY -m tsfm.train experiment=scaling_enc_vs_dec model.module.encoder_mask=random
   "hydra.sweeper.params.model='$ENCODERS'" hydra.sweep.dir="$WORK/r600"
 $PY -m tsfm.train experiment=scaling_enc_vs_dec trainer.max_steps=1200 trainer.val_check_interval=300 \
   hydra.sweep.dir="$WORK/s1200"
+$PY -m tsfm.train experiment=scaling_enc_vs_dec trainer.max_steps=300 trainer.val_check_interval=75 \
+  hydra.sweep.dir="$WORK/s300"
+$PY -m tsfm.train experiment=scaling_chronos2 hydra.sweep.dir="$WORK/c600"
+$PY -m tsfm.train experiment=scaling_moirai hydra.sweep.dir="$WORK/m600"
 $PY -m tsfm.train experiment=scaling_lr_transfer hydra.sweep.dir="$WORK/lr"
 $PY -m tsfm.train experiment=scaling_lr_transfer optim.lr=3.2e-2,6.4e-2,1.28e-1 hydra.sweep.dir="$WORK/lr_high"
 
@@ -24,5 +28,8 @@ $PY -m tsfm.scaling fit "$WORK/s600" "$WORK/r600" --form pure --no-joint --out "
 $PY -m tsfm.scaling fit "$WORK/s1200" --form pure --no-joint --out "$OUT/id_ood_1200_pure"
 $PY -m tsfm.scaling fit "$WORK/s600" "$WORK/s1200" --form pure --joint-points final --joint-grid small \
   --joint-top-k 50 --bootstrap 300 --out "$OUT/joint_600_1200"
+$PY -m tsfm.scaling fit "$WORK/s300" "$WORK/s600" "$WORK/s1200" --form pure --joint-points final --joint-grid small \
+  --joint-top-k 50 --bootstrap 300 --out "$OUT/joint_300_600_1200"
+$PY -m tsfm.scaling fit "$WORK/s600" "$WORK/r600" "$WORK/c600" "$WORK/m600" --form pure --no-joint --out "$OUT/families_600"
 $PY -m tsfm.scaling lr-transfer "$WORK/lr" "$WORK/lr_high" --out "$OUT"
 $PY -m tsfm.scaling ladder

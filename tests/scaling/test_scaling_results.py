@@ -162,3 +162,68 @@ def test_cli_fits_out_of_distribution_scores_beside_val_loss(tmp_path, capsys):
     assert "alpha OOD - ID" in printed and "runs without it" in printed
     assert "L(N) OOD rel_wql (alpha OOD - ID" in (out_dir / "scaling_fit.md").read_text()
     assert (out_dir / "scaling_fit.png").stat().st_size > 10_000
+
+
+def _compose_job(root: Path, name: str, overrides: list[str]) -> Path:
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose(config_name="train", overrides=overrides)
+    job = root / name
+    (job / ".hydra").mkdir(parents=True)
+    OmegaConf.save(cfg, job / ".hydra" / "config.yaml")
+    csv = job / "csv" / "version_0"
+    csv.mkdir(parents=True)
+    pd.DataFrame({"epoch": [0, 0], "step": [149, 299], "val/loss": [2.0, 1.5]}).to_csv(csv / "metrics.csv", index=False)
+    return job
+
+
+@pytest.mark.parametrize("family", ["chronos2", "moirai"])
+def test_family_sweeps_read_the_study_sizes(tmp_path, family):
+    """experiment=scaling_<family>: six study sizes of that family; N counts the encoder only, D the
+    expected observed patches of a sample, and the sizes grow as the baseline's do."""
+    from tsfm.scaling.results import encoder_params, read_run
+    from tsfm.scaling.sizes import SIZES, size
+
+    runs = [read_run(_compose_job(tmp_path, s, [f"experiment=scaling_{family}", f"size={s}"])) for s in SIZES]
+    assert {r.label for r in runs} == {f"{family}-encoder"} and all(r.family == family for r in runs)
+    params = [r.params for r in runs]
+    assert params == sorted(params) and len(set(params)) == 6
+    cfg = OmegaConf.load(tmp_path / "small" / ".hydra" / "config.yaml")
+    assert cfg.model.module.config.d_model == size("small")["d_model"] == 192
+    assert cfg.model.module.config.num_layers == 4
+    # the whole model is larger than N: the patch embedding and output head are left out
+    import torch
+
+    import tsfm.models  # noqa: F401
+    from tsfm.models.spec import get
+
+    spec = get(family)
+    config = OmegaConf.to_container(cfg.model.module.config, resolve=True)
+    with torch.device("meta"):
+        whole = sum(p.numel() for p in spec.load("model")(spec.load("config").from_dict(config)).parameters())
+    assert runs[4].params == encoder_params(family, config) < whole
+    if family == "moirai":
+        assert runs[0].tokens_per_step == 32 * 17  # crops of U(2, 1024 // 32) patches of 32 steps: 17 on average
+    else:
+        # cuts uniform in [min_past, 1024 - 32]: contexts of min(cut, 512) steps in patches of 16, + 2 horizon patches
+        cuts = np.arange(16, 1024 - 32 + 1)
+        assert runs[0].tokens_per_step == round(32 * (np.ceil(np.minimum(cuts, 512) / 16).mean() + 2))
+    np.testing.assert_array_equal(runs[0].steps, [150, 300])
+
+
+def test_family_sweep_on_a_corpus_without_one_length_is_refused(tmp_path):
+    from tsfm.scaling.results import read_run
+
+    job = _compose_job(tmp_path, "j", ["experiment=scaling_chronos2", "size=nano", "data=structural"])
+    with pytest.raises(ValueError, match=r"data.corpus\[\*\].length"):
+        read_run(job)
+
+
+def test_study_size_resolver_names_its_choices():
+    from tsfm.scaling.sizes import resolve
+
+    assert resolve("head_dim", "base") == 32 and resolve("d_ff", "tiny") == 256
+    with pytest.raises(ValueError, match="nano, micro, tiny, mini, small, base"):
+        resolve("d_model", "huge")
+    with pytest.raises(ValueError, match="unknown field"):
+        resolve("width", "tiny")

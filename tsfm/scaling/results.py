@@ -1,11 +1,19 @@
-"""Read a Hydra multirun sweep of baseline models into scaling-law points.
+"""Read a Hydra multirun sweep (baseline, Chronos-2 or Moirai models) into scaling-law points.
 
 Each job directory of ``logs/<task>/multiruns/<time>/`` holds ``.hydra/config.yaml`` (the
 composed config: architecture, model shape, batch size, devices) and Lightning CSVLogger files
 ``csv/version_*/metrics.csv`` (``val/loss`` at every validation, by ``step``). From them:
 
-* ``N``: non-embedding parameters of the model (:meth:`BaselineConfig.non_embedding_params`);
-* ``D`` at a validation: tokens (patches) seen = optimizer steps x global batch x tokens/sample;
+* ``N``: non-embedding parameters of the model: for the baseline
+  :meth:`BaselineConfig.non_embedding_params`; for the other families the parameters of the
+  model's ``encoder`` (its blocks and final norm; built on the meta device, nothing allocated), which
+  leaves out the patch embeddings and output heads as the baseline's count does;
+* ``D`` at a validation: tokens (patches) seen = optimizer steps x global batch x tokens/sample,
+  where tokens/sample are the observed patches of a training sample: the baseline's full windows
+  (context + horizon patches); for Chronos-2 the expected observed context patches of a window cut
+  uniformly in the series (the task's draw) plus the horizon patches; for Moirai (a fixed
+  ``task.patch_size``) the expected crop of ``U(min_time_patches, max patches)`` patches. The last
+  two need the corpus's series length (``data.corpus[*].length``, the study's KernelSynth corpus);
 * ``C = 6 N D`` (Kaplan et al. 2020);
 * out-of-distribution scores, when the job ran ``final_eval=<suite>``: the aggregate of
   ``final_eval/results.json`` (``rel_wql``, ``rel_mase``: relative to Seasonal Naive), or
@@ -19,8 +27,10 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -121,7 +131,7 @@ def _version(path: Path) -> int:
 
 
 def read_run(job_dir: str | Path) -> Run | None:
-    """A :class:`Run` from one job directory, or ``None`` (logged) if it is not a baseline job."""
+    """A :class:`Run` from one job directory, or ``None`` (logged) if its family has no reader."""
     job_dir = Path(job_dir)
     cfg_path = job_dir / ".hydra" / "config.yaml"
     if not cfg_path.exists():
@@ -129,13 +139,12 @@ def read_run(job_dir: str | Path) -> Run | None:
     register_resolvers()
     cfg = OmegaConf.load(cfg_path)
     family = OmegaConf.select(cfg, "model.family")
-    if family != "baseline":
-        log.info("%s: family %r is not 'baseline'; skipped", job_dir, family)
+    if family not in READERS:
+        log.info("%s: family %r is not one of %s; skipped", job_dir, family, sorted(READERS))
         return None
     model = OmegaConf.to_container(cfg.model, resolve=True)
-    config = BaselineConfig.from_dict(model["module"]["config"], source=str(cfg_path))
-    task = model["task"]
-    patches = (int(task["context_length"]) + int(task["prediction_length"])) // int(task["patch_size"])
+    data = OmegaConf.to_container(cfg.data, resolve=True) if OmegaConf.select(cfg, "data") is not None else {}
+    architecture, objective, params, patches = READERS[family](model, data, f"{job_dir}")
     world = 1
     for key in ("trainer.devices", "trainer.num_nodes", "trainer.accumulate_grad_batches"):
         value = OmegaConf.select(cfg, key)
@@ -145,12 +154,65 @@ def read_run(job_dir: str | Path) -> Run | None:
     overrides = [str(o) for o in OmegaConf.load(overrides_path)] if overrides_path.exists() else []
     steps, val = _val_curve(job_dir)
     return Run(
-        job=str(job_dir), architecture=config.architecture, params=config.non_embedding_params(),
-        objective=str(model["module"].get("decoder_loss" if config.architecture == "decoder" else "encoder_mask")
-                      or ("all" if config.architecture == "decoder" else "horizon")),
-        tokens_per_step=batch * world * patches, overrides=overrides, steps=steps, val_loss=val,
+        job=str(job_dir), architecture=architecture, params=params, objective=objective,
+        tokens_per_step=round(batch * world * patches), overrides=overrides, steps=steps, val_loss=val,
         family=str(family), final_eval=_final_eval(job_dir),
     )  # fmt: skip
+
+
+def _baseline(model: dict[str, Any], data: dict[str, Any], job: str) -> tuple[str, str, int, float]:
+    config = BaselineConfig.from_dict(model["module"]["config"], source=job)
+    task = model["task"]
+    patches = (int(task["context_length"]) + int(task["prediction_length"])) // int(task["patch_size"])
+    objective = model["module"].get("decoder_loss" if config.architecture == "decoder" else "encoder_mask")
+    objective = str(objective or ("all" if config.architecture == "decoder" else "horizon"))
+    return config.architecture, objective, config.non_embedding_params(), patches
+
+
+def encoder_params(family: str, config: dict[str, Any]) -> int:
+    """Parameters of a ``family`` model's ``encoder`` (blocks + final norm), built on the meta device."""
+    import torch
+
+    import tsfm.models  # noqa: F401  (registers the families)
+    from tsfm.models.spec import get
+
+    spec = get(family)
+    with torch.device("meta"):
+        model = spec.load("model")(spec.load("config").from_dict(config))
+    encoder = getattr(model, "encoder", None)
+    if encoder is None:
+        raise ValueError(f"family {family!r}: its model has no `encoder` submodule to count N from")
+    return sum(p.numel() for p in encoder.parameters())
+
+
+def _series_length(data: dict[str, Any], job: str) -> int:
+    lengths = {entry.get("length") for entry in data.get("corpus") or []}
+    if len(lengths) != 1 or None in lengths:
+        raise ValueError(
+            f"{job}: D needs one series length for the whole corpus (data.corpus[*].length), got {sorted(map(str, lengths))};"
+            " run the sweep on a generated corpus of fixed length (conf/data/synthetic.yaml)"
+        )
+    return int(lengths.pop())
+
+
+def _chronos2(model: dict[str, Any], data: dict[str, Any], job: str) -> tuple[str, str, int, float]:
+    cfg, task = model["module"]["config"], model["task"]
+    t, p, ctx, h = _series_length(data, job), int(task["patch_size"]), int(task["context_length"]), int(task["prediction_length"])
+    cuts = np.arange(int(task["min_past"]), t - int(task["min_future"]) + 1)  # the task's uniform cut
+    observed = np.ceil(np.minimum(cuts, ctx) / p).mean() + math.ceil(min(h, int(task["min_future"])) / p)
+    return "encoder", "horizon", encoder_params("chronos2", cfg), float(observed)
+
+
+def _moirai(model: dict[str, Any], data: dict[str, Any], job: str) -> tuple[str, str, int, float]:
+    cfg, task = model["module"]["config"], model["task"]
+    if task.get("patch_size") is None:
+        raise ValueError(f"{job}: D for Moirai needs a fixed model.task.patch_size (the scaling_moirai experiment sets 32)")
+    p, low = int(task["patch_size"]), int(task["min_time_patches"])
+    high = min(int(task["max_seq_len"]), _series_length(data, job) // p)  # univariate crops: n ~ U(low, high)
+    return "encoder", "horizon", encoder_params("moirai", cfg), (low + high) / 2
+
+
+READERS = {"baseline": _baseline, "chronos2": _chronos2, "moirai": _moirai}
 
 
 def job_dirs(multirun_dir: str | Path) -> list[Path]:
@@ -167,7 +229,7 @@ def job_dirs(multirun_dir: str | Path) -> list[Path]:
 
 
 def read_sweep(multirun_dir: str | Path) -> list[Run]:
-    """Every baseline job with at least one validation under ``multirun_dir`` (sorted by arch, N)."""
+    """Every job of a known family with at least one validation under ``multirun_dir`` (sorted by group, N)."""
     jobs = job_dirs(multirun_dir)
     runs = []
     for job in jobs:

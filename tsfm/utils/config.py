@@ -20,6 +20,8 @@ _RESOLVERS = {
     "when": lambda cond, a, b=None: a if cond is not None else b,
     # ${ladder:<field>,<rung>}: the baseline family's size ladder (tsfm/scaling/ladder.py)
     "ladder": lambda *a: __import__("tsfm.scaling.ladder", fromlist=["resolve"]).resolve(*a),
+    # ${study_size:<field>,<size>}: the scaling study's six shapes, for any family (tsfm/scaling/sizes.py)
+    "study_size": lambda *a: __import__("tsfm.scaling.sizes", fromlist=["resolve"]).resolve(*a),
 }
 
 
