@@ -242,3 +242,25 @@ def test_series_ids_number_row_sample_variate_groups_in_order():
     vid = torch.tensor([[0, 1, 0, 0, 0], [0, 2, 2, 0, 0]])
     # groups sorted by (row, sample, variate): (0,0,0) (0,1,0) (0,1,1) (0,2,0) | (1,0,0) (1,1,2) (1,3,0)
     assert make_series_id(sid, vid).tolist() == [[1, 2, 3, 3, 0], [6, 5, 5, 4, 4]]
+
+
+def test_export_of_a_non_official_head_width_loads_back(tmp_path):
+    """uni2ts's config.json has no head width (64 in every release): an export of 8-wide heads (the
+    scaling study's small sizes) must record it, or it cannot be loaded; official shapes stay unchanged."""
+    import json
+
+    from tsfm.models.moirai.config import MoiraiConfig
+    from tsfm.models.moirai.convert import load_model, save_pretrained
+    from tsfm.models.moirai.model import MoiraiModel
+
+    torch.manual_seed(0)
+    model = MoiraiModel(MoiraiConfig(d_model=16, num_layers=1, head_dim=8, patch_sizes=(8, 16)))
+    save_pretrained(model, tmp_path / "narrow")
+    assert json.loads((tmp_path / "narrow" / "config.json").read_text())["head_dim"] == 8
+    loaded = load_model(tmp_path / "narrow")
+    assert loaded.cfg.num_heads == 2
+    for (name, a), (_, b) in zip(model.state_dict().items(), loaded.state_dict().items()):
+        torch.testing.assert_close(a, b, rtol=0, atol=0, msg=name)
+    save_pretrained(MoiraiModel(MoiraiConfig(d_model=64, num_layers=1)), tmp_path / "official")
+    official = json.loads((tmp_path / "official" / "config.json").read_text())
+    assert not {"head_dim", "rope_base", "rope_fraction", "norm_eps"} & set(official)

@@ -177,6 +177,8 @@ class MoiraiConfig:
             scaling=bool(cfg.get("scaling", True)),
             components=tuple(comps),
             normal_scale=normal_scale,
+            # shape settings the official layout leaves implicit; a tsfm export writes them when changed
+            **{k: type(getattr(cls, k))(cfg[k]) for k in _EXTRA_OFFICIAL if k in cfg},
         )
 
     def to_official(self) -> dict[str, Any]:
@@ -197,7 +199,13 @@ class MoiraiConfig:
             "num_layers": self.num_layers,
             "patch_sizes": list(self.patch_sizes),
             "scaling": self.scaling,
+            # uni2ts fixes these (64-wide heads, ...): written only when a run changed them, so an export
+            # of another shape (e.g. the scaling study's 8-wide heads) loads back as it was trained
+            **{k: getattr(self, k) for k in _EXTRA_OFFICIAL if getattr(self, k) != getattr(type(self), k)},
         }
+
+
+_EXTRA_OFFICIAL = ("head_dim", "rope_base", "rope_fraction", "norm_eps")
 
 
 def as_plain(cfg: MoiraiConfig) -> dict[str, Any]:
