@@ -227,3 +227,11 @@ def test_study_size_resolver_names_its_choices():
         resolve("d_model", "huge")
     with pytest.raises(ValueError, match="unknown field"):
         resolve("width", "tiny")
+
+
+def test_moirai_sweep_without_a_fixed_patch_size_is_refused(tmp_path):
+    from tsfm.scaling.results import read_run
+
+    job = _compose_job(tmp_path, "j", ["experiment=scaling_moirai", "size=nano", "model.task.patch_size=null"])
+    with pytest.raises(ValueError, match="fixed model.task.patch_size"):
+        read_run(job)

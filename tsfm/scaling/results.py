@@ -207,6 +207,8 @@ def _moirai(model: dict[str, Any], data: dict[str, Any], job: str) -> tuple[str,
     cfg, task = model["module"]["config"], model["task"]
     if task.get("patch_size") is None:
         raise ValueError(f"{job}: D for Moirai needs a fixed model.task.patch_size (the scaling_moirai experiment sets 32)")
+    if task.get("concat_univariate"):
+        raise ValueError(f"{job}: D for Moirai is counted for single-series crops; set model.task.concat_univariate=false")
     p, low = int(task["patch_size"]), int(task["min_time_patches"])
     high = min(int(task["max_seq_len"]), _series_length(data, job) // p)  # univariate crops: n ~ U(low, high)
     return "encoder", "horizon", encoder_params("moirai", cfg), (low + high) / 2
