@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Regenerate every figure and table of experiments/scaling/README.md (sessions of 2026-12-05):
 # the enc-vs-dec sweeps at 300, 600 and 1,200 steps (ID + OOD), the Moirai-style encoder sweep, the
-# Chronos-2 and Moirai family sweeps, the learning-rate transfer grid, and every fit. About 2.5 hours on 2 CPU cores; run it on a quiet machine.
+# Chronos-2 and Moirai family sweeps, the learning-rate transfer grid, and every fit. About 3 hours on 2 CPU cores; run it on a quiet machine.
 #   bash experiments/scaling/regenerate.sh [work dir, default logs/scaling/<time>]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -19,8 +19,11 @@ $PY -m tsfm.train experiment=scaling_enc_vs_dec trainer.max_steps=1200 trainer.v
   hydra.sweep.dir="$WORK/s1200"
 $PY -m tsfm.train experiment=scaling_enc_vs_dec trainer.max_steps=300 trainer.val_check_interval=75 \
   hydra.sweep.dir="$WORK/s300"
-$PY -m tsfm.train experiment=scaling_chronos2 hydra.sweep.dir="$WORK/c600"
-$PY -m tsfm.train experiment=scaling_moirai hydra.sweep.dir="$WORK/m600"
+for fam in chronos2 moirai; do
+  $PY -m tsfm.train experiment=scaling_$fam hydra.sweep.dir="$WORK/${fam}600"
+  $PY -m tsfm.train experiment=scaling_$fam trainer.max_steps=300 trainer.val_check_interval=75 hydra.sweep.dir="$WORK/${fam}300"
+  $PY -m tsfm.train experiment=scaling_$fam trainer.max_steps=1200 trainer.val_check_interval=300 hydra.sweep.dir="$WORK/${fam}1200"
+done
 $PY -m tsfm.train experiment=scaling_lr_transfer hydra.sweep.dir="$WORK/lr"
 $PY -m tsfm.train experiment=scaling_lr_transfer optim.lr=3.2e-2,6.4e-2,1.28e-1 hydra.sweep.dir="$WORK/lr_high"
 
@@ -30,6 +33,9 @@ $PY -m tsfm.scaling fit "$WORK/s600" "$WORK/s1200" --form pure --joint-points fi
   --joint-top-k 50 --bootstrap 300 --out "$OUT/joint_600_1200"
 $PY -m tsfm.scaling fit "$WORK/s300" "$WORK/s600" "$WORK/s1200" --form pure --joint-points final --joint-grid small \
   --joint-top-k 50 --bootstrap 300 --out "$OUT/joint_300_600_1200"
-$PY -m tsfm.scaling fit "$WORK/s600" "$WORK/r600" "$WORK/c600" "$WORK/m600" --form pure --no-joint --out "$OUT/families_600"
+$PY -m tsfm.scaling fit "$WORK/s600" "$WORK/r600" "$WORK/chronos2600" "$WORK/moirai600" --form pure --no-joint \
+  --out "$OUT/families_600"
+$PY -m tsfm.scaling fit "$WORK"/chronos2{300,600,1200} "$WORK"/moirai{300,600,1200} --form pure --joint-points final \
+  --joint-grid small --joint-top-k 50 --bootstrap 300 --out "$OUT/families_joint_300_600_1200"
 $PY -m tsfm.scaling lr-transfer "$WORK/lr" "$WORK/lr_high" --out "$OUT"
 $PY -m tsfm.scaling ladder
