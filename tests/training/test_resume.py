@@ -46,10 +46,11 @@ def test_interrupted_checkpoint_follows_the_same_command_only(tmp_path):
 
 
 def test_ctrl_c_then_rerun_resumes_from_the_interrupted_run(tmp_path):
-    # unbuffered: with a block-buffered pipe "step 6/40" could reach us only after the 40 fast steps
-    # had finished, and the Ctrl-C came too late (seen once under a loaded full test run)
+    # unbuffered: with a block-buffered pipe "step 6/400" could reach us only after the fast steps
+    # had finished, and the Ctrl-C came too late (seen once under a loaded full test run); and 400 steps,
+    # not 40: on a quiet machine the tiny model runs ~65 steps/s, and 40 steps ended before the signal landed
     env = {**os.environ, "PROJECT_ROOT": str(tmp_path), "PYTHONUNBUFFERED": "1"}
-    cmd = [sys.executable, "-m", "tsfm.train", "model=chronos2_tiny", "trainer.max_steps=40",
+    cmd = [sys.executable, "-m", "tsfm.train", "model=chronos2_tiny", "trainer.max_steps=400",
            "trainer.val_check_interval=1000",  # default callbacks; the lite benchmark just does not come due
            "callbacks.monitor.print_every_n_steps=2", "data.batch_size=8", "data.series_scale=0.003",
            "callbacks.progress_bar.refresh_rate=0", "final_eval=null"]  # the evaluation is tested in test_train
@@ -57,7 +58,7 @@ def test_ctrl_c_then_rerun_resumes_from_the_interrupted_run(tmp_path):
     lines = []
     for line in proc.stdout:  # wait until training is under way, then press Ctrl-C
         lines.append(line)
-        if "step 6/40" in line:
+        if "step 6/400" in line:
             proc.send_signal(signal.SIGINT)
             break
     proc.stdout.read()
@@ -71,8 +72,8 @@ def test_ctrl_c_then_rerun_resumes_from_the_interrupted_run(tmp_path):
     out = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
     assert f"resuming the interrupted run {runs[0]}" in out.stderr + out.stdout
-    printed = [int(m) for m in re.findall(r"step (\d+)/40 \|", out.stderr + out.stdout)]
-    assert printed and min(printed) > step and max(printed) == 40  # continued, not restarted
+    printed = [int(m) for m in re.findall(r"step (\d+)/400 \|", out.stderr + out.stdout)]
+    assert printed and min(printed) > step and max(printed) == 400  # continued, not restarted
     new = [r for r in (tmp_path / "logs" / "train" / "runs").iterdir() if r != runs[0]]
     assert len(new) == 1 and (new[0] / "export" / "config.json").exists()
     # the finished command is not resumed again: a third run starts afresh
