@@ -47,14 +47,16 @@ def test_interrupted_checkpoint_follows_the_same_command_only(tmp_path):
 
 def test_ctrl_c_then_rerun_resumes_from_the_interrupted_run(tmp_path):
     # unbuffered: with a block-buffered pipe "step 6/400" could reach us only after the fast steps
-    # had finished, and the Ctrl-C came too late (seen once under a loaded full test run); and 400 steps,
-    # not 40: on a quiet machine the tiny model runs ~65 steps/s, and 40 steps ended before the signal landed
+    # had finished, and the Ctrl-C came too late; 400 steps leave the signal seconds to land (~65 steps/s)
     env = {**os.environ, "PROJECT_ROOT": str(tmp_path), "PYTHONUNBUFFERED": "1"}
     cmd = [sys.executable, "-m", "tsfm.train", "model=chronos2_tiny", "trainer.max_steps=400",
            "trainer.val_check_interval=1000",  # default callbacks; the lite benchmark just does not come due
            "callbacks.monitor.print_every_n_steps=2", "data.batch_size=8", "data.series_scale=0.003",
            "callbacks.progress_bar.refresh_rate=0", "final_eval=null"]  # the evaluation is tested in test_train
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    # a Ctrl-C reaches the run even when the tests themselves run in the background: there the shell
+    # starts them with SIGINT ignored, the child would inherit that, and the "interrupted" run would finish
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     lines = []
     for line in proc.stdout:  # wait until training is under way, then press Ctrl-C
         lines.append(line)
