@@ -235,3 +235,13 @@ def test_moirai_sweep_without_a_fixed_patch_size_is_refused(tmp_path):
     job = _compose_job(tmp_path, "j", ["experiment=scaling_moirai", "size=nano", "model.task.patch_size=null"])
     with pytest.raises(ValueError, match="fixed model.task.patch_size"):
         read_run(job)
+
+
+def test_study_sizes_are_the_baseline_model_files_shapes():
+    """The family sweeps' table (tsfm/scaling/sizes.py) and conf/model/baseline_*_<size>.yaml must not drift apart."""
+    from tsfm.scaling.sizes import SIZES
+
+    for name, (d, layers, heads) in SIZES.items():  # the decoder files extend the encoder files
+        cfg = OmegaConf.load(CONF / "model" / f"baseline_enc_{name}.yaml").module.config
+        assert (cfg.d_model, cfg.num_layers, cfg.num_heads) == (d, layers, heads), f"baseline_enc_{name}"
+        assert OmegaConf.load(CONF / "model" / f"baseline_dec_{name}.yaml").defaults[0] == f"baseline_enc_{name}"
