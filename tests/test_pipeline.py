@@ -61,6 +61,62 @@ def test_a_register_step_rerun_after_a_failure_reuses_its_version(tmp_path, base
     assert Pipeline(cfg).register("otherkey", str(baseline_export), str(baseline_export.parent), scores)["version"] == 2
 
 
+def _register_cfg(tmp_path):
+    from omegaconf import OmegaConf
+
+    from tsfm.registry.mlflow_registry import _client, normalize_uri
+
+    uri = normalize_uri(str(tmp_path / "mlflow.db"))
+    _client(uri, write=True)
+    return uri, OmegaConf.create({"root": str(tmp_path / "pipe"), "train": [], "paths": {"root_dir": str(tmp_path)},
+                                  "registry": {"uri": uri, "name": "m", "promote_to": "staging",
+                                               "compare_with": "production"}})
+
+
+@pytest.mark.parametrize("recorded", [
+    {"metrics": {"dev/rel_wql": 0.5}},  # a pipeline registration
+    {"metrics": {"dev_rel_wql": 0.5}},  # the pipeline's earlier metric name
+    {"metrics": {"final_eval/rel_wql": 0.5}, "lineage": {"final_eval_suite": "dev"}},  # a training run's final_eval
+], ids=["pipeline", "old-pipeline-name", "training-final-eval"])
+def test_a_worse_candidate_is_not_promoted_over_production_however_its_score_was_recorded(
+        tmp_path, baseline_export, recorded):
+    from tsfm import registry
+
+    uri, cfg = _register_cfg(tmp_path)
+    registry.register(baseline_export, "m", uri=uri, alias="production", discover_metrics=False, **recorded)
+    res = Pipeline(cfg).register("k", str(baseline_export), str(baseline_export.parent),
+                                 {"suite": "dev", "rel_wql": 0.9, "rel_mase": 0.95})
+    assert res["version"] == 2 and res["promoted"] is None and res["incumbent"] == 0.5
+    assert registry.get_model("m", uri=uri).aliases == {"production": 1}
+    assert registry.get_version("models:/m/2", uri=uri).metrics == {"dev/rel_wql": 0.9, "dev/rel_mase": 0.95}
+    better = Pipeline(cfg).register("k2", str(baseline_export), str(baseline_export.parent),
+                                    {"suite": "dev", "rel_wql": 0.4, "rel_mase": 0.95})
+    assert better["promoted"] == "staging" and registry.get_model("m", uri=uri).aliases == {"production": 1, "staging": 3}
+
+
+def test_a_production_version_without_a_score_on_the_suite_is_evaluated_before_comparing(
+        tmp_path, baseline_export, monkeypatch):
+    from tsfm import registry
+    from tsfm.training import final_eval
+
+    uri, cfg = _register_cfg(tmp_path)
+    registry.register(baseline_export, "m", uri=uri, alias="production", discover_metrics=False,
+                      metrics={"lite/rel_wql": 0.1})  # scored on another suite only
+    calls = []
+
+    def evaluate(export_dir, suite, paths, out_dir):
+        calls.append((Path(export_dir), suite, Path(out_dir)))
+        return {"rel_wql": 0.7, "rel_mase": 0.8}
+
+    monkeypatch.setattr(final_eval, "evaluate_export", evaluate)
+    res = Pipeline(cfg).register("k", str(baseline_export), str(baseline_export.parent),
+                                 {"suite": "dev", "rel_wql": 0.8, "rel_mase": 0.9})
+    ((where, suite, out),) = calls
+    assert where == registry.resolve("models:/m/1", uri=uri) and (where / "config.json").is_file()
+    assert suite == "dev" and out.name == "incumbent-v1"
+    assert res["incumbent"] == 0.7 and res["promoted"] is None
+
+
 def test_serving_refuses_a_port_already_in_use():
     import socket
 

@@ -352,6 +352,7 @@ def test_batcher_waits_after_a_call_for_the_clients_it_answered():
      "past_covariates[0]['x']: contains +-inf"),
     ({"model": "nope", "inputs": [{"target": [1.0]}]}, 404, "available: ['lv']"),
 ])
+@pytest.mark.filterwarnings("error::RuntimeWarning")  # a value beyond float32 is refused without a cast warning
 def test_bad_requests_name_the_field(payload, status, where):
     app, model = _app()
     with TestClient(app) as client:
@@ -512,6 +513,13 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def test_help_names_the_serve_command():
+    out = subprocess.run([sys.executable, "-m", "tsfm.serve", "--help"], cwd=ROOT, capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.startswith("tsfm.serve: serve forecasts over HTTP") and "tsfm.train" not in out.stdout
 
 
 def test_cli_serves_a_checkpoint(fixtures_dir, baseline_export, tmp_path):

@@ -154,11 +154,17 @@ def test_multirun_sweep_runs_every_job(tmp_path):
     assert all((tmp_path / "sweep" / j / "export" / "config.json").exists() for j in ("0", "1"))
 
 
-def test_tensorboard_logger_writes_event_files(tmp_path):
+@pytest.mark.parametrize("logger", ["tensorboard", "many"])
+def test_tensorboard_logger_writes_event_files(tmp_path, logger):
+    """logger=tensorboard, and logger=many (CSV + TensorBoard + W&B offline) writing all three."""
     run = run_train(tmp_path, "tb", "model=chronos2_tiny", "trainer.max_steps=2", "trainer.val_check_interval=2",
-                    "logger=tensorboard", "trainer.log_every_n_steps=1")
+                    f"logger={logger}", "trainer.log_every_n_steps=1")
     events = list((run / "tensorboard").rglob("events.out.tfevents.*"))
     assert events and events[0].stat().st_size > 0
+    if logger == "many":
+        (metrics,) = (run / "csv").glob("version_*/metrics.csv")
+        assert "train/loss" in metrics.read_text().splitlines()[0]
+        assert list((run / "wandb").glob("offline-run-*/run-*.wandb")), "no offline W&B run written"
 
 
 @pytest.mark.parametrize("model", ["chronos2_tiny", "moirai_tiny", "chronos_tiny", "baseline_dec_tiny", "baseline_enc_tiny"])

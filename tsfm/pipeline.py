@@ -198,9 +198,11 @@ class Pipeline:
 
         def run(step: Step) -> dict[str, Any]:
             from tsfm import registry
+            from tsfm.registry.lineage import suite_metrics
 
-            metric = f"{scores['suite']}_rel_wql"
-            metrics = {metric: scores["rel_wql"], f"{scores['suite']}_rel_mase": scores["rel_mase"]}
+            suite = str(scores["suite"])
+            metric = f"{suite}/rel_wql"
+            metrics = suite_metrics(suite, scores)
             # a rerun after a failure past registration (promotion, a crash) reuses that version
             version = _registered_by(name, key, r.uri)
             if version is None:
@@ -208,8 +210,7 @@ class Pipeline:
                                             tags={PIPELINE_TAG: key})
             else:
                 log.info("[register] %s version %d was registered by this step before; reused", name, version)
-            current = registry.version_metrics(name, alias=compare_with, uri=r.uri)
-            incumbent = None if current is None else current.get(metric)
+            incumbent = self._incumbent_score(name, compare_with, suite, step)
             better = incumbent is None or scores["rel_wql"] < float(incumbent)
             if better:
                 registry.promote(name, version, alias=promote_to, uri=r.uri)
@@ -220,6 +221,28 @@ class Pipeline:
                     "incumbent": incumbent, "uri": registry.resolve_uri(r.uri)}
 
         return self._step("register", key, run)
+
+    def _incumbent_score(self, name: str, alias: str, suite: str, step: Step) -> float | None:
+        """``name@alias``'s rel WQL on ``suite``: as recorded, or (a version registered without a score on
+        that suite: by hand, or trained with another final_eval) evaluated now. None: no such version."""
+        from tsfm import registry
+        from tsfm.registry.errors import RegistryNotFound
+        from tsfm.registry.lineage import suite_score
+
+        uri = self.cfg.registry.uri
+        try:
+            current = registry.get_version(f"models:/{name}@{alias}", uri=uri)
+        except RegistryNotFound:
+            return None
+        recorded = suite_score(current.metrics, current.lineage, suite)
+        if recorded is not None:
+            return recorded
+        from tsfm.training.final_eval import evaluate_export
+
+        log.info("[register] @%s (version %d) has no %s score recorded: evaluating it", alias, current.version, suite)
+        agg = evaluate_export(registry.resolve(f"models:/{name}/{current.version}", uri=uri), suite, self.cfg.paths,
+                              step.dir / f"incumbent-v{current.version}")
+        return float(agg["rel_wql"])
 
     # -- 6. serve ------------------------------------------------------------------------------------
     def serve(self, name: str, version: int) -> dict[str, Any] | None:

@@ -108,7 +108,8 @@ def test_registering_a_run_dir_reads_its_evaluation_benchmark_config_and_corpus(
     version = register(run, "base", uri=registry_uri, metrics={"final_eval/rel_mase": 0.5})  # the caller's value wins
     v = get_version(ModelRef("base", version=version), uri=registry_uri)
     assert v.metrics == {"final_eval/avg_wql": 0.11, "final_eval/rel_wql": 0.95, "final_eval/avg_mase": 2.0,
-                         "final_eval/rel_mase": 0.5, "benchmark/avg_wql": 0.25, "benchmark/avg_mase": 2.2}
+                         "final_eval/rel_mase": 0.5, "benchmark/avg_wql": 0.25, "benchmark/avg_mase": 2.2,
+                         "dev/rel_wql": 0.95, "dev/rel_mase": 1.02}  # the suite's scores under the pipeline's names
     lineage = v.lineage
     assert lineage["parent_checkpoint"] == "/ckpts/parent" and lineage["model_config"] == "baseline_dec_tiny"
     assert lineage["overrides"] == "model=baseline_dec_tiny trainer.max_steps=2"

@@ -106,6 +106,24 @@ def git_state(repo: Path = REPO_ROOT) -> dict[str, Any]:
     return {"git_commit": commit, "git_dirty": bool(status)} if status is not None else {"git_commit": commit}
 
 
+def suite_metrics(suite: str, aggregate: dict[str, Any]) -> dict[str, float]:
+    """A model's scores on an eval suite under the names every registration uses, ``<suite>/rel_wql`` and
+    ``<suite>/rel_mase`` (relative to Seasonal Naive): what the pipeline compares versions by."""
+    return {f"{suite}/{k}": float(aggregate[k]) for k in ("rel_wql", "rel_mase")
+            if isinstance(aggregate.get(k), (int, float)) and not isinstance(aggregate.get(k), bool)}
+
+
+def suite_score(metrics: dict[str, float], lineage: dict[str, Any], suite: str, stat: str = "rel_wql") -> float | None:
+    """A registered version's score on ``suite``: ``<suite>/<stat>``, else the older names (``<suite>_<stat>``,
+    or ``final_eval/<stat>`` when its lineage says the final evaluation ran on ``suite``); None if unscored."""
+    for key in (f"{suite}/{stat}", f"{suite}_{stat}"):
+        if key in metrics:
+            return float(metrics[key])
+    if lineage.get("final_eval_suite") == suite and f"final_eval/{stat}" in metrics:
+        return float(metrics[f"final_eval/{stat}"])
+    return None
+
+
 def _final_eval(run_dir: Path) -> tuple[dict[str, float], dict[str, Any]]:
     """Aggregate scores of the exported model in ``final_eval/results.json`` (relative to Seasonal Naive)."""
     path = run_dir / "final_eval" / "results.json"
@@ -119,6 +137,8 @@ def _final_eval(run_dir: Path) -> tuple[dict[str, float], dict[str, Any]]:
         return {}, {}
     metrics = {f"final_eval/{k}": float(v) for k, v in agg.items()
                if isinstance(v, (int, float)) and not isinstance(v, bool) and k != "num_datasets"}
+    if res.get("suite"):
+        metrics |= suite_metrics(str(res["suite"]), agg)
     return metrics, {"final_eval_suite": res.get("suite"), "final_eval_results": str(path)}
 
 

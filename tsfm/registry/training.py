@@ -7,8 +7,9 @@ Which weights (``registry.checkpoint``):
   best is the final step, or no checkpoint callback monitors a metric, the run's ``export/``;
 * ``export``: the run's ``export/`` (the final weights).
 
-Metrics: the final zero-shot evaluation (``final_eval/*``, of the final weights: recorded only when
-those are what is registered) and the lite benchmark; lineage: the Hydra config, the corpus
+Metrics: the final zero-shot evaluation (``final_eval/*`` and ``<suite>/rel_wql``, ``<suite>/rel_mase``, of
+the final weights; a best checkpoint is scored on the same suite into ``<run dir>/export_best_eval``
+and gets the ``<suite>/*`` scores) and the lite benchmark; lineage: the Hydra config, the corpus
 fingerprints, the git commit, the parent checkpoint (``model.module.pretrained``) and, for a best
 checkpoint, its path and step.
 """
@@ -69,6 +70,14 @@ def choose(cfg: DictConfig, run_dir: Path, metrics: dict[str, float], module: An
     best_metrics = {cb.monitor: float(score)} if score is not None else {}
     log.info("registering the best checkpoint %s (step %d, %s=%s) exported to %s", path, step, cb.monitor,
              f"{float(score):.4g}" if score is not None else "?", out)
+    if cfg.get("final_eval"):  # the run's final evaluation scored the final weights: score these too
+        from tsfm.registry.lineage import suite_metrics
+        from tsfm.training.final_eval import evaluate_export
+
+        suite = str(cfg.final_eval)
+        agg = evaluate_export(out, suite, cfg.paths, run_dir / f"{BEST_DIR}_eval")
+        best_metrics |= suite_metrics(suite, agg)
+        lineage["final_eval_results"] = str(run_dir / f"{BEST_DIR}_eval" / "results.json")
     return out, best_metrics, {**lineage, "weights": "best"}, False
 
 

@@ -86,6 +86,13 @@ def _level_key(q: float) -> str:
     return repr(float(q))
 
 
+def _f32(values: Any) -> np.ndarray:
+    """Request numbers as float32 (None -> NaN); a value beyond float32 becomes inf without a RuntimeWarning
+    (the checks after the cast answer 422 naming the field)."""
+    with np.errstate(over="ignore"):
+        return np.asarray(values, dtype=np.float32)
+
+
 def _values(a: np.ndarray) -> np.ndarray:
     """float32, C-contiguous: orjson writes it with the shortest float32 repr, NaN/inf as null."""
     return np.ascontiguousarray(a, dtype=np.float32)
@@ -163,7 +170,7 @@ class ServedModel:
         targets = []
         for i, s in enumerate(req.inputs):
             try:
-                t = np.asarray(s.target, dtype=np.float32)  # None -> NaN
+                t = _f32(s.target)  # None -> NaN
             except ValueError:
                 raise ApiError(422, f"inputs[{i}].target: a multivariate target needs variates of equal length") from None
             if t.ndim == 2 and t.shape[1] == 0:
@@ -196,8 +203,8 @@ class ServedModel:
             if not self.covariates:
                 raise ApiError(422, f"inputs: model {self.name!r} ({self.family} family) does not use covariates; "
                                     "drop past_covariates / future_covariates")
-            past = [{k: np.asarray(v, dtype=np.float32) for k, v in s.past_covariates.items()} for s in req.inputs]
-            future = [{k: np.asarray(v, dtype=np.float32) for k, v in s.future_covariates.items()} for s in req.inputs]
+            past = [{k: _f32(v) for k, v in s.past_covariates.items()} for s in req.inputs]
+            future = [{k: _f32(v) for k, v in s.future_covariates.items()} for s in req.inputs]
             try:  # shapes, names and values, as the model call will check them
                 normalize_inputs(targets, h, past, future)
             except (ValueError, TypeError) as e:
