@@ -515,6 +515,25 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def test_the_command_line_batching_and_limit_settings_reach_the_batcher():
+    """`python -m tsfm.serve max_batch_size=7 max_wait_ms=9 limits.max_series=5` configures the served batcher."""
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+
+    from tsfm.serve.__main__ import CONF_DIR
+    from tsfm.serve.app import settings
+    from tsfm.utils.config import register_resolvers
+
+    register_resolvers()
+    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
+        cfg = compose("serve", overrides=["max_batch_size=7", "max_wait_ms=9", "limits.max_series=5"])
+    cfg = OmegaConf.to_container(cfg, resolve=False)  # the paths need a running Hydra app; the settings do not
+    app = create_app({"lv": LastValue()}, **(settings(cfg) | settings(cfg["limits"])))
+    batcher = app.state.tsfm.batchers["lv"]
+    assert batcher.max_batch_size == 7 and batcher.max_wait == pytest.approx(0.009)
+    assert batcher.max_batch_series == 5  # a merged call holds no more series than one request may
+
+
 def test_help_names_the_serve_command():
     out = subprocess.run([sys.executable, "-m", "tsfm.serve", "--help"], cwd=ROOT, capture_output=True, text=True,
                          timeout=120)
