@@ -255,7 +255,11 @@ def test_malformed_requests_are_answered_while_a_batch_runs():
     assert r.status_code == 422 and elapsed < 0.5
 
 
-def test_a_client_that_disconnects_does_not_break_the_batch():
+@pytest.mark.parametrize("leaves_after", [0.1, 0.4], ids=["before-the-batch-runs", "during-the-model-call"])
+def test_a_client_that_disconnects_does_not_break_the_batch(leaves_after):
+    """The batch forms 0.2 s after the first request and the model takes 0.5 s: one client leaves at 0.15 s
+    (before the call) or at 0.45 s (during it); the other client's answer is right either way, and the
+    leaver is counted as 499."""
     app, model = _app(delay=0.5, max_batch_size=8, max_wait_ms=200)
     with ServerThread(app) as url:
         host, port = url.removeprefix("http://").split(":")
@@ -265,7 +269,7 @@ def test_a_client_that_disconnects_does_not_break_the_batch():
                      b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
         time.sleep(0.05)
         with httpx.Client(timeout=30) as c:
-            t = threading.Thread(target=lambda: time.sleep(0.1) or sock.close())
+            t = threading.Thread(target=lambda: time.sleep(leaves_after) or sock.close())
             t.start()
             r = c.post(url + "/v1/forecast", json={"inputs": [{"target": [7.0]}], "parameters": {"quantile_levels": [0.5]}})
             t.join()
