@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from safetensors.torch import load_file
 
 from tsfm.finetune import finetune
@@ -64,6 +65,11 @@ def test_the_guardrail_keeps_the_zero_shot_model_when_fine_tuning_hurts(fixtures
     assert not res.improved and res.exported == "zero_shot"
     assert "DID NOT HELP" in res.message
     assert (res.model_dir / "model.safetensors").read_bytes() == (res.out_dir / "zero_shot" / "model.safetensors").read_bytes()
+    # the export is the model that was scored, with its own config (the run's follows prediction_length)
+    kept, original = load_forecaster(res.model_dir).model, load_forecaster(ckpt).model
+    assert kept.config.to_dict() == original.config.to_dict()
+    for (k, a), b in zip(kept.state_dict().items(), original.state_dict().values()):
+        assert torch.equal(a, b), k
     forced = _run(ckpt, frame, tmp_path / "forced", lr=5.0, force=True)
     assert forced.exported == "finetuned" and "force=true" in forced.message
     assert (forced.model_dir / "model.safetensors").read_bytes() == (forced.out_dir / "finetuned" / "model.safetensors").read_bytes()
@@ -129,3 +135,57 @@ def test_the_command_line_prints_the_table_against_every_baseline(fixtures_dir, 
     assert list(table.index) == ["seasonal_naive", "auto_ets", "auto_theta", "zero_shot", "finetuned"]
     report = json.loads((run / "finetune_report.json").read_text())
     assert report["holdout"]["excluded_too_short"] == 1 and report["holdout"]["excluded_items"] == ["short"]
+
+
+def test_trials_on_the_same_file_and_checkpoint_reuse_the_split_and_the_zero_shot_scores(
+        fixtures_dir, frame, tmp_path, monkeypatch, caplog):
+    """A search runs its trials one after another in one process: the second trial neither re-reads the data
+    nor re-scores the zero-shot model; a changed file or another checkpoint is read and scored anew."""
+    import tsfm.finetune.run as run
+
+    ckpt = fixtures_dir / "chronos2_tiny" / "checkpoint"
+    csv = tmp_path / "data.csv"
+    frame.to_csv(csv, index=False)
+    monkeypatch.setattr(run, "_MEMO", {})
+    calls = {"load_series": 0, "evaluate_suite": 0}
+
+    def counting(name):
+        real = getattr(run, name)
+
+        def wrapped(*a, **k):
+            calls[name] += 1
+            return real(*a, **k)
+        return wrapped
+
+    for name in calls:
+        monkeypatch.setattr(run, name, counting(name))
+    first = _run(ckpt, csv, tmp_path / "t0", lr=1e-3)
+    assert calls == {"load_series": 1, "evaluate_suite": 2}  # zero-shot + fine-tuned
+    with caplog.at_level("INFO", logger="tsfm.finetune.run"):
+        second = _run(ckpt, csv, tmp_path / "t1", lr=3e-3)
+    assert calls == {"load_series": 1, "evaluate_suite": 3}  # the fine-tuned model only
+    assert "reusing the zero-shot and baseline scores" in caplog.text
+    pd.testing.assert_series_equal(first.table.loc["zero_shot"], second.table.loc["zero_shot"])
+    assert second.holdout == first.holdout and (second.out_dir / "data" / "train").is_dir()
+    frame.assign(target=frame.target + 50).to_csv(csv, index=False)  # new content: read and scored again
+    os.utime(csv, ns=(0, 10**18))
+    third = _run(ckpt, csv, tmp_path / "t2", lr=1e-3)
+    assert calls == {"load_series": 2, "evaluate_suite": 5}
+    assert third.table.loc["zero_shot", "wql"] != pytest.approx(first.table.loc["zero_shot", "wql"])
+    moved = load_forecaster(ckpt)
+    with torch.no_grad():
+        for p in moved.model.parameters():
+            p.mul_(0.5)  # changed in memory: the weights on disk no longer describe it
+    finetune(moved, ckpt, csv, 12, tmp_path / "t3", **{**QUICK, "lr": 1e-3})
+    assert calls["evaluate_suite"] == 7
+
+
+def test_fine_tuning_stops_early_when_the_held_out_score_stops_improving(fixtures_dir, frame, tmp_path):
+    """lr 1e-12 leaves the weights as they are (updates below float32 resolution): the held-out WQL never improves on its first value, so the run
+    stops `patience` evaluations after it and keeps that first checkpoint."""
+    ckpt = fixtures_dir / "chronos2_tiny" / "checkpoint"
+    res = _run(ckpt, frame, tmp_path / "ft", lr=1e-12, max_steps=40, eval_every=2, patience=2)
+    assert res.steps == 6 and res.best_step == 2
+    logged = pd.read_csv(next((res.out_dir / "train").rglob("metrics.csv")))
+    wql = logged["holdout/avg_wql"].dropna()
+    assert len(wql) == 3 and wql.nunique() == 1

@@ -52,6 +52,50 @@ REFERENCE = "seasonal_naive"
 MONITOR = "holdout/avg_wql"
 
 
+# What every trial of a search over one dataset and checkpoint repeats (the basic launcher runs trials one
+# after another in one process): the read, checked and split series, and the zero-shot model's and the
+# baselines' scores on the held-out windows. Keyed by the data file's and the checkpoint's path, size and
+# modification time, and every argument the result depends on; a few entries at most.
+_MEMO: dict[tuple, Any] = {}
+_MEMO_ENTRIES = 4
+
+
+def _stat_key(path: str | Path) -> tuple | None:
+    """A file's identity for the memo (a checkpoint directory: its weights file); None if there is none."""
+    p = Path(path).expanduser()
+    if p.is_dir():
+        weights = [f for f in sorted(p.iterdir()) if f.suffix in (".safetensors", ".bin", ".ckpt")]
+        if not weights:
+            return None
+        p = weights[0]
+    if not p.is_file():
+        return None
+    st = p.stat()
+    return str(p.resolve()), st.st_size, st.st_mtime_ns
+
+
+def _weights_sum(forecaster: Any) -> float | None:
+    """A cheap fingerprint of the weights in memory (a forecaster changed after loading is scored anew)."""
+    model = getattr(forecaster, "model", None)
+    if not isinstance(model, torch.nn.Module):
+        return None
+    with torch.no_grad():
+        return float(sum(p.detach().double().sum() for p in model.parameters()))
+
+
+def _memo(key: tuple | None, make: Any, what: str) -> Any:
+    if key is None:
+        return make()
+    if key in _MEMO:
+        log.info("reusing %s from an earlier run in this process (same inputs)", what)
+        return _MEMO[key]
+    value = make()
+    while len(_MEMO) >= _MEMO_ENTRIES:
+        _MEMO.pop(next(iter(_MEMO)))
+    _MEMO[key] = value
+    return value
+
+
 @dataclass
 class FinetuneResult:
     """What a fine-tuning run produced; ``model_dir`` is the exported (chosen) checkpoint."""
@@ -216,9 +260,14 @@ def finetune(
     out = Path(out_dir).expanduser().resolve()
     out.mkdir(parents=True, exist_ok=True)
     cache = str(Path(cache_dir).expanduser() if cache_dir else out / "cache")
-    series = load_series(data, id_column=id_column, timestamp_column=timestamp_column, target=target,
-                         covariates=covariates, freq=freq)
-    holdout = hold_out(series, prediction_length, num_windows, min_context)
+    data_file = _stat_key(data) if isinstance(data, (str, Path)) and Path(data).expanduser().is_file() else None
+    split_key = None if data_file is None else (
+        "split", data_file, id_column, timestamp_column, target if isinstance(target, str) else tuple(target),
+        tuple(covariates or ()), freq, int(prediction_length), int(num_windows), int(min_context))
+    holdout = _memo(split_key, lambda: hold_out(
+        load_series(data, id_column=id_column, timestamp_column=timestamp_column, target=target,
+                    covariates=covariates, freq=freq), prediction_length, num_windows, min_context),
+        "the checked and split data")
     data_dir = out / "data"
     for stale in ("data", "train", "zero_shot", "finetuned", "model"):  # an earlier run into the same out_dir
         if (out / stale).exists():
@@ -232,7 +281,15 @@ def finetune(
 
     log.info("scoring the zero-shot model and the baselines on %d held-out window(s) of %d series",
              holdout.num_windows, len(holdout.full))
-    zero_shot = evaluate_suite(forecaster, suite, model_name="zero_shot", cache_dir=cache, plot_series=4)
+    source = getattr(forecaster, "source", None)
+    same_weights = source is not None and Path(source).expanduser().resolve() == Path(pretrained).expanduser().resolve()
+    ckpt_key = (_stat_key(pretrained), _weights_sum(forecaster)) if same_weights else None
+    zero_shot = _memo(
+        None if split_key is None or ckpt_key is None else (
+            "zero_shot", split_key, ckpt_key, str(getattr(forecaster, "device", "cpu")), season_length,
+            tuple(baselines), max_context),
+        lambda: evaluate_suite(forecaster, suite, model_name="zero_shot", cache_dir=cache, plot_series=4),
+        "the zero-shot and baseline scores")
 
     cfg = train_config(
         family, model_cfg, Path(pretrained).expanduser().resolve(), data_dir / "train",
@@ -254,7 +311,7 @@ def finetune(
         )
     for cb in callbacks:
         trainer.callbacks.append(cb)
-    module.save_pretrained(out / "zero_shot")
+    _save_zero_shot(forecaster, pretrained, out / "zero_shot")
     trainer.fit(module, datamodule=datamodule)
     ckpt_cb = trainer.checkpoint_callback
     best_path = getattr(ckpt_cb, "best_model_path", "") if ckpt_cb is not None else ""
@@ -280,6 +337,15 @@ def finetune(
     result.forecaster = tuned_fc if chosen == "finetuned" else type(forecaster).from_pretrained(model_dir, device=device)
     result.forecaster.source = model_dir  # so that it can be fine-tuned again
     return result
+
+
+def _save_zero_shot(forecaster: Any, pretrained: str | Path, out: Path) -> None:
+    """The model that was scored zero-shot, as it was loaded: its own config (not the fine-tuning run's, whose
+    horizon follows ``prediction_length``), and the corpus summary of its training data when it has one."""
+    type(forecaster).converter().save_pretrained(forecaster.model, out)
+    corpus = Path(pretrained).expanduser() / "training_data.json"
+    if corpus.is_file():
+        shutil.copy2(corpus, out / corpus.name)
 
 
 def _write_report(result: FinetuneResult, zero_shot: SuiteResult, tuned: SuiteResult, plot: bool) -> dict[str, Path]:
