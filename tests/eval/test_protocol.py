@@ -28,6 +28,17 @@ def test_windows_are_the_last_non_overlapping_blocks() -> None:
     np.testing.assert_allclose(w.season_error, 1.0)  # |y_t - y_{t-1}| = 1 everywhere
 
 
+def test_covariates_are_cut_to_each_window_s_context_and_left_out_when_inconsistent(caplog) -> None:
+    cov = np.stack([np.arange(20, dtype=np.float32) * 10, -np.arange(20, dtype=np.float32)])  # [2, 20]
+    with_cov = Series(np.arange(20, dtype=np.float32)[None], "D", "a", past_feat_dynamic_real=cov)
+    w = make_windows([with_cov], prediction_length=4, num_windows=2)
+    assert [c.shape for c in w.past_covariates] == [(2, 12), (2, 16)]  # past-only: never the forecast window
+    np.testing.assert_array_equal(w.past_covariates[1], cov[:, :16])
+    assert make_windows([_s(20)], prediction_length=4).past_covariates is None
+    mixed = make_windows([with_cov, _s(20, "b")], prediction_length=4)
+    assert mixed.past_covariates is None and mixed.num_windows == 2 and "covariates left out" in caplog.text
+
+
 def test_short_series_are_skipped_and_counted() -> None:
     w = make_windows([_s(20, "long"), _s(9, "short"), _s(13, "exact")], prediction_length=4, num_windows=3)
     # needs 1 + 3 * 4 = 13 points

@@ -109,10 +109,28 @@ def test_covariates_on_a_family_without_them_name_the_families_that_have_them(fi
         _run(ckpt, frame, tmp_path / "ft", covariates=["price"])
 
 
-def test_covariates_train_with_chronos2(fixtures_dir, frame, tmp_path):
+def test_covariates_train_with_chronos2_and_the_held_out_scores_use_them(fixtures_dir, frame, tmp_path, monkeypatch):
+    """The covariates are past-only in scoring too: each window's model call gets them over its context."""
+    from tsfm.models.chronos2.forecast import Chronos2Forecaster
+
     frame = frame.assign(price=np.cos(np.arange(len(frame)) / 5.0))
-    res = _run(fixtures_dir / "chronos2_tiny" / "checkpoint", frame, tmp_path / "ft", covariates=["price"])
+    seen = []
+    real = Chronos2Forecaster.predict_quantiles
+
+    def spy(self, context, prediction_length, *a, past_covariates=None, **k):
+        seen.append((len(context), past_covariates))
+        return real(self, context, prediction_length, *a, past_covariates=past_covariates, **k)
+
+    monkeypatch.setattr(Chronos2Forecaster, "predict_quantiles", spy)
+    ckpt = fixtures_dir / "chronos2_tiny" / "checkpoint"
+    res = _run(ckpt, frame, tmp_path / "ft", covariates=["price"])
     assert res.steps == 4
+    assert seen and all(covs is not None and len(covs) == n for n, covs in seen)  # zero-shot, in training, fine-tuned
+    n, covs = seen[0]
+    assert n == 6 and [len(c["covariate_0"]) for c in covs] == [72 - 12] * 6  # the context part only
+    np.testing.assert_allclose(covs[0]["covariate_0"], frame.price.to_numpy()[:60], rtol=1e-6)
+    without = _run(ckpt, frame, tmp_path / "plain")
+    assert res.table.loc["zero_shot", "wql"] != pytest.approx(without.table.loc["zero_shot", "wql"], rel=1e-6)
 
 
 def test_the_command_line_prints_the_table_against_every_baseline(fixtures_dir, tmp_path):

@@ -12,6 +12,7 @@ getting a score.
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -20,6 +21,8 @@ import numpy as np
 
 from tsfm.data.types import Series
 from tsfm.eval.metrics import compute_metrics, seasonal_errors_at
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -39,6 +42,9 @@ class EvalWindows:
     num_series: int = 0
     skipped: int = 0  # series shorter than the windows requested
     skipped_unobserved: int = 0  # windows whose context has no observed value
+    # per window [C, T_i]: the series' covariates (``past_feat_dynamic_real``) over its context; None when
+    # the dataset has none. Past-only: their values in the forecast window are never shown to a model.
+    past_covariates: list[np.ndarray] | None = None
 
     @property
     def num_windows(self) -> int:
@@ -78,10 +84,16 @@ def make_windows(
             f"offset={offset} with {num_windows} window(s) of H={h} every {stride} steps runs past the series end; "
             f"offset must be <= {-(h + (num_windows - 1) * stride)} (negative, counted from the end)"
         )
-    contexts, labels, serr, ids, widx = [], [], [], [], []
+    contexts, labels, serr, ids, widx, covs = [], [], [], [], [], []
     skipped = unobserved = used = 0
     n_var = None
+    n_cov = {None if s.past_feat_dynamic_real is None else len(s.past_feat_dynamic_real) for s in series}
+    with_cov = len(n_cov) == 1 and None not in n_cov
+    if len(n_cov) > 1:
+        log.warning("covariates left out: %d series have covariate rows %s, not one count for all",
+                    len(series), sorted(n_cov, key=str))
     for s in series:
+        cov = s.past_feat_dynamic_real
         y = np.asarray(s.target, dtype=np.float32)  # [V, T]
         if y.ndim == 1:
             y = y[None]
@@ -108,6 +120,8 @@ def make_windows(
                 unobserved += 1
                 continue
             contexts.append(ctx)
+            if with_cov:
+                covs.append(np.asarray(cov, dtype=np.float32)[:, :c])
             labels.append(y[:, c:c + h])
             serr.append(se[k])
             ids.append(s.item_id)
@@ -123,6 +137,7 @@ def make_windows(
         num_series=used,
         skipped=skipped,
         skipped_unobserved=unobserved,
+        past_covariates=covs if with_cov else None,
     )
 
 

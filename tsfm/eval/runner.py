@@ -95,6 +95,20 @@ def _accepts(fn: Callable, name: str) -> bool:
     return name in params
 
 
+def _uses_covariates(forecaster: Any) -> bool:
+    """A model of a family that takes covariates (its FamilySpec says so); baselines do not."""
+    family = getattr(forecaster, "family", None)
+    if not family:
+        return False
+    import tsfm.models  # noqa: F401 - registers every family's spec
+    from tsfm.models.spec import get
+
+    try:
+        return bool(get(family).covariates)
+    except (KeyError, ValueError):
+        return False
+
+
 def predict_windows(
     forecaster: Any,
     windows: EvalWindows,
@@ -125,9 +139,13 @@ def predict_windows(
     seed = kw.pop("seed", 0) if getattr(forecaster, "samples", False) else None
     n, v, h = windows.labels.shape
     out = np.empty((n, v, h, len(levels)), np.float32)
+    covs = windows.past_covariates if _uses_covariates(forecaster) else None
     for i in range(0, n, batch_size):
         ctx = windows.contexts[i:i + batch_size]  # each [V, T]
         extra = {} if seed is None else {"seed": int(seed) + i}
+        if covs is not None:  # past-only: each window's covariate rows over its context
+            extra["past_covariates"] = [{f"covariate_{j}": row for j, row in enumerate(c)}
+                                        for c in covs[i:i + batch_size]]
         q = forecaster.predict_quantiles(ctx, h, levels, **kw, **extra)
         q = np.stack(list(q)) if q.dtype == object else np.asarray(q)
         if q.ndim == 3:  # [B, H, Q] -> [B, 1, H, Q]

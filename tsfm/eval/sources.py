@@ -84,7 +84,19 @@ def load_arrow(path: Path, name: str, opts: dict[str, Any], freq: str | None = N
             y = y[None]
         if y.ndim != 2:
             y = np.stack([np.asarray(v, dtype=np.float32) for v in row["target"]])
-        out.append(Series(y, str(row.get("freq") or freq), str(row.get("item_id", i)), name))
+        cov = row.get("past_feat_dynamic_real")
+        out.append(Series(y, str(row.get("freq") or freq), str(row.get("item_id", i)), name,
+                          past_feat_dynamic_real=None if cov is None else _rows(cov)))
     if opts.get("univariate") and out and out[0].num_variates > 1:
-        out = [Series(s.target[v:v + 1], s.freq, f"{s.item_id}/{v}", name) for s in out for v in range(s.num_variates)]
+        out = [Series(s.target[v:v + 1], s.freq, f"{s.item_id}/{v}", name, past_feat_dynamic_real=s.past_feat_dynamic_real)
+               for s in out for v in range(s.num_variates)]
     return out
+
+
+def _rows(values: Any) -> np.ndarray:
+    """A stored ``[C, T]`` column (numpy format: 2-D, or an object array of 1-D rows) as float32."""
+    a = np.asarray(values)
+    if a.dtype == object:
+        a = np.stack([np.asarray(r, dtype=np.float32) for r in a])
+    a = a.astype(np.float32, copy=False)
+    return a[None] if a.ndim == 1 else a
