@@ -83,6 +83,27 @@ def test_every_family_trains_benchmarks_and_exports_under(tmp_path, model, strat
     assert res.aggregates["model"]["rel_wql"] == pytest.approx(bench[4], rel=1e-4)
 
 
+def test_monitoring_and_registration_happen_on_rank_0_only_under_ddp(tmp_path):
+    """Console line every step, CSV + TensorBoard + W&B (offline) loggers, registry=mlflow: one of each, not
+    one per rank."""
+    from tsfm.registry import get_model
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    run = tmp_path / "run"
+    cmd = [sys.executable, "-m", "tsfm.train", f"hydra.run.dir={run}", *SMALL, "model=chronos2_tiny", "trainer=ddp",
+           "logger=many", "callbacks.monitor.print_every_n_steps=1", "registry=mlflow", f"registry.uri={uri}"]
+    out = subprocess.run(cmd, cwd=ROOT, env=_env(tmp_path), capture_output=True, text=True, timeout=900)
+    assert out.returncode == 0, f"{' '.join(cmd)}\n{out.stdout[-2000:]}\n{out.stderr[-5000:]}"
+    text = out.stdout + out.stderr
+    lines = [ln for ln in text.splitlines() if "tsfm.training.callbacks" in ln and " | loss " in ln]
+    steps = [ln.split("step ")[1].split(" ")[0] for ln in lines]
+    assert steps == ["2/4", "3/4", "4/4"], lines  # once per step (from the 2nd: steps/s needs a 1st), not per rank
+    assert len(list((run / "tensorboard").rglob("events.out.tfevents.*"))) == 1
+    assert len(list(run.glob("csv/version_*/metrics.csv"))) == 1
+    assert len(list((run / "wandb").glob("offline-run-*"))) == 1
+    assert [v.version for v in get_model("chronos2_tiny", uri=uri).versions] == [1]
+
+
 def test_a_run_resumed_under_fsdp_repeats_the_straight_run(tmp_path):
     ov = ["model=chronos2_tiny", "trainer=fsdp"]
     straight = train(tmp_path, "straight", *ov)
