@@ -22,7 +22,7 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP) ## create .venv and install tsfm with dev extras (torch 2.13.0 CPU build)
 
-train: $(STAMP) ## the quickstart: Chronos-2 mini on the synthetic corpus (~15 min on 2 CPU cores), then the dev-suite table; ARGS="trainer.max_steps=50"
+train: $(STAMP) ## the quickstart: a small Chronos-2 (4 x 128) on the synthetic corpus (~11 min on 2 CPU cores), then the dev-suite table; ARGS="trainer.max_steps=50"
 	$(PY) -m tsfm.train $(ARGS)
 
 pipeline: $(STAMP) ## corpus -> lr search -> train -> evaluate -> register -> serve (python -m tsfm.pipeline); ARGS="experiment=pipeline_smoke"

@@ -22,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import os
 import subprocess
 import sys
@@ -235,14 +236,19 @@ class Pipeline:
         except RegistryNotFound:
             return None
         recorded = suite_score(current.metrics, current.lineage, suite)
-        if recorded is not None:
+        if recorded is not None and math.isfinite(recorded):
             return recorded
         from tsfm.training.final_eval import evaluate_export
 
         log.info("[register] @%s (version %d) has no %s score recorded: evaluating it", alias, current.version, suite)
         agg = evaluate_export(registry.resolve(f"models:/{name}/{current.version}", uri=uri), suite, self.cfg.paths,
                               step.dir / f"incumbent-v{current.version}")
-        return float(agg["rel_wql"])
+        score = float(agg.get("rel_wql", float("nan")))
+        if not math.isfinite(score):  # it failed the suite: no score to beat
+            log.warning("[register] @%s (version %d) gets no finite %s score; the candidate is compared with none",
+                        alias, current.version, suite)
+            return None
+        return score
 
     # -- 6. serve ------------------------------------------------------------------------------------
     def serve(self, name: str, version: int) -> dict[str, Any] | None:

@@ -2,8 +2,8 @@
 
 Composes conf/train.yaml (model, data, trainer, optim, callbacks, logger, eval, paths) and runs
 ``Trainer.fit``, exports the weights and (``final_eval``) evaluates them zero-shot. With no
-overrides it is the quickstart: a Chronos-2 mini on the synthetic structural corpus (generated and
-cached under ./data on first use), about 15 minutes on 2 CPU cores, ending with the dev-suite table
+overrides it is the quickstart: a small Chronos-2 (4 x 128, context 256) on the synthetic structural corpus
+(generated and cached under ./data on first use), about 11 minutes on 2 CPU cores, ending with the dev-suite table
 against Seasonal Naive, AutoETS and AutoTheta. Rerunning an interrupted command resumes it. Examples::
 
     python -m tsfm.train trainer.max_steps=50

@@ -36,7 +36,23 @@ def test_covariates_are_cut_to_each_window_s_context_and_left_out_when_inconsist
     np.testing.assert_array_equal(w.past_covariates[1], cov[:, :16])
     assert make_windows([_s(20)], prediction_length=4).past_covariates is None
     mixed = make_windows([with_cov, _s(20, "b")], prediction_length=4)
-    assert mixed.past_covariates is None and mixed.num_windows == 2 and "covariates left out" in caplog.text
+    assert mixed.past_covariates is None and mixed.num_windows == 2
+    assert "1 of 2 series have none" in caplog.text
+    short = Series(np.arange(20, dtype=np.float32)[None], "D", "c", past_feat_dynamic_real=cov[:, :19])
+    assert make_windows([short], prediction_length=4).past_covariates is None
+    assert "'c' has 19 covariate values for 20 target values" in caplog.text
+
+
+def test_arrow_datasets_give_their_covariates_only_when_the_suite_asks(tmp_path) -> None:
+    from tsfm.data.format import write_dataset
+    from tsfm.eval.sources import load_arrow
+
+    cov = np.stack([np.linspace(0, 1, 30), np.linspace(5, 6, 30)]).astype(np.float32)
+    write_dataset([Series(np.arange(30, dtype=np.float32)[None], "D", "a", start=np.datetime64("2020-01-01"),
+                          past_feat_dynamic_real=cov)], tmp_path / "ds")
+    assert load_arrow(tmp_path / "ds", "ds", {})[0].past_feat_dynamic_real is None  # published suites: targets only
+    (s,) = load_arrow(tmp_path / "ds", "ds", {"covariates": True})
+    np.testing.assert_allclose(s.past_feat_dynamic_real, cov)
 
 
 def test_short_series_are_skipped_and_counted() -> None:

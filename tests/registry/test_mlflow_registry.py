@@ -122,6 +122,23 @@ def test_registering_a_run_dir_reads_its_evaluation_benchmark_config_and_corpus(
     assert full["metrics"]["benchmark/avg_wql"] == 0.25
 
 
+def test_a_run_s_best_checkpoint_carries_its_own_evaluation_not_the_final_weights(baseline_export, registry_uri, tmp_path):
+    """`python -m tsfm.registry register <run>/export_best` (the command a failed registration suggests)."""
+    run = fake_run_dir(tmp_path, baseline_export)
+    shutil.copytree(run / "export", run / "export_best")
+    assert set(get_version(ModelRef("b", version=register(run / "export_best", "b", uri=registry_uri)),
+                           uri=registry_uri).metrics) == {"benchmark/avg_wql", "benchmark/avg_mase"}  # not scored yet
+    (run / "export_best_eval").mkdir()
+    (run / "export_best_eval" / "results.json").write_text(json.dumps({"suite": "dev", "model": "this run", "aggregate": {
+        "this run": {"rel_wql": 0.8, "rel_mase": 0.9}}}))
+    m = get_version(ModelRef("b", version=register(run / "export_best", "b", uri=registry_uri)), uri=registry_uri).metrics
+    assert m["dev/rel_wql"] == 0.8 and m["final_eval/rel_wql"] == 0.8  # not the final weights' 0.95
+    elsewhere = tmp_path / "copy"
+    shutil.copytree(run / "export", elsewhere)
+    m = get_version(ModelRef("b", version=register(elsewhere, "b", uri=registry_uri, run_dir=run)), uri=registry_uri).metrics
+    assert "dev/rel_wql" not in m  # a directory the run's evaluations did not score
+
+
 def test_promote_moves_an_alias(baseline_export, registry_uri):
     for _ in range(3):
         register(baseline_export, "base", uri=registry_uri)

@@ -51,6 +51,31 @@ class EvalWindows:
         return len(self.contexts)
 
 
+def _usable_covariates(series: Sequence[Series]) -> bool:
+    """Whether every series has covariate rows (``past_feat_dynamic_real``): the same count, the target's
+    length, no infinite value. When some do and others do not, they are left out with a warning."""
+    covs = [s.past_feat_dynamic_real for s in series]
+    if not covs or all(c is None for c in covs):
+        return False
+    why = None
+    if any(c is None for c in covs):
+        why = f"{sum(c is None for c in covs)} of {len(covs)} series have none"
+    elif len({len(c) for c in covs}) > 1:
+        why = f"the series have different numbers of covariate rows ({sorted({len(c) for c in covs})})"
+    else:
+        for s, c in zip(series, covs):
+            if np.shape(c)[-1] != s.length:
+                why = f"series {s.item_id!r} has {np.shape(c)[-1]} covariate values for {s.length} target values"
+                break
+            if np.isinf(np.asarray(c, dtype=np.float32)).any():
+                why = f"series {s.item_id!r} has an infinite covariate value"
+                break
+    if why:
+        log.warning("covariates left out of the evaluation: %s", why)
+        return False
+    return True
+
+
 def window_span(prediction_length: int, num_windows: int = 1, stride: int | None = None, offset: int | None = None) -> int:
     """Points at the end of a series that the test windows reach into (where the test part starts)."""
     return -offset if offset else prediction_length + (num_windows - 1) * (stride or prediction_length)
@@ -87,11 +112,7 @@ def make_windows(
     contexts, labels, serr, ids, widx, covs = [], [], [], [], [], []
     skipped = unobserved = used = 0
     n_var = None
-    n_cov = {None if s.past_feat_dynamic_real is None else len(s.past_feat_dynamic_real) for s in series}
-    with_cov = len(n_cov) == 1 and None not in n_cov
-    if len(n_cov) > 1:
-        log.warning("covariates left out: %d series have covariate rows %s, not one count for all",
-                    len(series), sorted(n_cov, key=str))
+    with_cov = _usable_covariates(series)
     for s in series:
         cov = s.past_feat_dynamic_real
         y = np.asarray(s.target, dtype=np.float32)  # [V, T]

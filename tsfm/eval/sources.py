@@ -84,7 +84,7 @@ def load_arrow(path: Path, name: str, opts: dict[str, Any], freq: str | None = N
             y = y[None]
         if y.ndim != 2:
             y = np.stack([np.asarray(v, dtype=np.float32) for v in row["target"]])
-        cov = row.get("past_feat_dynamic_real")
+        cov = row.get("past_feat_dynamic_real") if opts.get("covariates") else None
         out.append(Series(y, str(row.get("freq") or freq), str(row.get("item_id", i)), name,
                           past_feat_dynamic_real=None if cov is None else _rows(cov)))
     if opts.get("univariate") and out and out[0].num_variates > 1:

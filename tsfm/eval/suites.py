@@ -70,8 +70,10 @@ class DatasetSpec:
 _SPEC_KEYS = {"name", "source", "prediction_length", "num_windows", "freq", "season_length", "min_context", "offset",
               "normalize", "stride"}
 # source-specific entry keys (DatasetSpec.options): local path, hf/GIFT-Eval download repo, GIFT-Eval
-# term, packaged set name, hf target columns, split multivariate items into univariate ones
-_OPTION_KEYS = {"path", "hf_repo", "term", "dataset", "target_columns", "univariate"}
+# term, packaged set name, hf target columns, split multivariate items into univariate ones, and
+# `covariates: true` (arrow data: give models of covariate families each window's stored
+# past_feat_dynamic_real over its context; off by default, so published suites score targets only)
+_OPTION_KEYS = {"path", "hf_repo", "term", "dataset", "target_columns", "univariate", "covariates"}
 
 
 def parse_suite(cfg: dict) -> list[DatasetSpec]:

@@ -83,6 +83,16 @@ def _weights_sum(forecaster: Any) -> float | None:
         return float(sum(p.detach().double().sum() for p in model.parameters()))
 
 
+def _forecaster_settings(forecaster: Any, model_cfg: dict[str, Any]) -> str:
+    """What besides the weights shapes a forecaster's output: its class, model config, load-time options
+    (``init_options``: sampling settings and the like) and the weights' dtype."""
+    options = {k: getattr(forecaster, k, None) for k in getattr(type(forecaster), "init_options", ())}
+    first = next(iter(forecaster.model.parameters()), None) if isinstance(getattr(forecaster, "model", None),
+                                                                          torch.nn.Module) else None
+    return json.dumps([type(forecaster).__qualname__, model_cfg, options, str(getattr(first, "dtype", None))],
+                      sort_keys=True, default=str)
+
+
 def _memo(key: tuple | None, make: Any, what: str) -> Any:
     if key is None:
         return make()
@@ -142,7 +152,7 @@ def holdout_suite(path: Path, holdout: Holdout, name: str, baselines: Sequence[s
     """The held-out windows as an evaluation suite (one dataset) for :func:`evaluate_suite`."""
     ds = {"name": name, "source": "arrow", "path": str(path), "freq": holdout.freq,
           "prediction_length": holdout.prediction_length, "num_windows": holdout.num_windows,
-          "min_context": holdout.min_context}  # fmt: skip
+          "min_context": holdout.min_context, "covariates": True}  # fmt: skip
     if season_length:
         ds["season_length"] = int(season_length)
     return {"name": "holdout", "quantile_levels": list(DEFAULT_QUANTILES), "metrics": ["wql", "mase"],
@@ -283,7 +293,8 @@ def finetune(
              holdout.num_windows, len(holdout.full))
     source = getattr(forecaster, "source", None)
     same_weights = source is not None and Path(source).expanduser().resolve() == Path(pretrained).expanduser().resolve()
-    ckpt_key = (_stat_key(pretrained), _weights_sum(forecaster)) if same_weights else None
+    ckpt_key = (_stat_key(pretrained), _weights_sum(forecaster), _forecaster_settings(forecaster, model_cfg)) \
+        if same_weights else None
     zero_shot = _memo(
         None if split_key is None or ckpt_key is None else (
             "zero_shot", split_key, ckpt_key, str(getattr(forecaster, "device", "cpu")), season_length,
@@ -342,8 +353,15 @@ def finetune(
 def _save_zero_shot(forecaster: Any, pretrained: str | Path, out: Path) -> None:
     """The model that was scored zero-shot, as it was loaded: its own config (not the fine-tuning run's, whose
     horizon follows ``prediction_length``), and the corpus summary of its training data when it has one."""
-    type(forecaster).converter().save_pretrained(forecaster.model, out)
-    corpus = Path(pretrained).expanduser() / "training_data.json"
+    src = Path(pretrained).expanduser()
+    reduced = any(p.dtype != torch.float32 for p in forecaster.model.parameters())
+    if reduced and (src / "config.json").is_file() and (src / "model.safetensors").is_file():
+        out.mkdir(parents=True, exist_ok=True)  # loaded in lower precision: the checkpoint's own weights
+        for f in ("config.json", "model.safetensors"):
+            shutil.copy2(src / f, out / f)
+    else:
+        type(forecaster).converter().save_pretrained(forecaster.model, out)
+    corpus = src / "training_data.json"
     if corpus.is_file():
         shutil.copy2(corpus, out / corpus.name)
 

@@ -124,9 +124,17 @@ def suite_score(metrics: dict[str, float], lineage: dict[str, Any], suite: str, 
     return None
 
 
-def _final_eval(run_dir: Path) -> tuple[dict[str, float], dict[str, Any]]:
-    """Aggregate scores of the exported model in ``final_eval/results.json`` (relative to Seasonal Naive)."""
-    path = run_dir / "final_eval" / "results.json"
+def _final_eval(run_dir: Path, ckpt_dir: Path | None = None) -> tuple[dict[str, float], dict[str, Any]]:
+    """Aggregate scores (relative to Seasonal Naive) of the weights in ``ckpt_dir``: ``final_eval/results.json``
+    scores the run's ``export/``, ``export_best_eval/results.json`` its best top-K checkpoint
+    (``export_best/``, :mod:`tsfm.registry.training`); other directories have none."""
+    sub = "final_eval"
+    if ckpt_dir is not None:
+        kind = {"export": "final_eval", "export_best": "export_best_eval"}.get(ckpt_dir.name)
+        if kind is None or ckpt_dir.resolve().parent != run_dir.resolve():
+            return {}, {}
+        sub = kind
+    path = run_dir / sub / "results.json"
     if not path.is_file():
         return {}, {}
     try:
@@ -233,7 +241,7 @@ def collect(ckpt_dir: Path, run_dir: Path | None = None, *, metrics: bool = True
         lineage.update(_hydra(run_dir))
         if metrics:
             found.update(_benchmark(run_dir))
-            evaluated, info = _final_eval(run_dir)
+            evaluated, info = _final_eval(run_dir, ckpt_dir)
             found.update(evaluated)
             lineage.update(info)
     return found, {k: v for k, v in lineage.items() if v is not None}
