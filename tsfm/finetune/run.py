@@ -35,6 +35,7 @@ import pandas as pd
 import torch
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from tsfm.checkpoint import CONFIG_NAME, WEIGHTS_NAME
 from tsfm.data.format import DataError, write_dataset
 from tsfm.eval.runner import SuiteResult, evaluate_suite
 from tsfm.finetune.data import Holdout, hold_out, load_series
@@ -64,10 +65,7 @@ def _stat_key(path: str | Path) -> tuple | None:
     """A file's identity for the memo (a checkpoint directory: its weights file); None if there is none."""
     p = Path(path).expanduser()
     if p.is_dir():
-        weights = [f for f in sorted(p.iterdir()) if f.suffix in (".safetensors", ".bin", ".ckpt")]
-        if not weights:
-            return None
-        p = weights[0]
+        p = p / WEIGHTS_NAME  # the only weights file a checkpoint directory is loaded from
     if not p.is_file():
         return None
     st = p.stat()
@@ -355,9 +353,9 @@ def _save_zero_shot(forecaster: Any, pretrained: str | Path, out: Path) -> None:
     horizon follows ``prediction_length``), and the corpus summary of its training data when it has one."""
     src = Path(pretrained).expanduser()
     reduced = any(p.dtype != torch.float32 for p in forecaster.model.parameters())
-    if reduced and (src / "config.json").is_file() and (src / "model.safetensors").is_file():
+    if reduced and (src / CONFIG_NAME).is_file() and (src / WEIGHTS_NAME).is_file():
         out.mkdir(parents=True, exist_ok=True)  # loaded in lower precision: the checkpoint's own weights
-        for f in ("config.json", "model.safetensors"):
+        for f in (CONFIG_NAME, WEIGHTS_NAME):
             shutil.copy2(src / f, out / f)
     else:
         type(forecaster).converter().save_pretrained(forecaster.model, out)
