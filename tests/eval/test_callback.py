@@ -15,10 +15,12 @@ from omegaconf import OmegaConf
 
 from tsfm.eval.callback import BenchmarkCallback
 from tsfm.training.module import TSFMModule
+from tsfm.utils.config import register_resolvers
 
 from .conftest import LastValueForecaster, tiny_suite
 
 CONF = Path(__file__).resolve().parents[2] / "conf"
+register_resolvers()  # conf/callbacks/benchmark.yaml uses ${when:...}; alone, this file must not rely on another test's import
 
 
 class ScaledLastValue(LastValueForecaster):

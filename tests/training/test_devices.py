@@ -103,3 +103,21 @@ def test_only_half_precision_weights_need_family_support(precision, refused):
             check_precision(cfg, Module())
     else:
         check_precision(cfg, Module())
+
+
+def test_the_training_module_releases_the_process_group_before_the_interpreter_exits(tmp_path):
+    """Lightning never destroys the process group; a gloo group left to interpreter teardown can abort
+    a rank that finished (SIGABRT). The module's setup registers its release at exit, once."""
+    script = f"""
+import atexit, torch.distributed as dist
+from tsfm.training.module import TSFMModule
+dist.init_process_group("gloo", init_method="file://{tmp_path / 'store'}", rank=0, world_size=1)
+atexit.register(lambda: print("initialised at exit:", dist.is_initialized(), flush=True))  # runs last
+module = TSFMModule(optim={{"lr": 1e-3}})
+module.setup("fit"); module.setup("fit")
+import tsfm.training.devices as d
+print("registered:", d._RELEASE_REGISTERED, flush=True)
+"""
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split() == ["registered:", "True", "initialised", "at", "exit:", "False"]

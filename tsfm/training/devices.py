@@ -94,3 +94,27 @@ def check_strategy_precision(strategy: Any, precision: str) -> None:
             f"{' (chosen because this GPU has no bf16)' if precision == '16-mixed' else ''}: it runs "
             f"{', '.join(FSDP_PRECISIONS[1:])}. Use trainer.precision={hint}, or trainer=ddp for {precision}"
         )
+
+
+_RELEASE_REGISTERED = False
+
+
+def release_process_group_at_exit() -> None:
+    """Destroy the default process group when the process exits, before the interpreter tears down.
+
+    Lightning never destroys it. Left to the interpreter's finalisation, a gloo group's threads can
+    be destroyed while still joinable, and the rank aborts (``terminate called without an active
+    exception``, SIGABRT) after training finished, so the launcher reports a failed run. Registered
+    once per process, from the training module's ``setup`` (when the strategy has initialised it).
+    """
+    global _RELEASE_REGISTERED
+    if _RELEASE_REGISTERED or not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+        return
+    import atexit
+
+    def _release() -> None:
+        if torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
+
+    atexit.register(_release)
+    _RELEASE_REGISTERED = True

@@ -26,6 +26,7 @@ import torch
 from safetensors.torch import save_file
 
 from tsfm.models.layers.linear import cpu_gemm, onednn_available, set_cpu_gemm
+from tsfm.training.devices import release_process_group_at_exit
 from tsfm.training.lora import PRESETS, apply_lora, freeze_except, lora_options, merge_lora
 from tsfm.training.optim import OptimConfig, build_optimizer
 from tsfm.training.parallelize import (
@@ -163,6 +164,9 @@ class TSFMModule(L.LightningModule):
             for g in optimizer.param_groups:
                 for p in g["params"]:
                     p.grad = None
+
+    def setup(self, stage: str) -> None:
+        release_process_group_at_exit()  # a clean exit for every rank once the run is over
 
     def configure_model(self) -> None:
         """Activation checkpointing (``gradient_checkpointing``), ``torch.compile`` (``compile``) and,
