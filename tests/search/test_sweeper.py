@@ -16,7 +16,7 @@ import torch
 import yaml
 
 from tsfm.search.pruning import TrialPruning
-from tsfm.search.sweeper import make_pruner, open_study, study_name_for, suggest
+from tsfm.search.sweeper import make_pruner, open_study, startup_points, study_name_for, suggest
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -33,6 +33,16 @@ def test_suggest_reads_float_int_and_categorical_specs():
         suggest(t, "b", {"type": "float", "low": 0.0, "high": 1.0, "log": True})
     with pytest.raises(ValueError, match="unknown type 'uniform'"):
         suggest(t, "c", {"type": "uniform", "low": 0, "high": 1})
+
+
+def test_start_up_points_cover_each_numeric_range_evenly():
+    space = {"lr": {"type": "float", "low": 1e-6, "high": 1e-2, "log": True}, "r": {"type": "int", "low": 4, "high": 16},
+             "preset": {"type": "categorical", "choices": ["full", "lora"]}, "bad": {"type": "float", "low": 1, "high": 1}}
+    pts = startup_points(space, 4)
+    assert [set(p) for p in pts] == [{"lr", "r"}] * 4  # categorical and invalid entries are the sampler's / suggest's
+    assert [p["lr"] for p in pts] == pytest.approx([1e-6 * 10 ** (4 * q) for q in (0.125, 0.375, 0.625, 0.875)], rel=1e-5)
+    assert [p["r"] for p in pts] == [6, 9, 12, 15]  # 4 + 12 * (i + 1/2) / 4, halves rounded up
+    assert startup_points({"preset": ["full", "lora"]}, 3) == [] and startup_points(space, 0) == []
 
 
 def test_the_study_name_ignores_overrides_that_steer_the_search():
@@ -132,6 +142,10 @@ def test_finetune_search_runs_trials_in_parallel_and_resumes_its_study(tmp_path)
     finished = [t for t in res["trials"] if t["state"] in ("COMPLETE", "PRUNED")]
     assert {"finetune", "finetune.lr"} == set(res["best_params"]) and len(finished) == 2
     assert (Path(res["best_job_dir"]) / "model" / "config.json").is_file()  # the best trial's exported model
+    # the first trials are the start-up points (lr at quantiles 1/6 and 3/6 of 1e-6..1e-2 on a log scale), in job dirs 0, 1
+    first = sorted(res["trials"], key=lambda t: t["number"])[:2]  # asked first, whatever became of them
+    assert sorted(t["params"]["finetune.lr"] for t in first) == pytest.approx([10 ** (-6 + 4 / 6), 1e-4], rel=1e-5)
+    assert sorted(Path(t["job_dir"]).name for t in first) == ["0", "1"]
     db = tmp_path / "logs" / "finetune" / "optuna.db"
     assert db.is_file()
     # the same command with a larger budget continues the stored study: one new trial, not three
@@ -141,6 +155,9 @@ def test_finetune_search_runs_trials_in_parallel_and_resumes_its_study(tmp_path)
     with sqlite3.connect(db) as con:
         states = [s for (s,) in con.execute("select state from trials")]
     assert sum(s in ("COMPLETE", "PRUNED") for s in states) == 3 and set(states) <= {"COMPLETE", "PRUNED", "FAIL"}
+    with sqlite3.connect(db) as con:  # the third start-up point, enqueued by the first command, ran in the second
+        lrs = [v for (v,) in con.execute("select param_value from trial_params")]
+    assert any(v == pytest.approx(10 ** (-6 + 4 * 5 / 6), rel=1e-5) for v in lrs)
 
 
 def test_a_search_whose_trials_all_fail_stops_and_says_why(tmp_path):
