@@ -40,8 +40,9 @@ def test_start_up_points_cover_each_numeric_range_evenly():
              "preset": {"type": "categorical", "choices": ["full", "lora"]}, "bad": {"type": "float", "low": 1, "high": 1}}
     pts = startup_points(space, 4)
     assert [set(p) for p in pts] == [{"lr", "r"}] * 4  # categorical and invalid entries are the sampler's / suggest's
-    assert [p["lr"] for p in pts] == pytest.approx([1e-6 * 10 ** (4 * q) for q in (0.125, 0.375, 0.625, 0.875)], rel=1e-5)
-    assert [p["r"] for p in pts] == [6, 9, 12, 15]  # 4 + 12 * (i + 1/2) / 4, halves rounded up
+    # from the top down: the pruner's own start-up trials (never pruned) are the high rates
+    assert [p["lr"] for p in pts] == pytest.approx([1e-6 * 10 ** (4 * q) for q in (0.875, 0.625, 0.375, 0.125)], rel=1e-5)
+    assert [p["r"] for p in pts] == [15, 12, 9, 6]  # 4 + 12 * (1 - (i + 1/2) / 4), halves rounded up
     assert startup_points({"preset": ["full", "lora"]}, 3) == [] and startup_points(space, 0) == []
 
 
@@ -142,9 +143,9 @@ def test_finetune_search_runs_trials_in_parallel_and_resumes_its_study(tmp_path)
     finished = [t for t in res["trials"] if t["state"] in ("COMPLETE", "PRUNED")]
     assert {"finetune", "finetune.lr"} == set(res["best_params"]) and len(finished) == 2
     assert (Path(res["best_job_dir"]) / "model" / "config.json").is_file()  # the best trial's exported model
-    # the first trials are the start-up points (lr at quantiles 1/6 and 3/6 of 1e-6..1e-2 on a log scale), in job dirs 0, 1
+    # the first trials are the start-up points (lr at quantiles 5/6 and 3/6 of 1e-6..1e-2 on a log scale), in job dirs 0, 1
     first = sorted(res["trials"], key=lambda t: t["number"])[:2]  # asked first, whatever became of them
-    assert sorted(t["params"]["finetune.lr"] for t in first) == pytest.approx([10 ** (-6 + 4 / 6), 1e-4], rel=1e-5)
+    assert sorted(t["params"]["finetune.lr"] for t in first) == pytest.approx([1e-4, 10 ** (-6 + 4 * 5 / 6)], rel=1e-5)
     assert sorted(Path(t["job_dir"]).name for t in first) == ["0", "1"]
     db = tmp_path / "logs" / "finetune" / "optuna.db"
     assert db.is_file()
@@ -157,7 +158,7 @@ def test_finetune_search_runs_trials_in_parallel_and_resumes_its_study(tmp_path)
     assert sum(s in ("COMPLETE", "PRUNED") for s in states) == 3 and set(states) <= {"COMPLETE", "PRUNED", "FAIL"}
     with sqlite3.connect(db) as con:  # the third start-up point, enqueued by the first command, ran in the second
         lrs = [v for (v,) in con.execute("select param_value from trial_params")]
-    assert any(v == pytest.approx(10 ** (-6 + 4 * 5 / 6), rel=1e-5) for v in lrs)
+    assert any(v == pytest.approx(10 ** (-6 + 4 / 6), rel=1e-5) for v in lrs)
 
 
 def test_a_search_whose_trials_all_fail_stops_and_says_why(tmp_path):
