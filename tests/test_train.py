@@ -75,6 +75,11 @@ def test_train_writes_checkpoints_and_an_export_that_forecasts(trained):
                                          "kernelsynth"]
     subs = json.loads((run / "export" / "training_data.json").read_text())["sub_datasets"]
     assert all(d["synthetic"] is True and not d["sources"] for d in subs)
+    # how it was trained travels with it too (fine-tuning derives its default learning rate from it)
+    recipe = json.loads((run / "export" / "training_recipe.json").read_text())
+    cfg = __import__("yaml").safe_load((run / ".hydra" / "config.yaml").read_text())
+    assert recipe["optim"]["lr"] == pytest.approx(cfg["optim"]["lr"]) and recipe["optim"]["lr"] > 0
+    assert recipe["global_step"] == recipe["max_steps"] == 4 and recipe["batch_size"] == 8
     ctx = [np.sin(np.arange(100) / 5.0).astype(np.float32)]
     for path in (run / "export", run / "checkpoints" / "last.ckpt"):
         q = load_forecaster(path).predict_quantiles(ctx, prediction_length=8)

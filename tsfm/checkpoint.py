@@ -28,7 +28,26 @@ log = logging.getLogger(__name__)
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
+# how a tsfm checkpoint was trained (optimizer settings, steps, batch, precision): written at export; fine-tuning
+# derives its default learning rate from it (tsfm.finetune.run.resolve_lr). Official checkpoints have none.
+RECIPE_NAME = "training_recipe.json"
 _SHOWN = 5  # offending keys named in an error message
+
+
+def read_recipe(directory: str | Path) -> dict[str, Any] | None:
+    """``<directory>/training_recipe.json`` (how the checkpoint was trained), or None when there is none (an
+    official checkpoint, a ``.ckpt`` file); an unreadable one is an error naming the file."""
+    p = Path(directory).expanduser() / RECIPE_NAME
+    if not p.is_file():
+        return None
+    try:
+        recipe = json.loads(p.read_text())
+    except (OSError, ValueError) as e:
+        raise ValueError(f"{p}: not a valid {RECIPE_NAME} ({e}); re-export the checkpoint or remove the file") from None
+    if not isinstance(recipe, dict):
+        raise ValueError(f"{p}: expected a JSON object, got {type(recipe).__name__}; re-export the checkpoint or "
+                         "remove the file")
+    return recipe
 
 
 def load_safetensors(path: str | Path) -> dict[str, torch.Tensor]:

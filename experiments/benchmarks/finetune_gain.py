@@ -30,18 +30,20 @@ def main() -> None:
     ap.add_argument("--ckpt", required=True)
     ap.add_argument("--datasets", nargs="+", default=["all"], choices=[*sorted(DATASETS), "all"])
     ap.add_argument("--preset", default="full")
-    ap.add_argument("--lr", type=float, default=None, help="default: the preset's (conf/finetune/<preset>.yaml)")
+    ap.add_argument("--lr", type=float, default=None,
+                    help="default: the preset's rule (conf/finetune/<preset>.yaml; full: 0.25 x the checkpoint's "
+                         "pretraining lr from its training_recipe.json, else default_lr)")
+    ap.add_argument("--lr-scale", type=float, default=None, help="override the preset's lr_scale")
     ap.add_argument("--steps", type=int, default=300)
     ap.add_argument("--eval-every", type=int, default=50)
     args = ap.parse_args()
-    import yaml
-
     from tsfm.data.packaged import packaged_frame
     from tsfm.finetune import finetune
+    from tsfm.finetune.run import resolve_lr
     from tsfm.forecast import load_forecaster
 
-    lr = args.lr or float(yaml.safe_load((Path(__file__).parents[2] / "conf" / "finetune" / f"{args.preset}.yaml")
-                                         .read_text())["lr"])
+    lr, lr_source = resolve_lr(args.preset, args.ckpt, args.lr, args.lr_scale)
+    print(f"learning rate {lr:.3g} ({lr_source})", flush=True)
     rows = []
     out = Path(tempfile.mkdtemp(prefix="tsfm-finetune-gain-"))
     names = list(DATASETS) if "all" in args.datasets else args.datasets

@@ -16,6 +16,7 @@ import torch
 from safetensors.torch import load_file
 
 from tsfm.finetune import finetune
+from tsfm.finetune.run import resolve_lr
 from tsfm.forecast import load_forecaster
 
 from .conftest import monthly_frame
@@ -80,6 +81,45 @@ def test_fine_tuning_a_reasonable_rate_beats_zero_shot_on_the_held_out_windows(f
     res = _run(ckpt, monthly_frame(n_items=12), tmp_path / "ft", lr=3e-3, max_steps=30, eval_every=10)
     assert res.improved and res.exported == "finetuned"
     assert res.table.loc["finetuned", "rel_wql"] < res.table.loc["zero_shot", "rel_wql"]
+
+
+def _with_recipe(ckpt: Path, to: Path, lr: float | str) -> Path:
+    import shutil
+
+    shutil.copytree(ckpt, to)
+    (to / "training_recipe.json").write_text(json.dumps({"optim": {"name": "adamw", "lr": lr}, "global_step": 100}))
+    return to
+
+
+def test_the_default_learning_rate_follows_the_rate_the_checkpoint_was_pretrained_at(fixtures_dir, frame, tmp_path):
+    official = fixtures_dir / "chronos2_tiny" / "checkpoint"  # no training_recipe.json: the preset's default_lr
+    lr, why = resolve_lr("full", official)
+    assert lr == pytest.approx(3e-5) and "default_lr (no training_recipe.json" in why
+    ours = _with_recipe(official, tmp_path / "ours", 2e-3)
+    lr, why = resolve_lr("full", ours)
+    assert lr == pytest.approx(0.25 * 2e-3) and "0.25 x the pretraining peak lr 0.002" in why
+    assert resolve_lr("full", ours, lr_scale=0.1)[0] == pytest.approx(2e-4)
+    assert resolve_lr("full", ours, lr=1e-4)[0] == 1e-4  # an explicit rate wins
+    assert resolve_lr("lora", ours)[0] == pytest.approx(3e-4)  # a preset with a fixed rate keeps it
+    with pytest.raises(ValueError, match="positive"):
+        resolve_lr("full", ours, lr=0.0)
+    with pytest.raises(ValueError, match="unknown fine-tuning preset 'partial'.*'full', 'head', 'lora'"):
+        resolve_lr("partial", ours)
+    (tmp_path / "broken").mkdir()
+    (tmp_path / "broken" / "training_recipe.json").write_text("{not json")
+    with pytest.raises(ValueError, match="broken/training_recipe.json: not a valid training_recipe.json"):
+        resolve_lr("full", tmp_path / "broken")
+    # end to end: the run trains at that rate, says so, and the zero-shot export keeps the recipe
+    res = _run(ours, frame, tmp_path / "ft")
+    assert res.lr == pytest.approx(5e-4) and "training_recipe.json" in res.lr_source
+    report = json.loads((res.out_dir / "finetune_report.json").read_text())
+    assert report["lr"] == pytest.approx(5e-4) and report["lr_source"] == res.lr_source
+    trained = __import__("yaml").safe_load((res.out_dir / "train" / "config.yaml").read_text())
+    assert trained["optim"]["lr"] == pytest.approx(5e-4)
+    assert json.loads((res.out_dir / "zero_shot" / "training_recipe.json").read_text())["optim"]["lr"] == 2e-3
+    tuned = json.loads((res.out_dir / "finetuned" / "training_recipe.json").read_text())
+    assert tuned["optim"]["lr"] == 2e-3 and tuned["finetuned"]["lr"] == pytest.approx(5e-4)  # fine-tuned again: same rate
+    assert tuned["finetuned"]["preset"] == "full" and tuned["finetuned"]["steps"] == res.steps
 
 
 def test_forecaster_fit_returns_the_forecaster_to_use(fixtures_dir, frame, tmp_path):

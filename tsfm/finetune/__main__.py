@@ -27,7 +27,8 @@ def run(cfg: DictConfig):
     pruning = pruning_callback(cfg, str(cfg.search_monitor), int(cfg.eval_every))  # a trial of hparams_search=optuna
     return finetune(
         forecaster, str(cfg.ckpt), str(cfg.dataset), int(cfg.prediction_length), cfg.paths.output_dir,
-        preset=ft["preset"], lr=float(ft["lr"]), lora=ft.get("lora"), max_steps=cfg.max_steps,
+        preset=ft["preset"], lr=ft.get("lr"), lr_scale=ft.get("lr_scale"),
+        default_lr=ft.get("default_lr"), lora=ft.get("lora"), max_steps=cfg.max_steps,
         batch_size=cfg.batch_size, eval_every=cfg.eval_every, patience=cfg.patience, num_windows=cfg.num_windows,
         min_context=cfg.min_context, season_length=cfg.season_length, force=cfg.force, seed=cfg.seed,
         id_column=cfg.id_column, timestamp_column=cfg.timestamp_column, target=to_plain(cfg.target),

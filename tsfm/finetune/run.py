@@ -35,7 +35,7 @@ import pandas as pd
 import torch
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from tsfm.checkpoint import CONFIG_NAME, WEIGHTS_NAME
+from tsfm.checkpoint import CONFIG_NAME, RECIPE_NAME, WEIGHTS_NAME, read_recipe
 from tsfm.data.format import DataError, write_dataset
 from tsfm.eval.runner import SuiteResult, evaluate_suite
 from tsfm.finetune.data import Holdout, hold_out, load_series
@@ -104,6 +104,45 @@ def _memo(key: tuple | None, make: Any, what: str) -> Any:
     return value
 
 
+def preset_defaults(preset: str) -> dict[str, Any]:
+    """``conf/finetune/<preset>.yaml`` (what ``python -m tsfm.finetune finetune=<preset>`` starts from)."""
+    path = Path(CONFIG_DIR) / "finetune" / f"{preset}.yaml"
+    if not path.is_file():
+        known = sorted(p.stem for p in path.parent.glob("*.yaml"))
+        raise ValueError(f"unknown fine-tuning preset {preset!r}; use one of {known}")
+    return dict(OmegaConf.to_container(OmegaConf.load(path), resolve=True))
+
+
+def resolve_lr(preset: str, pretrained: str | Path, lr: float | None = None, lr_scale: float | None = None,
+               default_lr: float | None = None) -> tuple[float, str]:
+    """The fine-tuning learning rate and where it comes from.
+
+    An explicit ``lr`` wins. Otherwise, when the preset has an ``lr_scale`` and the checkpoint says how it was
+    trained (``training_recipe.json``, written by ``tsfm.train``'s export), ``lr_scale`` x its pretraining peak
+    rate: a model pretrained at 3e-3 and one pretrained at 1e-4 want fine-tuning rates that far apart too.
+    Else the preset's ``default_lr`` (set for the official checkpoints). Unset arguments come from
+    ``conf/finetune/<preset>.yaml``.
+    """
+    if lr is not None:
+        if not float(lr) > 0:
+            raise ValueError(f"the fine-tuning learning rate must be positive, got lr={lr}")
+        return float(lr), "set (lr= / finetune.lr=)"
+    defaults = preset_defaults(preset)
+    if defaults.get("lr") is not None:
+        return float(defaults["lr"]), f"conf/finetune/{preset}.yaml"
+    scale = defaults.get("lr_scale") if lr_scale is None else lr_scale
+    default = defaults.get("default_lr") if default_lr is None else default_lr
+    src = Path(pretrained).expanduser()
+    recipe = read_recipe(src) if src.is_dir() else None
+    peak = (recipe or {}).get("optim", {}).get("lr") if isinstance((recipe or {}).get("optim"), dict) else None
+    if scale is not None and peak is not None and float(peak) > 0:
+        return float(scale) * float(peak), f"{float(scale):g} x the pretraining peak lr {float(peak):.3g} ({RECIPE_NAME})"
+    if default is None:
+        raise ValueError(f"preset {preset!r} sets no lr and no default_lr; pass lr=<rate> (finetune.lr=<rate>)")
+    why = "no " + RECIPE_NAME if recipe is None else "its " + RECIPE_NAME + " names no optim.lr"
+    return float(default), f"the {preset} preset's default_lr ({why}: an official or external checkpoint)"
+
+
 @dataclass
 class FinetuneResult:
     """What a fine-tuning run produced; ``model_dir`` is the exported (chosen) checkpoint."""
@@ -116,6 +155,8 @@ class FinetuneResult:
     best_step: int | None
     steps: int
     seconds: float
+    lr: float
+    lr_source: str
     holdout: dict[str, Any]
     files: dict[str, Path] = field(default_factory=dict)
     forecaster: Any = None
@@ -226,7 +267,9 @@ def finetune(
     out_dir: str | Path,
     *,
     preset: str = "full",
-    lr: float = 1e-4,
+    lr: float | None = None,
+    lr_scale: float | None = None,
+    default_lr: float | None = None,
     max_steps: int = 300,
     batch_size: int = 32,
     eval_every: int = 50,
@@ -251,7 +294,8 @@ def finetune(
 ) -> FinetuneResult:
     """Fine-tune ``forecaster`` (loaded from ``pretrained``) on ``data``; see the module docstring.
 
-    ``callbacks``: extra Lightning callbacks for the training run (e.g. an Optuna pruning callback
+    ``lr``: the learning rate; None: as :func:`resolve_lr` says (``lr_scale`` x the checkpoint's pretraining
+    rate, else the preset's ``default_lr``). ``callbacks``: extra Lightning callbacks for the training run (e.g. an Optuna pruning callback
     reading ``holdout/avg_wql``). ``train_overrides``: further ``tsfm.train`` overrides
     (``trainer.precision=32``, ...).
     """
@@ -265,6 +309,8 @@ def finetune(
             f"covariates {list(covariates)} given, but the {family} family takes no covariates; families with "
             f"covariate support: {', '.join(with_covariates)}. Drop `covariates` or use such a model."
         )
+    lr, lr_source = resolve_lr(preset, pretrained, lr, lr_scale, default_lr)
+    log.info("fine-tuning learning rate %.3g (%s)", lr, lr_source)
     out = Path(out_dir).expanduser().resolve()
     out.mkdir(parents=True, exist_ok=True)
     cache = str(Path(cache_dir).expanduser() if cache_dir else out / "cache")
@@ -330,6 +376,8 @@ def finetune(
         module.load_state_dict(ckpt["state_dict"])
         best_step = int(ckpt.get("global_step", 0))
     module.save_pretrained(out / "finetuned")
+    _save_recipe(pretrained, out / "finetuned", {"preset": preset, "lr": lr, "lr_source": lr_source,
+                                                 "steps": int(trainer.global_step), "best_step": best_step})
     device = getattr(forecaster, "device", "cpu")
     tuned_fc = type(forecaster).from_pretrained(out / "finetuned", device=device)
     tuned = evaluate_suite(tuned_fc, suite, model_name="finetuned", cache_dir=cache, plot_series=4)
@@ -340,7 +388,7 @@ def finetune(
     model_dir = out / "model"
     shutil.copytree(out / chosen, model_dir)
     result = FinetuneResult(table, improved, chosen, model_dir, out, best_step, int(trainer.global_step),
-                            time.perf_counter() - t0, holdout.summary())  # fmt: skip
+                            time.perf_counter() - t0, lr, lr_source, holdout.summary())  # fmt: skip
     result.files = _write_report(result, zero_shot, tuned, plot)
     print_comparison(result, console)
     result.forecaster = tuned_fc if chosen == "finetuned" else type(forecaster).from_pretrained(model_dir, device=device)
@@ -359,9 +407,18 @@ def _save_zero_shot(forecaster: Any, pretrained: str | Path, out: Path) -> None:
             shutil.copy2(src / f, out / f)
     else:
         type(forecaster).converter().save_pretrained(forecaster.model, out)
-    corpus = src / "training_data.json"
-    if corpus.is_file():
-        shutil.copy2(corpus, out / corpus.name)
+    for name in ("training_data.json", RECIPE_NAME):  # its corpus and how it was trained travel with it
+        if (src / name).is_file():
+            shutil.copy2(src / name, out / name)
+
+
+def _save_recipe(pretrained: str | Path, out: Path, finetuned: dict[str, Any]) -> None:
+    """The fine-tuned weights' ``training_recipe.json``: the pretraining recipe (so that fine-tuning them again
+    starts from the same rate) with this run under ``finetuned``; none when the checkpoint had none."""
+    src = Path(pretrained).expanduser()
+    recipe = read_recipe(src) if src.is_dir() else None
+    if recipe is not None:
+        (out / RECIPE_NAME).write_text(json.dumps({**recipe, "finetuned": finetuned}, indent=2, default=str))
 
 
 def _write_report(result: FinetuneResult, zero_shot: SuiteResult, tuned: SuiteResult, plot: bool) -> dict[str, Path]:
@@ -370,7 +427,8 @@ def _write_report(result: FinetuneResult, zero_shot: SuiteResult, tuned: SuiteRe
     files["report"].write_text(json.dumps({
         "improved": result.improved, "exported": result.exported, "model_dir": str(result.model_dir),
         "message": result.message, "best_step": result.best_step, "steps": result.steps,
-        "seconds": round(result.seconds, 2), "holdout": result.holdout,
+        "seconds": round(result.seconds, 2), "lr": result.lr, "lr_source": result.lr_source,
+        "holdout": result.holdout,
         "table": {k: {m: (None if pd.isna(v) else float(v)) for m, v in row.items()}
                   for k, row in result.table.to_dict(orient="index").items()},
     }, indent=2))  # fmt: skip

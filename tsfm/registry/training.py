@@ -23,6 +23,8 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from tsfm.checkpoint import RECIPE_NAME
+
 log = logging.getLogger(__name__)
 
 BEST_DIR = "export_best"
@@ -65,8 +67,9 @@ def choose(cfg: DictConfig, run_dir: Path, metrics: dict[str, float], module: An
     module.load_state_dict(ckpt["state_dict"])  # training is over: the module may take the best weights
     out = run_dir / BEST_DIR
     module.save_pretrained(out)
-    if (export / "training_data.json").is_file():
-        shutil.copy2(export / "training_data.json", out / "training_data.json")
+    for name in ("training_data.json", RECIPE_NAME):  # the corpus and the recipe describe these weights too
+        if (export / name).is_file():
+            shutil.copy2(export / name, out / name)
     best_metrics = {cb.monitor: float(score)} if score is not None else {}
     log.info("registering the best checkpoint %s (step %d, %s=%s) exported to %s", path, step, cb.monitor,
              f"{float(score):.4g}" if score is not None else "?", out)
