@@ -49,6 +49,8 @@ def test_a_training_run_registers_its_best_top_k_checkpoint(tmp_path, registry_u
     assert lineage["final_eval_results"] == str(run / "export_best_eval" / "results.json")
     assert v.tags["tsfm.registered_from"] == str(run / "export_best")
     assert (run / "export_best" / "training_data.json").is_file()  # the corpus travels with it
+    recipe = json.loads((run / "export_best" / "training_recipe.json").read_text())  # and how it was trained
+    assert recipe == json.loads((run / "export" / "training_recipe.json").read_text()) and recipe["optim"]["lr"] > 0
     best = forecast("models:/best/1", registry_uri)
     np.testing.assert_allclose(best, forecast(lineage["checkpoint"]), rtol=1e-5, atol=1e-5)
     assert not np.allclose(best, forecast(run / "export"))  # not the final weights
