@@ -80,6 +80,10 @@ def test_train_writes_checkpoints_and_an_export_that_forecasts(trained):
     cfg = __import__("yaml").safe_load((run / ".hydra" / "config.yaml").read_text())
     assert recipe["optim"]["lr"] == pytest.approx(cfg["optim"]["lr"]) and recipe["optim"]["lr"] > 0
     assert recipe["global_step"] == recipe["max_steps"] == 4 and recipe["batch_size"] == 8
+    from tsfm.finetune.run import resolve_lr
+
+    for path in (run / "export", run / "checkpoints" / "last.ckpt"):  # fine-tuning starts from that rate
+        assert resolve_lr("full", path)[0] == pytest.approx(0.25 * cfg["optim"]["lr"])
     ctx = [np.sin(np.arange(100) / 5.0).astype(np.float32)]
     for path in (run / "export", run / "checkpoints" / "last.ckpt"):
         q = load_forecaster(path).predict_quantiles(ctx, prediction_length=8)

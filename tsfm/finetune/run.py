@@ -118,7 +118,8 @@ def resolve_lr(preset: str, pretrained: str | Path, lr: float | None = None, lr_
     """The fine-tuning learning rate and where it comes from.
 
     An explicit ``lr`` wins. Otherwise, when the preset has an ``lr_scale`` and the checkpoint says how it was
-    trained (``training_recipe.json``, written by ``tsfm.train``'s export), ``lr_scale`` x its pretraining peak
+    trained (``training_recipe.json``, written by ``tsfm.train``'s export; a ``.ckpt``: its module's optimizer
+    hyperparameters), ``lr_scale`` x its pretraining peak
     rate: a model pretrained at 3e-3 and one pretrained at 1e-4 want fine-tuning rates that far apart too.
     Else the preset's ``default_lr`` (set for the official checkpoints). Unset arguments come from
     ``conf/finetune/<preset>.yaml``.
@@ -133,14 +134,27 @@ def resolve_lr(preset: str, pretrained: str | Path, lr: float | None = None, lr_
     scale = defaults.get("lr_scale") if lr_scale is None else lr_scale
     default = defaults.get("default_lr") if default_lr is None else default_lr
     src = Path(pretrained).expanduser()
-    recipe = read_recipe(src) if src.is_dir() else None
+    recipe = read_recipe(src) if src.is_dir() else _ckpt_recipe(src) if src.suffix == ".ckpt" else None
     peak = (recipe or {}).get("optim", {}).get("lr") if isinstance((recipe or {}).get("optim"), dict) else None
     if scale is not None and peak is not None and float(peak) > 0:
-        return float(scale) * float(peak), f"{float(scale):g} x the pretraining peak lr {float(peak):.3g} ({RECIPE_NAME})"
+        where = RECIPE_NAME if src.is_dir() else "the checkpoint's hyperparameters"
+        return float(scale) * float(peak), f"{float(scale):g} x the pretraining peak lr {float(peak):.3g} ({where})"
     if default is None:
         raise ValueError(f"preset {preset!r} sets no lr and no default_lr; pass lr=<rate> (finetune.lr=<rate>)")
-    why = "no " + RECIPE_NAME if recipe is None else "its " + RECIPE_NAME + " names no optim.lr"
+    why = "no " + RECIPE_NAME if recipe is None else "its recipe names no optim.lr"
     return float(default), f"the {preset} preset's default_lr ({why}: an official or external checkpoint)"
+
+
+def _ckpt_recipe(path: Path) -> dict[str, Any] | None:
+    """The optimizer settings a tsfm ``.ckpt`` was pretrained with (its module's hyperparameters); None for a
+    checkpoint of a fine-tuning run (its rate is not a pretraining rate) or one without them."""
+    if not path.is_file():
+        return None
+    hp = torch.load(path, map_location="cpu", weights_only=True).get("hyper_parameters") or {}
+    optim = hp.get("optim")
+    if hp.get("pretrained") or not isinstance(optim, dict):
+        return None
+    return {"optim": dict(optim)}
 
 
 @dataclass
