@@ -94,7 +94,7 @@ def _with_recipe(ckpt: Path, to: Path, lr: float | str) -> Path:
 def test_the_default_learning_rate_follows_the_rate_the_checkpoint_was_pretrained_at(fixtures_dir, frame, tmp_path):
     official = fixtures_dir / "chronos2_tiny" / "checkpoint"  # no training_recipe.json: the preset's default_lr
     lr, why = resolve_lr("full", official)
-    assert lr == pytest.approx(3e-5) and "default_lr (no training_recipe.json" in why
+    assert lr == pytest.approx(3e-5) and why == "the full preset's default_lr (no training_recipe.json)"
     ours = _with_recipe(official, tmp_path / "ours", 2e-3)
     lr, why = resolve_lr("full", ours)
     assert lr == pytest.approx(0.25 * 2e-3) and "0.25 x the pretraining peak lr 0.002" in why
@@ -105,6 +105,10 @@ def test_the_default_learning_rate_follows_the_rate_the_checkpoint_was_pretraine
         resolve_lr("full", ours, lr=0.0)
     with pytest.raises(ValueError, match="unknown fine-tuning preset 'partial'.*'full', 'head', 'lora'"):
         resolve_lr("partial", ours)
+    refined = _with_recipe(official, tmp_path / "refined", 2e-3)  # a tsfm.train run that fine-tuned a checkpoint
+    (refined / "training_recipe.json").write_text(json.dumps({"optim": {"lr": 2e-3}, "pretrained": str(ours)}))
+    lr, why = resolve_lr("full", refined)
+    assert lr == pytest.approx(3e-5) and f"itself fine-tuned from {ours}" in why
     (tmp_path / "broken").mkdir()
     (tmp_path / "broken" / "training_recipe.json").write_text("{not json")
     with pytest.raises(ValueError, match="broken/training_recipe.json: not a valid training_recipe.json"):

@@ -118,11 +118,11 @@ def resolve_lr(preset: str, pretrained: str | Path, lr: float | None = None, lr_
     """The fine-tuning learning rate and where it comes from.
 
     An explicit ``lr`` wins. Otherwise, when the preset has an ``lr_scale`` and the checkpoint says how it was
-    trained (``training_recipe.json``, written by ``tsfm.train``'s export; a ``.ckpt``: its module's optimizer
-    hyperparameters), ``lr_scale`` x its pretraining peak
-    rate: a model pretrained at 3e-3 and one pretrained at 1e-4 want fine-tuning rates that far apart too.
-    Else the preset's ``default_lr`` (set for the official checkpoints). Unset arguments come from
-    ``conf/finetune/<preset>.yaml``.
+    pretrained (``training_recipe.json``, written by ``tsfm.train``'s export; a ``.ckpt``: its module's
+    optimizer hyperparameters), ``lr_scale`` x its pretraining peak rate: a model pretrained at 3e-3 and one
+    pretrained at 1e-4 want fine-tuning rates that far apart too. Else the preset's ``default_lr`` (set for
+    the official checkpoints; also for a checkpoint of a ``tsfm.train`` run that itself started from one,
+    whose rate is not a pretraining rate). Unset arguments come from ``conf/finetune/<preset>.yaml``.
     """
     if lr is not None:
         if not float(lr) > 0:
@@ -135,14 +135,17 @@ def resolve_lr(preset: str, pretrained: str | Path, lr: float | None = None, lr_
     default = defaults.get("default_lr") if default_lr is None else default_lr
     src = Path(pretrained).expanduser()
     recipe = read_recipe(src) if src.is_dir() else _ckpt_recipe(src) if src.suffix == ".ckpt" else None
+    if recipe is not None and recipe.get("pretrained"):
+        recipe = {**recipe, "optim": None}  # a fine-tuning run's export: its rate is not a pretraining rate
     peak = (recipe or {}).get("optim", {}).get("lr") if isinstance((recipe or {}).get("optim"), dict) else None
     if scale is not None and peak is not None and float(peak) > 0:
         where = RECIPE_NAME if src.is_dir() else "the checkpoint's hyperparameters"
         return float(scale) * float(peak), f"{float(scale):g} x the pretraining peak lr {float(peak):.3g} ({where})"
     if default is None:
         raise ValueError(f"preset {preset!r} sets no lr and no default_lr; pass lr=<rate> (finetune.lr=<rate>)")
-    why = "no " + RECIPE_NAME if recipe is None else "its recipe names no optim.lr"
-    return float(default), f"the {preset} preset's default_lr ({why}: an official or external checkpoint)"
+    why = ("no " + RECIPE_NAME if recipe is None else "it was itself fine-tuned from " + str(recipe["pretrained"])
+           if recipe.get("pretrained") else "its recipe names no optim.lr")
+    return float(default), f"the {preset} preset's default_lr ({why})"
 
 
 def _ckpt_recipe(path: Path) -> dict[str, Any] | None:
@@ -309,8 +312,8 @@ def finetune(
     """Fine-tune ``forecaster`` (loaded from ``pretrained``) on ``data``; see the module docstring.
 
     ``lr``: the learning rate; None: as :func:`resolve_lr` says (``lr_scale`` x the checkpoint's pretraining
-    rate, else the preset's ``default_lr``). ``callbacks``: extra Lightning callbacks for the training run (e.g. an Optuna pruning callback
-    reading ``holdout/avg_wql``). ``train_overrides``: further ``tsfm.train`` overrides
+    rate, else the preset's ``default_lr``). ``callbacks``: extra Lightning callbacks for the training run
+    (e.g. an Optuna pruning callback reading ``holdout/avg_wql``). ``train_overrides``: further ``tsfm.train`` overrides
     (``trainer.precision=32``, ...).
     """
     t0 = time.perf_counter()

@@ -23,8 +23,11 @@ def recipe(cfg: DictConfig, trainer: L.Trainer) -> dict[str, Any]:
     """How the run trained (``training_recipe.json``): the optimizer settings, steps, batch, precision and seed."""
     optim = OmegaConf.to_container(cfg.optim, resolve=True) if cfg.get("optim") is not None else {}
     data = cfg.get("data") or {}
+    module = cfg.model.get("module") if cfg.get("model") is not None else None
     return {
         "optim": optim,
+        # the checkpoint this run started from (a fine-tuning run): its optim.lr is then not a pretraining rate
+        "pretrained": module.get("pretrained") if module is not None else None,
         "global_step": int(trainer.global_step),
         "max_steps": int(cfg.trainer.get("max_steps", -1)) if cfg.get("trainer") is not None else -1,
         "batch_size": data.get("batch_size"),
