@@ -193,13 +193,15 @@ with torch.no_grad():
         for p, q in zip(sharded.parameters(), plain.parameters()):
             (p.to_local() if hasattr(p, "to_local") else p).mul_(1.5)  # the root stays gathered after forward
             q.mul_(1.5)
-print(json.dumps({"diffs": diffs, "update_effect": float((outs[1] - outs[0]).abs().max())}))
+caching = {"sharded": any(getattr(m, "cache_weights", False) for m in sharded.modules()),
+           "plain": all(m.cache_weights for m in plain.modules() if hasattr(m, "cache_weights"))}
+print(json.dumps({"diffs": diffs, "update_effect": float((outs[1] - outs[0]).abs().max()), "caching": caching}))
 """
 
 
 def test_chronos2_weight_caches_follow_fsdp2_parameters(tmp_path):
-    """The fused q/k/v and W_o·W_v products Chronos-2 caches in inference are rebuilt when FSDP2
-    regathers updated shards (keyed on the gathered tensor's version), never reused stale."""
+    """The fused q/k/v and W_o·W_v products Chronos-2 caches in inference are never reused stale under FSDP2:
+    the modules it shards build them from the regathered weights on every call."""
     script = tmp_path / "probe.py"
     script.write_text(_CACHE_PROBE)
     out = subprocess.run([sys.executable, str(script), "29671"], cwd=ROOT, env=_env(tmp_path), capture_output=True,
@@ -210,3 +212,6 @@ def test_chronos2_weight_caches_follow_fsdp2_parameters(tmp_path):
     # effect. Sharded and plain may sum in different orders, so allow float32 rounding only.
     assert result["update_effect"] > 1e-3
     assert max(result["diffs"]) < 1e-3 * result["update_effect"], result
+    # (version, address) keys can repeat across FSDP2 regathers (a stale product failed this test under load):
+    # sharded modules do not cache; plain ones still do
+    assert result["caching"] == {"sharded": False, "plain": True}, result

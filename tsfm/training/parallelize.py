@@ -109,6 +109,12 @@ def apply_fsdp2(
     fully_shard(model, mesh=mesh, mp_policy=mp)
     for name in forward_methods:
         register_fsdp_forward_method(model, name)
+    # FSDP2 regathers weights into buffers whose version counter is preserved and whose address may repeat:
+    # inference caches keyed on (version, address) could serve a stale product after an update (a module
+    # with such caches says so with a ``cache_weights`` attribute)
+    for m in model.modules():
+        if hasattr(m, "cache_weights"):
+            m.cache_weights = False
     return model
 
 

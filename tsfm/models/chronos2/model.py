@@ -63,6 +63,11 @@ class Projections(nn.Module):
         self.o = Linear(inner, d_model, bias=False)
         self._cache: dict[str, tuple[tuple, torch.Tensor]] = {}
 
+    # Inference caches are keyed on the weights' (version, address). FSDP2 regathers every weight into a
+    # buffer whose version counter it preserves and whose address may repeat, so an updated weight can carry
+    # the cached one's key: ``apply_fsdp2`` turns caching off for the modules it shards.
+    cache_weights: bool = True
+
     def fused(self, names: str, rope_pairs: torch.Tensor | None = None) -> torch.Tensor | None:
         """Row-stacked weights of ``names`` (e.g. ``"qkv"``) for one GEMM instead of several.
 
@@ -81,7 +86,7 @@ class Projections(nn.Module):
                   for c, m in zip(names, layers)]  # fmt: skip
             return ws[0] if len(ws) == 1 else torch.cat(ws)
 
-        if torch.is_grad_enabled():
+        if torch.is_grad_enabled() or not self.cache_weights:
             return build()
         key = tuple((m.weight._version, m.weight.data_ptr(), m.weight.dtype) for m in layers)
         name = names + ("/pairs" if rope_pairs is not None else "")
@@ -156,6 +161,7 @@ class GroupSelfAttention(nn.Module):
     # AdamW would skip their weight decay. ``touch_unused`` adds ``0 · (Σq + Σk)`` in training,
     # so they get exactly that zero gradient (two reductions per layer; off only to measure it).
     touch_unused: bool = True
+    cache_weights: bool = True  # see Projections.cache_weights
 
     def _fused_ov(self, num_tokens: int) -> torch.Tensor | None:
         """``W_o @ W_v`` for singleton groups (one token matmul instead of two).
@@ -170,11 +176,11 @@ class GroupSelfAttention(nn.Module):
             return None
         if self.training and self.p > 0:
             return None
-        if torch.is_grad_enabled():
+        if torch.is_grad_enabled() or not self.cache_weights:
             if num_tokens <= v.weight.shape[1]:
                 return None
             with torch.autocast(v.weight.device.type, enabled=False):
-                return o.weight @ v.weight
+                return o.weight @ v.weight if torch.is_grad_enabled() else (o.weight @ v.weight).detach()
         key = (v.weight._version, o.weight._version, v.weight.data_ptr(), o.weight.data_ptr(), v.weight.dtype)
         if self._fused is None or self._fused[0] != key:
             with torch.autocast(v.weight.device.type, enabled=False):
