@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import yaml
 
 from tsfm.forecast import load_forecaster
 
@@ -77,7 +78,7 @@ def test_train_writes_checkpoints_and_an_export_that_forecasts(trained):
     assert all(d["synthetic"] is True and not d["sources"] for d in subs)
     # how it was trained travels with it too (fine-tuning derives its default learning rate from it)
     recipe = json.loads((run / "export" / "training_recipe.json").read_text())
-    cfg = __import__("yaml").safe_load((run / ".hydra" / "config.yaml").read_text())
+    cfg = yaml.safe_load((run / ".hydra" / "config.yaml").read_text())
     assert recipe["optim"]["lr"] == pytest.approx(cfg["optim"]["lr"]) and recipe["optim"]["lr"] > 0
     assert recipe["global_step"] == recipe["max_steps"] == 4 and recipe["batch_size"] == 8
     assert recipe["pretrained"] is None  # trained from scratch: its rate is a pretraining rate

@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+import yaml
 from safetensors.torch import load_file
 
 from tsfm.finetune import finetune
@@ -118,7 +119,7 @@ def test_the_default_learning_rate_follows_the_rate_the_checkpoint_was_pretraine
     assert res.lr == pytest.approx(5e-4) and "training_recipe.json" in res.lr_source
     report = json.loads((res.out_dir / "finetune_report.json").read_text())
     assert report["lr"] == pytest.approx(5e-4) and report["lr_source"] == res.lr_source
-    trained = __import__("yaml").safe_load((res.out_dir / "train" / "config.yaml").read_text())
+    trained = yaml.safe_load((res.out_dir / "train" / "config.yaml").read_text())
     assert trained["optim"]["lr"] == pytest.approx(5e-4)
     assert json.loads((res.out_dir / "zero_shot" / "training_recipe.json").read_text())["optim"]["lr"] == 2e-3
     tuned = json.loads((res.out_dir / "finetuned" / "training_recipe.json").read_text())
