@@ -82,6 +82,10 @@ def test_train_writes_checkpoints_and_an_export_that_forecasts(trained):
     assert recipe["optim"]["lr"] == pytest.approx(cfg["optim"]["lr"]) and recipe["optim"]["lr"] > 0
     assert recipe["global_step"] == recipe["max_steps"] == 4 and recipe["batch_size"] == 8
     assert recipe["pretrained"] is None  # trained from scratch: its rate is a pretraining rate
+    from tsfm.checkpoint import METADATA_FILES
+    from tsfm.data.manifest import TRAINING_DATA
+
+    assert TRAINING_DATA in METADATA_FILES and all((run / "export" / n).is_file() for n in METADATA_FILES)
     from tsfm.finetune.run import resolve_lr
 
     for path in (run / "export", run / "checkpoints" / "last.ckpt"):  # fine-tuning starts from that rate

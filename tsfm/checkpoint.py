@@ -31,6 +31,9 @@ WEIGHTS_NAME = "model.safetensors"
 # how a tsfm checkpoint was trained (optimizer settings, steps, batch, precision): written at export; fine-tuning
 # derives its default learning rate from it (tsfm.finetune.run.resolve_lr). Official checkpoints have none.
 RECIPE_NAME = "training_recipe.json"
+# what describes the weights beside them (the corpus summary, tsfm.data.manifest.TRAINING_DATA, and the recipe):
+# copied wherever the same weights are written again (the best checkpoint's export, a fine-tuning run's zero_shot/)
+METADATA_FILES = ("training_data.json", RECIPE_NAME)
 _SHOWN = 5  # offending keys named in an error message
 
 

@@ -35,7 +35,7 @@ import pandas as pd
 import torch
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from tsfm.checkpoint import CONFIG_NAME, RECIPE_NAME, WEIGHTS_NAME, read_recipe
+from tsfm.checkpoint import CONFIG_NAME, METADATA_FILES, RECIPE_NAME, WEIGHTS_NAME, read_recipe
 from tsfm.data.format import DataError, write_dataset
 from tsfm.eval.runner import SuiteResult, evaluate_suite
 from tsfm.finetune.data import Holdout, hold_out, load_series
@@ -135,16 +135,15 @@ def resolve_lr(preset: str, pretrained: str | Path, lr: float | None = None, lr_
     default = defaults.get("default_lr") if default_lr is None else default_lr
     src = Path(pretrained).expanduser()
     recipe = read_recipe(src) if src.is_dir() else _ckpt_recipe(src) if src.suffix == ".ckpt" else None
-    if recipe is not None and recipe.get("pretrained"):
-        recipe = {**recipe, "optim": None}  # a fine-tuning run's export: its rate is not a pretraining rate
-    peak = (recipe or {}).get("optim", {}).get("lr") if isinstance((recipe or {}).get("optim"), dict) else None
+    optim, parent = (recipe or {}).get("optim"), (recipe or {}).get("pretrained")
+    peak = optim.get("lr") if isinstance(optim, dict) and not parent else None  # a fine-tuning run's rate is not one
     if scale is not None and peak is not None and float(peak) > 0:
         where = RECIPE_NAME if src.is_dir() else "the checkpoint's hyperparameters"
         return float(scale) * float(peak), f"{float(scale):g} x the pretraining peak lr {float(peak):.3g} ({where})"
     if default is None:
         raise ValueError(f"preset {preset!r} sets no lr and no default_lr; pass lr=<rate> (finetune.lr=<rate>)")
-    why = ("no " + RECIPE_NAME if recipe is None else "it was itself fine-tuned from " + str(recipe["pretrained"])
-           if recipe.get("pretrained") else "its recipe names no optim.lr")
+    why = ("no " + RECIPE_NAME if recipe is None else f"it was itself fine-tuned from {parent}" if parent
+           else "its recipe names no optim.lr")
     return float(default), f"the {preset} preset's default_lr ({why})"
 
 
@@ -153,7 +152,7 @@ def _ckpt_recipe(path: Path) -> dict[str, Any] | None:
     checkpoint of a fine-tuning run (its rate is not a pretraining rate) or one without them."""
     if not path.is_file():
         return None
-    hp = torch.load(path, map_location="cpu", weights_only=True).get("hyper_parameters") or {}
+    hp = torch.load(path, map_location="cpu", weights_only=True, mmap=True).get("hyper_parameters") or {}
     optim = hp.get("optim")
     if hp.get("pretrained") or not isinstance(optim, dict):
         return None
@@ -424,7 +423,7 @@ def _save_zero_shot(forecaster: Any, pretrained: str | Path, out: Path) -> None:
             shutil.copy2(src / f, out / f)
     else:
         type(forecaster).converter().save_pretrained(forecaster.model, out)
-    for name in ("training_data.json", RECIPE_NAME):  # its corpus and how it was trained travel with it
+    for name in METADATA_FILES:  # its corpus and how it was trained travel with it
         if (src / name).is_file():
             shutil.copy2(src / name, out / name)
 

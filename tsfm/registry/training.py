@@ -23,7 +23,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from tsfm.checkpoint import RECIPE_NAME
+from tsfm.checkpoint import METADATA_FILES
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +67,7 @@ def choose(cfg: DictConfig, run_dir: Path, metrics: dict[str, float], module: An
     module.load_state_dict(ckpt["state_dict"])  # training is over: the module may take the best weights
     out = run_dir / BEST_DIR
     module.save_pretrained(out)
-    for name in ("training_data.json", RECIPE_NAME):  # the corpus and the recipe describe these weights too
+    for name in METADATA_FILES:  # the corpus and the recipe describe these weights too
         if (export / name).is_file():
             shutil.copy2(export / name, out / name)
     best_metrics = {cb.monitor: float(score)} if score is not None else {}

@@ -167,7 +167,7 @@ class GroupSelfAttention(nn.Module):
         """``W_o @ W_v`` for singleton groups (one token matmul instead of two).
 
         Never with attention dropout (it acts per head, between ``W_v`` and ``W_o``). Cached in
-        inference; under autograd rebuilt (differentiably) when it pays off (more tokens than
+        inference (unless ``cache_weights`` is off: under FSDP2); under autograd rebuilt (differentiably) when it pays off (more tokens than
         ``d_model``). The product is taken in the weights' dtype, outside autocast (which then
         casts it per call like any weight), so a bf16 call never leaves a bf16 product behind.
         """
@@ -180,7 +180,7 @@ class GroupSelfAttention(nn.Module):
             if num_tokens <= v.weight.shape[1]:
                 return None
             with torch.autocast(v.weight.device.type, enabled=False):
-                return o.weight @ v.weight if torch.is_grad_enabled() else (o.weight @ v.weight).detach()
+                return o.weight @ v.weight
         key = (v.weight._version, o.weight._version, v.weight.data_ptr(), o.weight.data_ptr(), v.weight.dtype)
         if self._fused is None or self._fused[0] != key:
             with torch.autocast(v.weight.device.type, enabled=False):
