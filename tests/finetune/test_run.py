@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import lightning as L
 import numpy as np
 import pandas as pd
 import pytest
@@ -247,8 +248,18 @@ def test_fine_tuning_stops_early_when_the_held_out_score_stops_improving(fixture
     """lr 1e-12 leaves the weights as they are (updates below float32 resolution): the held-out WQL never improves on its first value, so the run
     stops `patience` evaluations after it and keeps that first checkpoint."""
     ckpt = fixtures_dir / "chronos2_tiny" / "checkpoint"
-    res = _run(ckpt, frame, tmp_path / "ft", lr=1e-12, max_steps=40, eval_every=2, patience=2)
+
+    class Reference(L.Callback):  # what a search's pruning callback receives (tsfm.search.pruning.TrialPruning)
+        def set_reference(self, score: float) -> None:
+            self.score = score
+
+    ref = Reference()
+    res = _run(ckpt, frame, tmp_path / "ft", lr=1e-12, max_steps=40, eval_every=2, patience=2, callbacks=[ref])
     assert res.steps == 6 and res.best_step == 2
     logged = pd.read_csv(next((res.out_dir / "train").rglob("metrics.csv")))
     wql = logged["holdout/avg_wql"].dropna()
     assert len(wql) == 3 and wql.nunique() == 1
+    # the zero-shot score was handed over before training, in the units of the monitor: with the weights unchanged
+    # the held-out WQL during training is that score
+    assert ref.score == pytest.approx(res.table.loc["zero_shot", "rel_wql"], rel=1e-12)
+    assert wql.iloc[0] == pytest.approx(ref.score, rel=1e-4)

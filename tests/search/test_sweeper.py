@@ -15,6 +15,7 @@ import pytest
 import torch
 import yaml
 
+from tsfm.search.pruners import REFERENCE_ATTR
 from tsfm.search.pruning import TrialPruning
 from tsfm.search.sweeper import make_pruner, open_study, startup_points, study_name_for, suggest
 
@@ -104,6 +105,71 @@ def test_patience_spares_an_improving_trial_and_prunes_a_stalled_one(tmp_path):
     assert isinstance(make_pruner({"type": "hyperband", "min_resource": 1}), optuna.pruners.HyperbandPruner)
     # switching pruning off (the benchmark's unpruned search) leaves nothing to wrap: no pruning at all
     assert isinstance(make_pruner({"type": "none", "patience": 1}), optuna.pruners.NopPruner)
+
+
+def test_the_zero_shot_reference_counts_as_a_finished_trial(tmp_path):
+    """Fine-tuning's pruner also compares with the zero-shot score (the lr = 0 run): on data where the finished
+    trials start above it, a trial that only stays at the zero-shot level is pruned at once, not run until early
+    stopping; where fine-tuning helps, the reference makes the median no stricter than the finished trials."""
+    storage = f"sqlite:///{tmp_path / 'study.db'}"
+    study = optuna.create_study(storage=storage, study_name="s")
+    done = study.ask()
+    for step, value in ((30, 1.09), (60, 1.05), (90, 1.00)):  # a high rate: first hurts, then wins
+        done.report(value, step)
+    study.tell(done, 1.0)
+    pruner = make_pruner({"type": "median", "n_startup_trials": 1, "reference": True})
+    plain = make_pruner({"type": "median", "n_startup_trials": 1})
+    assert type(pruner).__name__ == "ReferenceMedianPruner" and isinstance(plain, optuna.pruners.MedianPruner)
+
+    def verdicts(p, values, reference=None, steps=(30, 60, 90)):
+        trial = study.ask()
+        if reference is not None:
+            trial.set_user_attr(REFERENCE_ATTR, reference)
+        out = []
+        for step, value in zip(steps, values):
+            trial.report(value, step)
+            out.append(p.prune(study, study._storage.get_trial(trial._trial_id)))
+            if out[-1]:  # a pruned trial stops
+                break
+        return out
+
+    # a trial between the finished one and zero-shot: under Optuna's median (1.09 at step 30) it runs on; with the
+    # reference the median is (1.09 + 1.0328) / 2 = 1.0614 and it stops at its first report
+    assert verdicts(plain, [1.0630, 1.0470, 1.0630]) == [False, False, True]
+    assert verdicts(pruner, [1.0630, 1.0470, 1.0630], reference=1.0328) == [True]
+    flat = [1.0335, 1.0340, 1.0349]  # a tiny rate, at the zero-shot score give or take: kept while under the median
+    assert verdicts(pruner, flat, reference=1.0328) == [False, False, True]  # medians 1.0614, 1.0414, 1.0164
+    assert verdicts(pruner, [1.03, 1.01, 0.99], reference=1.0328) == [False, False, False]  # beats them: kept
+    # without a reference (pretraining, or a trial that recorded none) it judges as Optuna's MedianPruner
+    for values in (flat, [1.0630, 1.0470, 1.0630], [1.2, 1.1, 1.0]):
+        assert verdicts(pruner, values) == verdicts(plain, values)
+    # where fine-tuning helps (zero-shot worse than the finished trial) the reference relaxes the median
+    assert verdicts(plain, [1.12]) == [True]
+    assert verdicts(pruner, [1.12, 1.13, 1.12], reference=1.2) == [False, False, True]  # medians 1.145, 1.125, 1.1
+    # the first report of a trial with only NaN so far is pruned (nothing to keep); no finished trial: no verdict
+    assert verdicts(pruner, [float("nan")], reference=1.0) == [True]
+    empty = optuna.create_study(storage=storage, study_name="e")
+    t = empty.ask()
+    t.set_user_attr(REFERENCE_ATTR, 1.0)
+    t.report(5.0, 30)
+    assert not pruner.prune(empty, empty._storage.get_trial(t._trial_id))
+    with pytest.raises(ValueError, match="reference=true needs type: median"):
+        make_pruner({"type": "hyperband", "reference": True})
+    with pytest.raises(ValueError, match="reference='yes' must be true or false"):
+        make_pruner({"type": "median", "reference": "yes"})
+    with pytest.raises(ValueError, match="n_startup_trials=-1 must be an integer >= 0"):
+        make_pruner({"type": "median", "reference": True, "n_startup_trials": -1})
+    assert isinstance(make_pruner({"type": "none", "reference": True}), optuna.pruners.NopPruner)
+
+
+def test_the_pruning_callback_records_its_reference_on_the_trial(tmp_path):
+    storage = f"sqlite:///{tmp_path / 'study.db'}"
+    study = optuna.create_study(storage=storage, study_name="s")
+    trial = study.ask()
+    cb = TrialPruning(storage, "s", trial._trial_id, "holdout/avg_wql", every_n_steps=2)
+    cb.set_reference(0.9015)
+    cb.set_reference(float("nan"))  # not a score: ignored, the first stays
+    assert optuna.load_study(study_name="s", storage=storage).trials[0].user_attrs == {REFERENCE_ATTR: 0.9015}
 
 
 def test_a_corrupt_study_file_is_an_error_naming_it(tmp_path):

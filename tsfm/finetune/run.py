@@ -313,7 +313,8 @@ def finetune(
     ``lr``: the learning rate; None: as :func:`resolve_lr` says (``lr_scale`` x the checkpoint's pretraining
     rate, else the preset's ``default_lr``). ``callbacks``: extra Lightning callbacks for the training run
     (e.g. an Optuna pruning callback reading ``holdout/avg_wql``). ``train_overrides``: further ``tsfm.train`` overrides
-    (``trainer.precision=32``, ...).
+    (``trainer.precision=32``, ...). A callback with a ``set_reference(score)`` method is given the zero-shot model's
+    held-out WQL relative to Seasonal Naive (what ``holdout/avg_wql`` measures) before training.
     """
     t0 = time.perf_counter()
     family = getattr(forecaster, "family", "")
@@ -380,7 +381,10 @@ def finetune(
             f"training part (a series minus its {holdout.span} held-out points) has {longest}; use longer series, or a "
             "shorter prediction_length / num_windows"
         )
+    reference = zero_shot.aggregates.get("zero_shot", {}).get("rel_wql", float("nan"))
     for cb in callbacks:
+        if hasattr(cb, "set_reference"):  # the zero-shot score, in MONITOR's units: a search's reference
+            cb.set_reference(reference)
         trainer.callbacks.append(cb)
     _save_zero_shot(forecaster, pretrained, out / "zero_shot")
     trainer.fit(module, datamodule=datamodule)

@@ -31,6 +31,17 @@ class TrialPruning(L.Callback):
         self.monitor, self.every_n_steps = monitor, int(every_n_steps)
         self._reported = -1
 
+    def set_reference(self, value: float) -> None:
+        """The score this trial must beat to be worth anything (fine-tuning: the zero-shot model's held-out
+        score, in ``monitor``'s units), stored on the trial; a ``reference: true`` pruner counts it as a
+        finished trial (:class:`tsfm.search.pruners.ReferenceMedianPruner`)."""
+        from tsfm.search.pruners import REFERENCE_ATTR
+
+        v = float(value)
+        if math.isfinite(v):
+            self.trial.set_user_attr(REFERENCE_ATTR, v)
+            log.info("trial %d: reference %s = %.4f", self.trial.number, self.monitor, v)
+
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
                            batch_idx: int) -> None:
         import optuna

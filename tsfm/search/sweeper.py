@@ -13,7 +13,9 @@ value). This sweeper uses Optuna's ask-and-tell interface directly:
    then hands the batch to the configured launcher;
 3. a job reports its intermediate metric to its trial (:class:`tsfm.search.pruning.TrialPruning`,
    which the entry points add when ``optuna_trial`` is set) and raises ``optuna.TrialPruned`` when
-   the pruner says so; the sweeper records it as pruned. The job's return value is the objective;
+   the pruner says so; the sweeper records it as pruned. ``pruner.reference: true`` also counts the
+   trial's reference score (fine-tuning: the zero-shot model's) as a finished trial
+   (:mod:`tsfm.search.pruners`). The job's return value is the objective;
 4. at the end it prints the best parameters, value and job directory, and writes
    ``optimization_results.yaml`` into the sweep directory.
 
@@ -267,9 +269,20 @@ def make_pruner(cfg: dict[str, Any] | None) -> Any:
     # survives (optuna.pruners.PatientPruner)
     patience = cfg.pop("patience", None)
     min_delta = float(cfg.pop("min_delta", 0.0))
+    # reference: the median also counts the trial's reference score (fine-tuning: the zero-shot model's) as a
+    # finished trial (tsfm.search.pruners.ReferenceMedianPruner)
+    reference = cfg.pop("reference", False)
+    if not isinstance(reference, bool):
+        raise ValueError(f"hydra.sweeper.pruner.reference={reference!r} must be true or false")
     if kind in (None, "none", "nop"):
         return optuna.pruners.NopPruner()  # no pruning: patience has nothing to wrap
-    if kind == "median":
+    if reference and kind != "median":
+        raise ValueError(f"hydra.sweeper.pruner.reference=true needs type: median (got {kind!r})")
+    if reference:
+        from tsfm.search.pruners import ReferenceMedianPruner
+
+        pruner = ReferenceMedianPruner(**cfg)
+    elif kind == "median":
         pruner = optuna.pruners.MedianPruner(**cfg)
     elif kind == "hyperband":
         pruner = optuna.pruners.HyperbandPruner(**cfg)
