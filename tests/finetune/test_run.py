@@ -263,3 +263,8 @@ def test_fine_tuning_stops_early_when_the_held_out_score_stops_improving(fixture
     # the held-out WQL during training is that score
     assert ref.score == pytest.approx(res.table.loc["zero_shot", "rel_wql"], rel=1e-12)
     assert wql.iloc[0] == pytest.approx(ref.score, rel=1e-4)
+    # the rich progress bar redraws every 10 steps: its thread's sleep (1 / refresh_rate s) no longer delays the end
+    cfg = yaml.safe_load((res.out_dir / "train" / "config.yaml").read_text())
+    assert cfg["callbacks"]["progress_bar"]["refresh_rate"] == 10
+    off = _run(ckpt, frame, tmp_path / "off", lr=1e-12, max_steps=2, train_overrides=["callbacks.progress_bar.refresh_rate=0"])
+    assert yaml.safe_load((off.out_dir / "train" / "config.yaml").read_text())["callbacks"]["progress_bar"]["refresh_rate"] == 0

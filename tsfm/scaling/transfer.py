@@ -58,9 +58,22 @@ def read_transfer(multirun_dir: str | Path) -> tuple[list[TransferRun], list[str
         else:
             failed.append(f"{job} (no val/loss logged: failed or unfinished)")
             continue
-        runs.append(TransferRun(str(job), str(config.get("parametrization", "sp")), int(config["d_model"]),
+        runs.append(TransferRun(str(job), parametrization_label(config), int(config["d_model"]),
                                 float(OmegaConf.select(cfg, "optim.lr")), loss if math.isfinite(loss) else math.inf))  # fmt: skip
     return runs, failed
+
+
+# muP's base-width multipliers (tsfm.models.baseline.config) and their plain values
+MULTIPLIERS = {"output_mult": 1.0, "init_std": 0.02, "attn_mult": 1.0}
+
+
+def parametrization_label(config: dict[str, Any]) -> str:
+    """``sp`` / ``mup``, with the multipliers that differ from the plain model: ``mup(output_mult=4)``
+    (runs with different multipliers are different parametrisations of the same widths)."""
+    name = str(config.get("parametrization", "sp"))
+    changed = [f"{k}={float(config[k]):g}" for k, plain in MULTIPLIERS.items()
+               if config.get(k) is not None and float(config[k]) != plain]
+    return f"{name}({','.join(changed)})" if changed else name
 
 
 def _logged_nan_val_loss(job: Path) -> bool:

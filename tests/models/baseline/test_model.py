@@ -272,3 +272,36 @@ def test_parametrization_is_validated():
         BaselineConfig(parametrization="mu")
     with pytest.raises(ValueError, match="base_width=0"):
         BaselineConfig(parametrization="mup", base_width=0)
+
+
+def test_the_mup_multipliers_scale_readout_init_and_attention():
+    """muP's base-width multipliers (output, init std, attention): the plain values (1, 0.02, 1) are the model as
+    it was; each changes only its own part, and all are kept as the model widens."""
+    torch.manual_seed(0)
+    plain = BaselineModel(_mup_cfg(256, "mup"))
+    torch.manual_seed(0)
+    same = BaselineModel(BaselineConfig(**{**_mup_cfg(256, "mup").to_dict(), "output_mult": 1.0, "init_std": 0.02,
+                                           "attn_mult": 1.0}))
+    for (n, a), b in zip(plain.state_dict().items(), same.state_dict().values()):
+        assert torch.equal(a, b), n
+    torch.manual_seed(0)
+    tuned = BaselineModel(BaselineConfig(**{**_mup_cfg(256, "mup").to_dict(), "output_mult": 4.0, "init_std": 0.04,
+                                            "attn_mult": 2.0}))
+    blk = tuned.blocks[0]
+    assert blk.ffn.up.weight.std().item() == pytest.approx(0.02, rel=0.05)  # 0.04 / sqrt(4)
+    assert blk.attn_scale == pytest.approx(2 * 32**0.5 / 32)
+    assert tuned.in_proj.weight.std().item() == pytest.approx(0.02, rel=0.1)  # input layer: plain init
+    h = torch.randn(3, 5, 256)
+    tuned.head.load_state_dict(plain.head.state_dict())
+    # the head reads h * output_mult / width_mult: tuned(h) == plain(4 h)
+    a, b = tuned.readout(h), plain.readout(4 * h)
+    for x, y in zip(vars(a).values(), vars(b).values()):
+        if isinstance(x, torch.Tensor):
+            torch.testing.assert_close(x, y)
+    # sp at the base width with attn_mult: logits scaled by attn_mult / sqrt(head_dim)
+    sp = BaselineModel(BaselineConfig(**{**_mup_cfg(64, "sp").to_dict(), "attn_mult": 0.5}))
+    assert sp.blocks[0].attn_scale == pytest.approx(0.5 / 32**0.5)
+    assert BaselineModel(_mup_cfg(64, "sp")).blocks[0].attn_scale is None
+    for name, bad in (("output_mult", 0.0), ("init_std", -0.02), ("attn_mult", float("inf")), ("output_mult", True)):
+        with pytest.raises(ValueError, match=f"{name}={bad!r} must be a positive number"):
+            BaselineConfig(**{**_mup_cfg(64, "mup").to_dict(), name: bad})

@@ -9,6 +9,8 @@ in ``__post_init__``; sizes are checked before anything is allocated (docs/archi
 
 from __future__ import annotations
 
+import math
+
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
@@ -56,6 +58,13 @@ class BaselineConfig:
     parametrization: str = "sp"
     base_width: int = 64
     base_head_dim: int = 32
+    # The multipliers muP tunes on the base model and keeps across widths (Yang et al. 2022, "muTransfer": the
+    # output, initialisation and attention multipliers); 1 / 0.02 / 1 are the plain model. output_mult scales the
+    # head's input (times 1 / width_mult under mup), init_std the hidden matrices' init std at base width,
+    # attn_mult the attention logits.
+    output_mult: float = 1.0
+    init_std: float = 0.02
+    attn_mult: float = 1.0
 
     def __post_init__(self) -> None:
         if self.architecture not in ARCHITECTURES:
@@ -70,6 +79,10 @@ class BaselineConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
                 raise ValueError(f"baseline config: {name}={value!r} must be a positive integer")
+        for name in ("output_mult", "init_std", "attn_mult"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < math.inf:
+                raise ValueError(f"baseline config: {name}={value!r} must be a positive number")
         if self.ffn not in FFN_TYPES:
             raise ValueError(f"baseline config: ffn={self.ffn!r}; use one of {FFN_TYPES}")
         if self.d_ff is None:

@@ -60,6 +60,8 @@ class Block(nn.Module):
         self.num_heads, self.dropout = cfg.num_heads, cfg.dropout
         # attention logit scale: 1/sqrt(hd) (sp); mup: sqrt(base_head_dim)/hd (sp's at hd = base_head_dim)
         self.attn_scale = math.sqrt(cfg.base_head_dim) / cfg.head_dim if cfg.parametrization == "mup" else None
+        if cfg.attn_mult != 1.0:
+            self.attn_scale = cfg.attn_mult * (self.attn_scale or 1 / math.sqrt(cfg.head_dim))
         self.attn_norm = RMSNorm(cfg.d_model, eps=cfg.norm_eps)
         self.qkv = Linear(cfg.d_model, 3 * cfg.d_model, bias=False)
         self.out = Linear(cfg.d_model, cfg.d_model, bias=False)
@@ -109,16 +111,16 @@ class BaselineModel(nn.Module):
         return self.config.architecture == "decoder"
 
     def reset_parameters(self) -> None:
-        """GPT-2 style init: N(0, 0.02) weights, residual outputs scaled by 1/sqrt(2L); under ``mup``
-        the hidden matrices' std also shrinks as 1/sqrt(width_mult)."""
+        """GPT-2 style init: N(0, 0.02) weights, residual outputs scaled by 1/sqrt(2L); the hidden matrices
+        draw with std ``init_std`` (0.02), under ``mup`` shrunk as 1/sqrt(width_mult)."""
         for m in self.modules():
             if isinstance(m, nn.Linear):
                 nn.init.normal_(m.weight, std=0.02)
                 if m.bias is not None:
                     nn.init.zeros_(m.bias)
-        hidden_std = 0.02 / math.sqrt(self.config.width_mult)
+        hidden_std = self.config.init_std / math.sqrt(self.config.width_mult)
         for blk in self.blocks:
-            if self.config.width_mult != 1.0:  # (sp draws exactly as before mup existed)
+            if self.config.width_mult != 1.0 or self.config.init_std != 0.02:  # (sp draws exactly as before mup existed)
                 for lin in self._hidden_linears(blk):
                     nn.init.normal_(lin.weight, std=hidden_std)
             for lin in (blk.out, blk.ffn.down):
@@ -141,7 +143,9 @@ class BaselineModel(nn.Module):
         return {name: 1.0 / mult for name, p in self.named_parameters() if id(p) in ids}
 
     def readout(self, h: torch.Tensor) -> StudentTMixture:
-        """The mixture head on hidden states (``mup``: scaled by ``1 / width_mult`` first)."""
+        """The mixture head on hidden states, scaled by ``output_mult`` (``mup``: ``/ width_mult``) first."""
+        if self.config.output_mult != 1.0:
+            h = h * self.config.output_mult
         mult = self.config.width_mult
         return self.head(h / mult if mult != 1.0 else h)
 
