@@ -124,3 +124,19 @@ def test_ladder_rules_and_config():
     with pytest.raises(ValueError, match="ladder rung must be an integer in"):
         rung(8)
     assert np.isclose(rung(1, tokens_per_window=34)["max_steps"] * 2, rung(1)["max_steps"], atol=2)
+
+
+def test_runs_with_other_mup_multipliers_are_their_own_parametrization(tmp_path):
+    from tsfm.scaling.transfer import parametrization_label
+
+    assert parametrization_label({"parametrization": "mup", "output_mult": 1.0, "init_std": 0.02, "attn_mult": 1.0}) == "mup"
+    assert parametrization_label({"parametrization": "mup", "output_mult": 4, "init_std": 0.01}) == "mup(output_mult=4,init_std=0.01)"
+    assert parametrization_label({"parametrization": "sp"}) == "sp"  # configs from before the multipliers existed
+    cfg = _compose(["experiment=scaling_mup_tune", "model.module.config.output_mult=4", "optim.lr=1e-2"])
+    job = tmp_path / "0"
+    (job / ".hydra").mkdir(parents=True)
+    OmegaConf.save(cfg, job / ".hydra" / "config.yaml")
+    (job / "csv" / "version_0").mkdir(parents=True)
+    pd.DataFrame([{"epoch": 0, "step": 299, "val/loss": 0.9}]).to_csv(job / "csv" / "version_0" / "metrics.csv", index=False)
+    (run,), failed = read_transfer(tmp_path)
+    assert (run.parametrization, run.width, run.lr, run.loss, failed) == ("mup(output_mult=4)", 32, 1e-2, 0.9, [])
