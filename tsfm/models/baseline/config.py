@@ -10,7 +10,6 @@ in ``__post_init__``; sizes are checked before anything is allocated (docs/archi
 from __future__ import annotations
 
 import math
-
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
