@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Regenerate every figure and table of experiments/scaling/README.md (sessions of 2026-12-05):
 # the enc-vs-dec sweeps at 300, 600 and 1,200 steps (ID + OOD), the Moirai-style encoder sweep, the
-# Chronos-2 and Moirai family sweeps, the learning-rate transfer grid, and every fit. About 3 hours on 2 CPU cores; run it on a quiet machine.
+# Chronos-2 and Moirai family sweeps, the learning-rate transfer grids (muP multipliers included), and every fit. About 3.5 hours on 2 CPU cores; run it on a quiet machine.
 #   bash experiments/scaling/regenerate.sh [work dir, default logs/scaling/<time>]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -26,6 +26,16 @@ for fam in chronos2 moirai; do
 done
 $PY -m tsfm.train experiment=scaling_lr_transfer hydra.sweep.dir="$WORK/lr"
 $PY -m tsfm.train experiment=scaling_lr_transfer optim.lr=3.2e-2,6.4e-2,1.28e-1 hydra.sweep.dir="$WORK/lr_high"
+# muP's multipliers at the base width (session 22; the tables are in the README), then the transfer with them
+$PY -m tsfm.train experiment=scaling_mup_tune hydra.sweep.dir="$WORK/mup_tune"
+$PY -m tsfm.train experiment=scaling_mup_tune model.module.config.output_mult=2,8 hydra.sweep.dir="$WORK/mup_tune2"
+$PY -m tsfm.train experiment=scaling_mup_tune model.module.config.output_mult=4 \
+  model.module.config.init_std=0.01,0.04,0.08 hydra.sweep.dir="$WORK/mup_std"
+$PY -m tsfm.train experiment=scaling_mup_tune model.module.config.output_mult=4 \
+  model.module.config.attn_mult=0.5,2 hydra.sweep.dir="$WORK/mup_attn"
+$PY -m tsfm.train experiment=scaling_lr_transfer model.module.config.parametrization=mup \
+  model.module.config.output_mult=4 model.module.config.d_model=32,64,128,256,512 \
+  optim.lr=4e-3,8e-3,1.6e-2,3.2e-2,6.4e-2,1.28e-1 hydra.sweep.dir="$WORK/lr_mup4"
 
 $PY -m tsfm.scaling fit "$WORK/s600" "$WORK/r600" --form pure --no-joint --out "$OUT/id_ood_pure"
 $PY -m tsfm.scaling fit "$WORK/s1200" --form pure --no-joint --out "$OUT/id_ood_1200_pure"
@@ -38,4 +48,5 @@ $PY -m tsfm.scaling fit "$WORK/s600" "$WORK/r600" "$WORK/chronos2600" "$WORK/moi
 $PY -m tsfm.scaling fit "$WORK"/chronos2{300,600,1200} "$WORK"/moirai{300,600,1200} --form pure --joint-points final \
   --joint-grid small --joint-top-k 50 --bootstrap 300 --out "$OUT/families_joint_300_600_1200"
 $PY -m tsfm.scaling lr-transfer "$WORK/lr" "$WORK/lr_high" --out "$OUT"
+$PY -m tsfm.scaling lr-transfer "$WORK/lr_mup4" --out "$OUT/mup_output_mult4"
 $PY -m tsfm.scaling ladder

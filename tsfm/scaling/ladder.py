@@ -9,8 +9,8 @@ hyperparameters tuned on a small model is the recipe of every larger one:
 * **parametrisation** ``mup`` relative to the rung-0 model (``base_width = 32``,
   ``base_head_dim = 32``): the hidden matrices' init and Adam learning rate scale as
   ``1 / width_mult``, attention logits as ``1 / head_dim``, the head reads ``h / width_mult``
-  (:class:`~tsfm.models.baseline.config.BaselineConfig`). So the **learning rate** is one number,
-  tuned at small width (``experiments/scaling/README.md``, "One recipe across sizes": the measured
+  (:class:`~tsfm.models.baseline.config.BaselineConfig`), with muP's output multiplier (4) tuned on the
+  rung-0 model. So the **learning rate** is one number, tuned at small width (``experiments/scaling/README.md``, "One recipe across sizes": the measured
   transfer across a 16x width range), not a per-size search;
 * **batch** ``min(4096, 32 * 2**k)`` windows per step (doubling with the width: a larger model reaches a
   lower loss, where the gradient noise is larger relative to the signal and larger batches pay off);
