@@ -102,3 +102,36 @@ def test_corpus_entry_builds_a_readable_subdataset(tmp_path):
     assert len(ds) == 25 and ds.lengths.max() <= 300
     first = next(generate_structural("ets", 1, seed=0, max_length=300))
     np.testing.assert_array_equal(ds.series(0).target, first.target)
+
+
+def test_a_corpus_entry_can_set_the_mix_of_trend_kinds(tmp_path):
+    """`trend_weights` (one weight per kind in TREND_KINDS) steers the trend_seasonal and seasonal generators;
+    without it the series are those of the default mix, and the option is part of the cache key."""
+    from tsfm.data.synthetic.structural import TREND_KINDS, TREND_WEIGHTS, _trend
+
+    rng = np.random.default_rng(0)
+    only = lambda kind: [1.0 if k == kind else 0.0 for k in TREND_KINDS]  # noqa: E731
+    assert not np.any(_trend(rng, 50, only("none")))
+    linear = _trend(rng, 50, only("linear"))
+    np.testing.assert_allclose(np.diff(linear, 2), 0.0, atol=1e-12)  # a straight line
+    assert len(TREND_WEIGHTS) == len(TREND_KINDS) and sum(TREND_WEIGHTS) == pytest.approx(1.0)
+    default = [s.target for s in generate_structural("trend_seasonal", 30, seed=3)]
+    tilted = [s.target for s in generate_structural("trend_seasonal", 30, seed=3, trend_weights=only("linear"))]
+    assert any(not np.array_equal(a, b, equal_nan=True) for a, b in zip(default, tilted))
+    again = [s.target for s in generate_structural("trend_seasonal", 30, seed=3, trend_weights=only("linear"))]
+    assert all(np.array_equal(a, b, equal_nan=True) for a, b in zip(tilted, again))  # deterministic
+    entry = {"name": "ts", "generator": "trend_seasonal", "num_series": 5, "seed": 0}
+    (plain,) = resolve([entry], tmp_path)
+    (mixed,) = resolve([{**entry, "trend_weights": only("linear")}], tmp_path)
+    assert plain.path != mixed.path  # a different corpus, cached apart
+    materialize(mixed)
+    np.testing.assert_array_equal(SubDataset(mixed.path).series(0).target, tilted_first(only("linear")))
+    for bad in ([1, 2], [-1, 1, 1, 1, 1], [0, 0, 0, 0, 0], "linear"):
+        with pytest.raises(ValueError, match="give 5 non-negative weights"):
+            list(generate_structural("seasonal", 1, trend_weights=bad))
+    with pytest.raises(ValueError, match="trend_weights is an option of the trend_seasonal and seasonal generators"):
+        list(generate_structural("ets", 1, trend_weights=only("linear")))
+
+
+def tilted_first(weights):
+    return next(generate_structural("trend_seasonal", 1, seed=0, trend_weights=weights)).target

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from scipy.signal import lfilter
@@ -84,10 +85,27 @@ def draw_profile(
 
 
 # -- components ---------------------------------------------------------------------------------
-def _trend(rng: np.random.Generator, n: int) -> np.ndarray:
-    """A trend curve over ``t in [0, 1]`` relative to a unit level (total change ~ O(1))."""
+TREND_KINDS = ("none", "linear", "exp", "damped", "piecewise")
+TREND_WEIGHTS = (0.15, 0.3, 0.15, 0.2, 0.2)  # the default corpus's mix (a corpus entry's `trend_weights`)
+
+
+def trend_probabilities(weights: Any) -> list[float]:
+    """``trend_weights`` (one non-negative weight per :data:`TREND_KINDS` entry) as probabilities."""
+    try:
+        w = None if isinstance(weights, (str, bytes)) else [float(x) for x in weights]
+    except (TypeError, ValueError):
+        w = None
+    if w is None or len(w) != len(TREND_KINDS) or not all(np.isfinite(x) and x >= 0 for x in w) or not sum(w) > 0:
+        raise ValueError(f"trend_weights={weights!r}: give {len(TREND_KINDS)} non-negative weights, not all zero, "
+                         f"for the trend kinds {list(TREND_KINDS)} (default {list(TREND_WEIGHTS)})")
+    return [x / sum(w) for x in w]
+
+
+def _trend(rng: np.random.Generator, n: int, weights: Any = None) -> np.ndarray:
+    """A trend curve over ``t in [0, 1]`` relative to a unit level (total change ~ O(1)); its kind is drawn
+    with ``weights`` (default :data:`TREND_WEIGHTS`)."""
     t = np.linspace(0.0, 1.0, n)
-    kind = rng.choice(["none", "linear", "exp", "damped", "piecewise"], p=[0.15, 0.3, 0.15, 0.2, 0.2])
+    kind = rng.choice(list(TREND_KINDS), p=list(TREND_WEIGHTS) if weights is None else trend_probabilities(weights))
     if kind == "none":
         return np.zeros(n)
     if kind == "linear":
@@ -175,12 +193,13 @@ def _events(rng: np.random.Generator, y: np.ndarray, sigma: float) -> np.ndarray
 
 
 # -- generators -----------------------------------------------------------------------------------
-def trend_seasonal_series(i: int, seed: int = 0, max_length: int | None = None) -> tuple[np.ndarray, str]:
+def trend_seasonal_series(i: int, seed: int = 0, max_length: int | None = None,
+                          trend_weights: Any = None) -> tuple[np.ndarray, str]:
     rng = _rng("trend_seasonal", seed, i)
     prof, n = draw_profile(rng, max_length)
     # trend, seasonality and noise sizes are drawn independently on log scales, so each of them
     # dominates some series: a clean seasonal pattern must be as common as a clean trend
-    g = _trend(rng, n) * float(np.exp(rng.uniform(np.log(0.05), np.log(2.0))))
+    g = _trend(rng, n, trend_weights) * float(np.exp(rng.uniform(np.log(0.05), np.log(2.0))))
     s = np.zeros(n)
     amp = float(np.exp(rng.uniform(np.log(0.02), np.log(0.5))))
     for j, p in enumerate(prof.periods):
@@ -197,7 +216,8 @@ def trend_seasonal_series(i: int, seed: int = 0, max_length: int | None = None) 
     return _finish(rng, y, positive=rng.random() < 0.7), prof.freq
 
 
-def seasonal_series(i: int, seed: int = 0, max_length: int | None = None) -> tuple[np.ndarray, str]:
+def seasonal_series(i: int, seed: int = 0, max_length: int | None = None,
+                    trend_weights: Any = None) -> tuple[np.ndarray, str]:
     """A clean, seasonality-dominated series: 1–2 seasonal patterns, a small trend, little noise.
 
     Copying a seasonal pattern forward is what Seasonal Naive does and what a patch model learns
@@ -213,7 +233,7 @@ def seasonal_series(i: int, seed: int = 0, max_length: int | None = None) -> tup
     s = amp * _season(rng, n, periods[0])
     if len(periods) > 1 and rng.random() < 0.5:
         s += amp * rng.uniform(0.2, 1.0) * _season(rng, n, periods[1])
-    g = _trend(rng, n) * amp * float(np.exp(rng.uniform(np.log(0.05), np.log(1.0))))
+    g = _trend(rng, n, trend_weights) * amp * float(np.exp(rng.uniform(np.log(0.05), np.log(1.0))))
     sigma = amp * float(np.exp(rng.uniform(np.log(0.01), np.log(0.3))))
     y = 1.0 + g + s + sigma * _noise(rng, n) if rng.random() < 0.5 else (1.0 + g) * (1.0 + s) * (1.0 + sigma * _noise(rng, n))
     return _finish(rng, y, positive=rng.random() < 0.7), prof.freq
@@ -349,12 +369,23 @@ def synth_mix_series(i: int, seed: int = 0, max_length: int | None = None, k_max
 GENERATORS: dict[str, Callable[..., tuple[np.ndarray, str]]] = {**_BASE, "synth_mix": synth_mix_series}
 
 
+TREND_GENERATORS = ("trend_seasonal", "seasonal")  # the generators that take trend_weights
+
+
 def generate_structural(
-    generator: str, num_series: int, seed: int = 0, max_length: int | None = None
+    generator: str, num_series: int, seed: int = 0, max_length: int | None = None, trend_weights: Any = None
 ) -> Iterator[Series]:
-    """``num_series`` series of one structural generator as :class:`Series` (freq from the profile)."""
+    """``num_series`` series of one structural generator as :class:`Series` (freq from the profile).
+    ``trend_weights``: the mix of trend kinds (:data:`TREND_KINDS`) for the generators that draw one."""
     if generator not in GENERATORS:
         raise ValueError(f"unknown structural generator {generator!r}; use one of {sorted(GENERATORS)}")
+    extra: dict[str, Any] = {}
+    if trend_weights is not None:
+        if generator not in TREND_GENERATORS:
+            raise ValueError(f"trend_weights is an option of the {' and '.join(TREND_GENERATORS)} generators, not "
+                             f"{generator!r}; remove it from that corpus entry")
+        trend_probabilities(trend_weights)  # checked before anything is written
+        extra["trend_weights"] = list(trend_weights)
     if num_series < 0:
         raise ValueError(f"num_series must be >= 0, got {num_series}")
     if max_length is not None and max_length < PROFILES[0].length[0]:
@@ -362,5 +393,5 @@ def generate_structural(
     start = np.datetime64("2000-01-01T00:00:00", "s")
     fn = GENERATORS[generator]
     for i in range(num_series):
-        y, freq = fn(i, seed, max_length)
+        y, freq = fn(i, seed, max_length, **extra)
         yield Series(y.astype(np.float32)[None, :], freq, f"{generator}_{seed}_{i}", generator, start)
