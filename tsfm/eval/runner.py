@@ -266,7 +266,7 @@ def evaluate_suite(
             score.fallbacks = fallbacks
             score.seconds = time.perf_counter() - t0
             dr.scores[name] = score
-            if isinstance(f, StatsBaseline) and name != model_name and score.ok:
+            if isinstance(f, StatsBaseline) and score.ok:  # also the reference when it is the evaluated model
                 key = f"{spec.name}__{f.name}__{cache_digest(f, w.contexts, spec.prediction_length, levels, spec.seasonality)}"
                 result.baseline_scores[precomputed.score_key(key, [m for m in metrics if m != "nll"])] = {
                     "dataset": spec.name, "baseline": name, "metrics": score.metrics, "fallbacks": fallbacks}

@@ -66,6 +66,32 @@ def test_univariate_numpy_shapes_and_context_length(forecaster):
         forecaster.predict_samples(ctx, 24)
 
 
+def test_context_ensemble_averages_the_full_and_the_short_context_forecasts(fixtures_dir, tmp_path):
+    from tsfm.models.chronos2.convert import load_model, save_pretrained
+
+    rng = np.random.default_rng(2)
+    ctx = [rng.standard_normal(n).cumsum().astype(np.float32) for n in (300, 40, 150)]
+    plain = load_forecaster(fixtures_dir / "chronos2_tiny" / "checkpoint")
+    assert plain.config.context_ensemble == []  # official checkpoints: the reference's single forecast
+    full = plain.predict_quantiles(ctx, 24)
+    last64 = plain.predict_quantiles([c[-64:] for c in ctx], 24)
+    ens = plain.predict_quantiles(ctx, 24, context_ensemble=[64])
+    np.testing.assert_allclose(ens, (full + last64) / 2, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(ens[1], full[1], rtol=1e-5, atol=1e-5)  # 40 points: both views are the whole series
+    # a setting of the checkpoint: written to config.json (the reference ignores the key), read back, switchable off
+    model = load_model(fixtures_dir / "chronos2_tiny" / "checkpoint", overrides={"context_ensemble": [64]})
+    out = save_pretrained(model, tmp_path / "ens")
+    assert '"tsfm_context_ensemble": [\n    64\n  ]' in (out / "config.json").read_text()
+    stored = load_forecaster(out)
+    assert stored.config.context_ensemble == [64]
+    np.testing.assert_allclose(stored.predict_quantiles(ctx, 24), ens, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(load_forecaster(out, context_ensemble=[]).predict_quantiles(ctx, 24), full, rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="context_ensemble=\\[0\\] must list positive context lengths"):
+        plain.predict_quantiles(ctx, 24, context_ensemble=[0])
+    with pytest.raises(ValueError, match="context_ensemble=\\[-4\\] must list positive context lengths"):
+        load_forecaster(fixtures_dir / "chronos2_tiny" / "checkpoint", context_ensemble=[-4])
+
+
 def test_dataframe_with_future_covariates(forecaster):
     rng = np.random.default_rng(1)
     rows, fut_rows = [], []

@@ -93,3 +93,23 @@ def test_min_future_admits_short_series_with_a_nan_padded_future():
     assert len(cuts) > 5
     with pytest.raises(ValueError, match=r"min_future must be in \[1, prediction_length=32\]"):
         Chronos2Task(64, 32, min_future=40)
+
+
+def test_long_context_prob_draws_full_contexts_with_an_observed_horizon():
+    long_series, short_series = _series(t=300), _series(t=50, seed=1)
+    task = Chronos2Task(context_length=64, prediction_length=16, min_past=8, min_future=1, long_context_prob=1.0)
+    for i in range(30):
+        s = task(long_series, np.random.default_rng(i))  # a full 64-point window, anywhere its horizon fits
+        assert s["context"].shape[1] == 64 and np.isfinite(s["future_target"]).all()
+        s = task(short_series, np.random.default_rng(i))  # the whole history before the last 16 points
+        assert s["context"].shape[1] == 34 and np.isfinite(s["future_target"]).all()
+    uniform, mixed = Chronos2Task(64, 16, min_past=8), Chronos2Task(64, 16, min_past=8, long_context_prob=0.5)
+    medium = _series(t=100, seed=2)
+    mean_ctx = [np.mean([t(medium, np.random.default_rng(i))["context"].shape[1] for i in range(400)])
+                for t in (uniform, mixed)]
+    assert mean_ctx[0] < 48 and mean_ctx[1] > mean_ctx[0] + 6  # half the draws are full windows
+    # the default draws no extra random number: runs of earlier versions keep their data stream
+    a = uniform(long_series, np.random.default_rng(3))["future_target"]
+    np.testing.assert_array_equal(a, Chronos2Task(64, 16, min_past=8, long_context_prob=0.0)(long_series, np.random.default_rng(3))["future_target"])
+    with pytest.raises(ValueError, match="long_context_prob must be in"):
+        Chronos2Task(long_context_prob=1.5)

@@ -46,11 +46,15 @@ class Chronos2Config:
     use_reg_token: bool = True
     use_arcsinh: bool = True
     time_encoding_scale: int | None = None
+    # a tsfm inference setting, not architecture: the forecast averages the quantiles of the full-context
+    # forecast with those from the last L points of the context, for each L here (empty: the reference's forecast)
+    context_ensemble: list[int] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if self.time_encoding_scale is None:
             self.time_encoding_scale = self.context_length
         self.quantiles = [float(q) for q in self.quantiles]
+        self.context_ensemble = [int(n) for n in (self.context_ensemble or [])]
         self.validate()
 
     def validate(self) -> None:
@@ -70,6 +74,9 @@ class Chronos2Config:
             raise ValueError(f"chronos2 config: quantiles must be a non-empty list in (0, 1), got {self.quantiles}")
         if sorted(self.quantiles) != self.quantiles:
             raise ValueError("chronos2 config: quantiles must be sorted ascending")
+        if any(n < 1 for n in self.context_ensemble):
+            raise ValueError(f"chronos2 config: context_ensemble={self.context_ensemble} must list positive context "
+                             "lengths (e.g. [64]), or be empty for the single full-context forecast")
         if not 0.0 <= self.dropout_rate < 1.0:
             raise ValueError(f"chronos2 config: dropout_rate={self.dropout_rate} must be in [0, 1)")
         if self.num_parameters() > _MAX_PARAMS:
@@ -129,11 +136,14 @@ class Chronos2Config:
             use_reg_token=bool(cc.get("use_reg_token", False)),
             use_arcsinh=bool(cc.get("use_arcsinh", False)),
             time_encoding_scale=cc.get("time_encoding_scale"),
+            context_ensemble=list(cfg.get("tsfm_context_ensemble") or []),
         )
 
     def to_hf_dict(self) -> dict[str, Any]:
-        """The official config.json layout (readable by ``Chronos2Pipeline.from_pretrained``)."""
-        return {
+        """The official config.json layout (readable by ``Chronos2Pipeline.from_pretrained``); a context ensemble
+        is the top-level key ``tsfm_context_ensemble``, which the reference ignores."""
+        extra = {"tsfm_context_ensemble": list(self.context_ensemble)} if self.context_ensemble else {}
+        return {**extra,
             "architectures": ["Chronos2Model"],
             "chronos_config": {
                 "context_length": self.context_length,

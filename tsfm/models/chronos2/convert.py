@@ -25,8 +25,9 @@ from tsfm.models.chronos2.model import Chronos2Model
 log = logging.getLogger(__name__)
 
 # config keys a run may change when it starts from a checkpoint: a longer context (stage 2 of the
-# context extension; ``time_encoding_scale`` stays the checkpoint's), the output patches, dropout
-EDITABLE = frozenset({"context_length", "max_output_patches", "dropout_rate"})
+# context extension; ``time_encoding_scale`` stays the checkpoint's), the output patches, dropout, and the
+# inference-time context ensemble (``load_forecaster(path, context_ensemble=[])`` turns it off)
+EDITABLE = frozenset({"context_length", "max_output_patches", "dropout_rate", "context_ensemble"})
 
 
 def read_config(path: str | Path) -> Chronos2Config:

@@ -76,7 +76,8 @@ class Chronos2Forecaster(Forecaster):
     """Quantile forecasts from a :class:`Chronos2Model` (``load_forecaster`` returns this)."""
 
     family = "chronos2"
-    forecast_options = ("cross_learning", "batch_size", "context_length", "max_output_patches", "unrolled_quantiles", "dtype")
+    forecast_options = ("cross_learning", "batch_size", "context_length", "max_output_patches", "unrolled_quantiles", "dtype",
+                        "context_ensemble")
     samples = False
 
     def __init__(self, model: Chronos2Model, device: str | torch.device = "cpu") -> None:
@@ -157,8 +158,14 @@ class Chronos2Forecaster(Forecaster):
         max_output_patches: int | None = None,
         unrolled_quantiles: Sequence[float] = UNROLLED_QUANTILES,
         dtype: torch.dtype | str | None = None,
+        context_ensemble: Sequence[int] | None = None,
     ) -> list[torch.Tensor]:
-        """Per series the model's quantile grid ``[V, Q_model, H]`` in the original scale."""
+        """Per series the model's quantile grid ``[V, Q_model, H]`` in the original scale.
+
+        ``context_ensemble`` (default: the config's, empty for official checkpoints): context lengths ``L``; the
+        result averages, level by level, the forecast from the full context with those from its last ``L``
+        points (each ``L`` shorter than the context used; an average of quantile functions stays one).
+        """
         c = self.config
         ctx_len = min(context_length or c.context_length, c.context_length)
         max_patches = max_output_patches or c.max_output_patches
@@ -168,6 +175,20 @@ class Chronos2Forecaster(Forecaster):
         grid = self.model.quantiles.cpu()
         if not all(torch.isclose(grid, u).any() for u in unrolled):
             raise ValueError(f"unrolled_quantiles {list(unrolled_quantiles)} must be levels of the model: {c.quantiles}")
+        ensemble = c.context_ensemble if context_ensemble is None else list(context_ensemble)
+        if any(int(n) < 1 for n in ensemble):
+            raise ValueError(f"context_ensemble={list(ensemble)} must list positive context lengths (e.g. [64]), or be "
+                             "empty for the single full-context forecast")
+        views = [ctx_len] + sorted({int(n) for n in ensemble if int(n) < ctx_len}, reverse=True)
+        runs = [self._predict_raw_at(inputs, prediction_length, cross_learning, batch_size, n, max_patches, unrolled, dtype)
+                for n in views]
+        if len(runs) == 1:
+            return runs[0]
+        return [torch.stack(per_view).mean(0) for per_view in zip(*runs)]
+
+    def _predict_raw_at(self, inputs, prediction_length, cross_learning, batch_size, ctx_len, max_patches, unrolled,  # noqa: ANN001
+                        dtype) -> list[torch.Tensor]:  # noqa: ANN001
+        """:meth:`predict_raw` from the last ``ctx_len`` points of every context."""
         groups = self._groups(inputs, prediction_length, ctx_len)
         for i, (rows, _, _) in enumerate(groups):
             if rows.shape[0] > batch_size:

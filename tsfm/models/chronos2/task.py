@@ -41,6 +41,7 @@ class Chronos2Task:
         known_covariate_prob: float = 0.5,
         target_as_covariate_prob: float = 0.0,
         min_future: int | None = None,
+        long_context_prob: float = 0.0,
     ) -> None:
         min_future = prediction_length if min_future is None else int(min_future)
         if not 1 <= min_future <= prediction_length:
@@ -52,7 +53,8 @@ class Chronos2Task:
             )
         if max_group_size < 1:
             raise ValueError(f"max_group_size must be >= 1, got {max_group_size}")
-        for name, p in (("known_covariate_prob", known_covariate_prob), ("target_as_covariate_prob", target_as_covariate_prob)):
+        for name, p in (("known_covariate_prob", known_covariate_prob), ("target_as_covariate_prob", target_as_covariate_prob),
+                        ("long_context_prob", long_context_prob)):
             if not 0.0 <= p <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1], got {p}")
         self.context_length = context_length
@@ -64,6 +66,7 @@ class Chronos2Task:
         self.target_as_covariate_prob = target_as_covariate_prob
         self.min_future = min_future
         self.min_length = min_past + min_future
+        self.long_context_prob = float(long_context_prob)
 
     @property
     def num_output_patches(self) -> int:
@@ -112,7 +115,7 @@ class Chronos2Task:
         order = np.concatenate([np.flatnonzero(~cov_known), np.flatnonzero(cov_known)])
         cov, cov_known = cov[order], cov_known[order]
         rows = np.concatenate([target[t_idx], cov], axis=0)  # [R, T]
-        cut = int(rng.integers(self.min_past, length - self.min_future + 1))
+        cut = self._cut(length, rng)
         context = rows[:, max(0, cut - self.context_length) : cut]
         future = rows[:, cut : cut + h]
         if future.shape[1] < h:  # min_future < h: the part past the series end is missing
@@ -131,6 +134,16 @@ class Chronos2Task:
             "future_covariates": future_cov,
             "n_targets": n_targets,
         }
+
+    def _cut(self, length: int, rng: np.random.Generator) -> int:
+        """Where the context ends. Uniform over the admissible cuts; with ``long_context_prob`` the context is as
+        long as possible instead: a full ``context_length`` window (or the whole history of a shorter series)
+        before a horizon that is observed wherever the series is long enough."""
+        hi = length - self.min_future
+        if self.long_context_prob > 0.0 and rng.random() < self.long_context_prob:
+            full = length - self.prediction_length if length - self.prediction_length >= self.min_past else hi
+            return int(rng.integers(min(max(self.context_length, self.min_past), full), full + 1))
+        return int(rng.integers(self.min_past, hi + 1))
 
     @staticmethod
     def sample_length(sample: Sample) -> int:
