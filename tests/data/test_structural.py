@@ -132,3 +132,26 @@ def test_a_corpus_entry_can_set_the_mix_of_trend_kinds(tmp_path):
             list(generate_structural("seasonal", 1, trend_weights=bad))
     with pytest.raises(ValueError, match="trend_weights is an option of the trend_seasonal and seasonal generators"):
         list(generate_structural("ets", 1, trend_weights=only("linear")))
+
+
+def test_season_peaks_draws_patterns_with_sharp_single_step_peaks(tmp_path):
+    """`season_peaks` (a probability) gives the trend_seasonal and seasonal generators patterns with 1-2 sharp
+    peaks, like December retail; 0 keeps the series of earlier corpora exactly."""
+    from tsfm.data.synthetic.structural import _season
+
+    rng = np.random.default_rng(0)
+    peaked = _season(rng, 48, 12, peaks=1.0)
+    np.testing.assert_allclose(peaked[:12], peaked[12:24])  # one period, repeated
+    assert peaked.mean() == pytest.approx(0.0, abs=1e-9) and peaked.std() == pytest.approx(1.0)
+    assert np.abs(peaked[:12]).max() > 2.5  # a single step stands out (a sine's peak is 1.41 sd)
+    plain = [s.target for s in generate_structural("seasonal", 20, seed=1)]
+    zero = [s.target for s in generate_structural("seasonal", 20, seed=1, season_peaks=0.0)]
+    assert all(np.array_equal(a, b, equal_nan=True) for a, b in zip(plain, zero))
+    some = [s.target for s in generate_structural("seasonal", 20, seed=1, season_peaks=0.5)]
+    assert any(not np.array_equal(a, b, equal_nan=True) for a, b in zip(plain, some))
+    entry = {"name": "s", "generator": "seasonal", "num_series": 3, "seed": 0}
+    assert resolve([entry], tmp_path)[0].path != resolve([{**entry, "season_peaks": 0.5}], tmp_path)[0].path
+    with pytest.raises(ValueError, match=r"season_peaks=1.5 must be a probability in \[0, 1\]"):
+        list(generate_structural("seasonal", 1, season_peaks=1.5))
+    with pytest.raises(ValueError, match="season_peaks is an option of the trend_seasonal and seasonal generators"):
+        list(generate_structural("arima", 1, season_peaks=0.5))

@@ -125,10 +125,23 @@ def _trend(rng: np.random.Generator, n: int, weights: Any = None) -> np.ndarray:
     return g
 
 
-def _season(rng: np.random.Generator, n: int, period: int) -> np.ndarray:
-    """A zero-mean seasonal pattern of ``period`` with unit-ish amplitude."""
+def _peaked_pattern(rng: np.random.Generator, period: int) -> np.ndarray:
+    """One period of a pattern with 1-2 sharp single-step peaks (or dips) over a small base: December retail,
+    holiday weeks, a fourth-quarter surge. Smoothed free-form patterns never have them."""
+    pat = rng.normal(0.0, 0.3, period)
+    k = 1 if period < 4 or rng.random() < 0.6 else 2
+    at = rng.choice(period, k, replace=False)
+    pat[at] += rng.choice([-1.0, 1.0], k, p=[0.2, 0.8]) * rng.uniform(2.0, 6.0, k)
+    return pat - pat.mean()
+
+
+def _season(rng: np.random.Generator, n: int, period: int, peaks: float = 0.0) -> np.ndarray:
+    """A zero-mean seasonal pattern of ``period`` with unit-ish amplitude; with probability ``peaks`` one with
+    sharp single-step peaks (:func:`_peaked_pattern`; 0 draws no extra random number)."""
     t = np.arange(n)
-    if rng.random() < 0.6:  # a few harmonics with decaying amplitudes
+    if peaks > 0.0 and rng.random() < peaks:
+        out = _peaked_pattern(rng, period)[t % period]
+    elif rng.random() < 0.6:  # a few harmonics with decaying amplitudes
         k = int(rng.integers(1, min(4, max(period // 2, 1)) + 1))
         out = np.zeros(n)
         for j in range(1, k + 1):
@@ -194,7 +207,7 @@ def _events(rng: np.random.Generator, y: np.ndarray, sigma: float) -> np.ndarray
 
 # -- generators -----------------------------------------------------------------------------------
 def trend_seasonal_series(i: int, seed: int = 0, max_length: int | None = None,
-                          trend_weights: Any = None) -> tuple[np.ndarray, str]:
+                          trend_weights: Any = None, season_peaks: float = 0.0) -> tuple[np.ndarray, str]:
     rng = _rng("trend_seasonal", seed, i)
     prof, n = draw_profile(rng, max_length)
     # trend, seasonality and noise sizes are drawn independently on log scales, so each of them
@@ -204,7 +217,7 @@ def trend_seasonal_series(i: int, seed: int = 0, max_length: int | None = None,
     amp = float(np.exp(rng.uniform(np.log(0.02), np.log(0.5))))
     for j, p in enumerate(prof.periods):
         if p < n // 2 and rng.random() < (0.8 if j == 0 else 0.4):
-            s += amp * (1.0 if j == 0 else rng.uniform(0.2, 1.0)) * _season(rng, n, p)
+            s += amp * (1.0 if j == 0 else rng.uniform(0.2, 1.0)) * _season(rng, n, p, season_peaks)
     sigma = float(np.exp(rng.uniform(np.log(0.002), np.log(0.15))))
     e = sigma * _noise(rng, n)
     if rng.random() < 0.5:  # multiplicative: seasonality and noise scale with the level
@@ -217,7 +230,7 @@ def trend_seasonal_series(i: int, seed: int = 0, max_length: int | None = None,
 
 
 def seasonal_series(i: int, seed: int = 0, max_length: int | None = None,
-                    trend_weights: Any = None) -> tuple[np.ndarray, str]:
+                    trend_weights: Any = None, season_peaks: float = 0.0) -> tuple[np.ndarray, str]:
     """A clean, seasonality-dominated series: 1–2 seasonal patterns, a small trend, little noise.
 
     Copying a seasonal pattern forward is what Seasonal Naive does and what a patch model learns
@@ -230,9 +243,9 @@ def seasonal_series(i: int, seed: int = 0, max_length: int | None = None,
     prof, n = draw_profile(rng, max_length, seasonal=True)
     periods = [p for p in prof.periods if 2 <= p <= n // 3] or [p for p in (4, 7, 12, 24) if p <= n // 3] or [2]
     amp = float(np.exp(rng.uniform(np.log(0.05), np.log(0.6))))
-    s = amp * _season(rng, n, periods[0])
+    s = amp * _season(rng, n, periods[0], season_peaks)
     if len(periods) > 1 and rng.random() < 0.5:
-        s += amp * rng.uniform(0.2, 1.0) * _season(rng, n, periods[1])
+        s += amp * rng.uniform(0.2, 1.0) * _season(rng, n, periods[1], season_peaks)
     g = _trend(rng, n, trend_weights) * amp * float(np.exp(rng.uniform(np.log(0.05), np.log(1.0))))
     sigma = amp * float(np.exp(rng.uniform(np.log(0.01), np.log(0.3))))
     y = 1.0 + g + s + sigma * _noise(rng, n) if rng.random() < 0.5 else (1.0 + g) * (1.0 + s) * (1.0 + sigma * _noise(rng, n))
@@ -369,23 +382,30 @@ def synth_mix_series(i: int, seed: int = 0, max_length: int | None = None, k_max
 GENERATORS: dict[str, Callable[..., tuple[np.ndarray, str]]] = {**_BASE, "synth_mix": synth_mix_series}
 
 
-TREND_GENERATORS = ("trend_seasonal", "seasonal")  # the generators that take trend_weights
+TREND_GENERATORS = ("trend_seasonal", "seasonal")  # the generators that take trend_weights and season_peaks
 
 
 def generate_structural(
-    generator: str, num_series: int, seed: int = 0, max_length: int | None = None, trend_weights: Any = None
+    generator: str, num_series: int, seed: int = 0, max_length: int | None = None, trend_weights: Any = None,
+    season_peaks: float = 0.0,
 ) -> Iterator[Series]:
     """``num_series`` series of one structural generator as :class:`Series` (freq from the profile).
-    ``trend_weights``: the mix of trend kinds (:data:`TREND_KINDS`) for the generators that draw one."""
+    ``trend_weights``: the mix of trend kinds (:data:`TREND_KINDS`) for the generators that draw one.
+    ``season_peaks``: the probability that a seasonal pattern of those generators has sharp single-step peaks."""
     if generator not in GENERATORS:
         raise ValueError(f"unknown structural generator {generator!r}; use one of {sorted(GENERATORS)}")
     extra: dict[str, Any] = {}
-    if trend_weights is not None:
-        if generator not in TREND_GENERATORS:
-            raise ValueError(f"trend_weights is an option of the {' and '.join(TREND_GENERATORS)} generators, not "
+    for name, given in (("trend_weights", trend_weights is not None), ("season_peaks", season_peaks != 0.0)):
+        if given and generator not in TREND_GENERATORS:
+            raise ValueError(f"{name} is an option of the {' and '.join(TREND_GENERATORS)} generators, not "
                              f"{generator!r}; remove it from that corpus entry")
+    if trend_weights is not None:
         trend_probabilities(trend_weights)  # checked before anything is written
         extra["trend_weights"] = list(trend_weights)
+    if season_peaks != 0.0:
+        if not 0.0 <= float(season_peaks) <= 1.0:
+            raise ValueError(f"season_peaks={season_peaks!r} must be a probability in [0, 1]")
+        extra["season_peaks"] = float(season_peaks)
     if num_series < 0:
         raise ValueError(f"num_series must be >= 0, got {num_series}")
     if max_length is not None and max_length < PROFILES[0].length[0]:
