@@ -51,3 +51,13 @@ def test_pretraining_selects_the_wsd_recipe_and_the_cli_wins():
     optim = OmegaConf.to_container(_compose(["model=chronos2_mini"]).optim, resolve=False)
     assert optim["scheduler"] == "wsd" and optim["lr"] == 2e-3
     assert _compose(["model=chronos2_mini", "optim=chronos2_finetune"]).optim.lr == 1e-6
+
+
+def test_only_the_quickstart_forecasts_with_a_context_ensemble():
+    quick = _compose([])  # the default model: chronos2_quickstart
+    assert list(quick.model.module.config.context_ensemble) == [64]
+    module = instantiate(quick.model.module, optim=OmegaConf.to_container(quick.optim, resolve=True), _convert_="all")
+    assert module.config.context_ensemble == [64]  # a setting of the model it trains and exports
+    assert instantiate(quick.model.task, _convert_="all").long_context_prob == 0.0
+    for size in ("chronos2_mini", "chronos2_small", "chronos2_base"):
+        assert list(_compose([f"model={size}"]).model.module.config.context_ensemble) == []

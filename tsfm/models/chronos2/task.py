@@ -13,6 +13,8 @@ last ``context_length`` steps before the cut) and a ``prediction_length`` future
   (short yearly or quarterly histories): the cut leaves at least ``min_future`` observed future
   steps, and the rest of the future is NaN, which the loss masks out. The reference needs the
   whole horizon (``min_future = prediction_length``, the default).
+* the cut is uniform over the admissible positions; ``long_context_prob`` (default 0) makes that share of the
+  cuts give a full ``context_length`` window (or a short series' whole history) before an observed horizon.
 
 This is the reference's task layout (``Chronos2Dataset`` in training mode) driven by our RNG so
 runs resume exactly. ``collate`` left-pads contexts with NaN and numbers the groups.
