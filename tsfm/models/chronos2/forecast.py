@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -179,12 +180,25 @@ class Chronos2Forecaster(Forecaster):
         if any(int(n) < 1 for n in ensemble):
             raise ValueError(f"context_ensemble={list(ensemble)} must list positive context lengths (e.g. [64]), or be "
                              "empty for the single full-context forecast")
-        views = [ctx_len] + sorted({int(n) for n in ensemble if int(n) < ctx_len}, reverse=True)
-        runs = [self._predict_raw_at(inputs, prediction_length, cross_learning, batch_size, n, max_patches, unrolled, dtype)
-                for n in views]
-        if len(runs) == 1:
-            return runs[0]
-        return [torch.stack(per_view).mean(0) for per_view in zip(*runs)]
+        full = self._predict_raw_at(inputs, prediction_length, cross_learning, batch_size, ctx_len, max_patches,
+                                    unrolled, dtype)
+        views = sorted({int(n) for n in ensemble if int(n) < ctx_len}, reverse=True)
+        if not views:
+            return full
+        total = [p.clone() for p in full]
+        for n in views:
+            # a series no longer than n gives the full forecast again: forecast only the others (with cross-learning
+            # every series shares the batch, so all of them)
+            idx = [i for i, t in enumerate(inputs.targets) if cross_learning or t.shape[-1] > n]
+            sub = replace(inputs, targets=[inputs.targets[i] for i in idx],
+                          past_covariates=[inputs.past_covariates[i] for i in idx],
+                          future_covariates=[inputs.future_covariates[i] for i in idx])
+            short = self._predict_raw_at(sub, prediction_length, cross_learning, batch_size, n, max_patches, unrolled,
+                                         dtype) if idx else []
+            part = dict(zip(idx, short))
+            for i in range(len(full)):
+                total[i] += part.get(i, full[i])
+        return [t / (len(views) + 1) for t in total]
 
     def _predict_raw_at(self, inputs, prediction_length, cross_learning, batch_size, ctx_len, max_patches, unrolled,  # noqa: ANN001
                         dtype) -> list[torch.Tensor]:  # noqa: ANN001
