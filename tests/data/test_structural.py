@@ -84,6 +84,62 @@ def test_trend_and_ets_series_include_random_walk_like_ones():
     assert _persistent_share("ets") > 0.67
 
 
+def test_season_rough_draws_unsmoothed_patterns_of_short_periods(tmp_path):
+    """`season_rough` (a probability) gives the trend_seasonal and seasonal generators rough patterns: one
+    independent value per phase, as the months of retail sales are. The smoothed and harmonic patterns alone
+    taught a model to forecast a clean rough period-12 pattern with an error of 60% of its amplitude (recipes
+    README, session 24). 0 keeps the series of earlier corpora exactly; periods above 52 stay smooth."""
+    from tsfm.data.synthetic.structural import _season
+
+    def lag1(x):  # autocorrelation of one period's pattern at lag 1 (circular)
+        x = x - x.mean()
+        return float(np.mean(x * np.roll(x, 1)) / np.mean(x * x))
+
+    rng = np.random.default_rng(0)
+    rough = [_season(rng, 48, 12, rough=1.0) for _ in range(200)]
+    np.testing.assert_allclose(rough[0][:12], rough[0][12:24])  # one period, repeated
+    assert rough[0].mean() == pytest.approx(0.0, abs=1e-9) and rough[0].std() == pytest.approx(1.0)
+    smooth = [_season(rng, 48, 12) for _ in range(200)]
+    assert np.median([lag1(x[:12]) for x in rough]) < 0.0 < 0.5 < np.median([lag1(x[:12]) for x in smooth])
+    long = [_season(rng, 400, 168, rough=1.0) for _ in range(50)]
+    assert np.median([lag1(x[:168]) for x in long]) > 0.5  # a weekly-hourly profile is never rough
+    plain = [s.target for s in generate_structural("trend_seasonal", 20, seed=1)]
+    zero = [s.target for s in generate_structural("trend_seasonal", 20, seed=1, season_rough=0.0)]
+    assert all(np.array_equal(a, b, equal_nan=True) for a, b in zip(plain, zero))
+    some = [s.target for s in generate_structural("trend_seasonal", 20, seed=1, season_rough=0.5)]
+    assert any(not np.array_equal(a, b, equal_nan=True) for a, b in zip(plain, some))
+    entry = {"name": "s", "generator": "seasonal", "num_series": 3, "seed": 0}
+    assert resolve([entry], tmp_path)[0].path != resolve([{**entry, "season_rough": 0.5}], tmp_path)[0].path
+    with pytest.raises(ValueError, match=r"season_rough=-0.1 must be a probability in \[0, 1\]"):
+        list(generate_structural("seasonal", 1, season_rough=-0.1))
+    with pytest.raises(ValueError, match="season_rough is an option of the trend_seasonal and seasonal generators"):
+        list(generate_structural("ets", 1, season_rough=0.5))
+
+
+def test_growth_paths_are_persistent_and_their_shocks_last():
+    """`growth` is the GDP / employment / retail shape the other generators lack: a random walk with drift,
+    where the last value (not a trend line) anchors the forecast and a crisis lowers the level for good."""
+    assert _persistent_share("growth") > 0.85
+    ys = [s.target[0].astype(np.float64) for s in generate_structural("growth", 400, seed=0)]
+    assert np.mean([np.nanmin(y) > 0 for y in ys]) > 0.75  # mostly positive (multiplicative) paths
+    # drift: most paths end above where they start, by a wide margin in some
+    ups = np.array([y[-1] > y[0] for y in ys if np.isfinite(y[[0, -1]]).all() and y[0] > 0])
+    assert 0.6 < ups.mean() < 0.95
+    # how strongly the next step pulls back to a fitted trend line: a random walk only by the fit's own
+    # small-sample bias (about -0.1); trend_seasonal's series, which revert to their trend, about -0.4
+    def reversion(name):
+        rev = []
+        for s in generate_structural(name, 400, seed=0):
+            y = s.target[0].astype(np.float64)
+            if len(y) >= 100 and np.isfinite(y).all():
+                t = np.arange(len(y))
+                gap = y - np.polyval(np.polyfit(t, y, 1), t)
+                rev.append(np.corrcoef(gap[:-1], np.diff(y))[0, 1])
+        return float(np.median(rev))
+
+    assert -0.2 < reversion("growth") and reversion("trend_seasonal") < -0.3
+
+
 def test_unknown_generator_and_bad_sizes_are_errors():
     with pytest.raises(ValueError, match="unknown structural generator 'nope'"):
         list(generate_structural("nope", 1))

@@ -49,7 +49,7 @@ TSMIXUP_DEFAULT_SOURCES = (
 )
 
 
-STRUCTURAL = ("trend_seasonal", "seasonal", "ets", "arima", "intermittent", "synth_mix")
+STRUCTURAL = ("trend_seasonal", "seasonal", "ets", "arima", "intermittent", "synth_mix", "growth")
 GENERATOR_NAMES = ("kernelsynth", "tsmixup", *STRUCTURAL)
 
 

@@ -6,6 +6,10 @@ first checks of any training recipe (``python -m tsfm.eval.probes <checkpoint>``
 
 * ``sine``: 216 points of ``10 + 3 sin(2πt/12)``, horizon 24 — median MAE relative to the amplitude;
 * ``trend``: 216 points of ``5 + 0.5 t``, horizon 24 — median MAE relative to the level;
+* ``rough_season``: 32 series of 300 points repeating a rough period-12 pattern (an independent value per
+  month, as retail sales or tourist arrivals have), horizon 24 — median MAE relative to the pattern's mean
+  absolute deviation. Seasonal Naive scores 0; smooth patterns alone teach a model to smooth it (a
+  session-22 quickstart export: 0.60, against 0.03 on the sine);
 * ``yearly_trend``: 20 yearly points ``100, 103, …``, horizon 6 — median MAE relative to the level;
 * ``interval``: the 80% interval width on a noiseless sine vs the same sine with noise;
 * ``random_walk``: 64 Gaussian random walks of 60 steps (step sd 1), horizon 1. The best median
@@ -42,6 +46,12 @@ def run_probes(forecaster: Any, **kw: Any) -> dict[str, float]:
     trend = 5 + 0.5 * t
     mae, _ = _median_mae(forecaster, trend[:216], trend[216:], **kw)
     out["trend_mae_over_level"] = mae / float(np.mean(trend[216:]))
+    pats = np.random.default_rng(2).normal(0.0, 1.0, (32, 12))
+    pats -= pats.mean(axis=1, keepdims=True)
+    rough = 10.0 + pats[:, np.arange(324) % 12]
+    q = np.asarray(forecaster.predict_quantiles([r[:300].astype(np.float32) for r in rough], prediction_length=24,
+                                                quantile_levels=LEVELS, **kw))  # [32, 24, 3]
+    out["rough_season_mae_over_amplitude"] = float(np.mean(np.abs(q[..., 1] - rough[:, 300:])) / np.mean(np.abs(pats)))
     yearly = 100 + 3.0 * np.arange(26)
     mae, _ = _median_mae(forecaster, yearly[:20], yearly[20:], **kw)
     out["yearly_trend_mae_over_level"] = mae / float(np.mean(yearly[20:]))

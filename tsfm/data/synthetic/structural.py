@@ -14,6 +14,9 @@ recipe, each generator here draws one series from a random structural model:
 * ``ets``: a simulated ETS(A|M, N|A|Ad, N|A|M) state-space model with random smoothing parameters;
 * ``arima``: a stationary ARMA(p ≤ 3, q ≤ 2) process, integrated 0–1 times, optionally seasonally
   integrated, with drift (random walks are the p = q = 0, d = 1 case);
+* ``growth``: a stochastic growth path (a random walk with drift, most often in logs: GDP, prices, sales),
+  whose growth rate wanders (AR(1)), with lasting shocks (a crisis lowers the level for good) and,
+  for some, a seasonal pattern that grows with the level (multiplicative, as retail sales);
 * ``intermittent``: intermittent demand and count series (Bernoulli occurrences × count sizes,
   or Poisson counts around a seasonal mean);
 * ``synth_mix``: TSMixup over the generators above (Dirichlet convex mix of mean-scaled draws),
@@ -61,7 +64,7 @@ _SEASONAL_P = np.where(_HAS_PERIODS, _PROFILE_P, 0.0) / _PROFILE_P[_HAS_PERIODS]
 # bump when what a generator draws changes: it is part of the corpus cache key, so cached
 # corpora of an older version are rebuilt instead of silently reused
 VERSION = 6
-_TAGS = {"trend_seasonal": 1, "ets": 2, "arima": 3, "intermittent": 4, "synth_mix": 5, "seasonal": 6}
+_TAGS = {"trend_seasonal": 1, "ets": 2, "arima": 3, "intermittent": 4, "synth_mix": 5, "seasonal": 6, "growth": 7}
 
 
 def _rng(name: str, seed: int, i: int) -> np.random.Generator:
@@ -135,12 +138,17 @@ def _peaked_pattern(rng: np.random.Generator, period: int) -> np.ndarray:
     return pat - pat.mean()
 
 
-def _season(rng: np.random.Generator, n: int, period: int, peaks: float = 0.0) -> np.ndarray:
+def _season(rng: np.random.Generator, n: int, period: int, peaks: float = 0.0, rough: float = 0.0) -> np.ndarray:
     """A zero-mean seasonal pattern of ``period`` with unit-ish amplitude; with probability ``peaks`` one with
-    sharp single-step peaks (:func:`_peaked_pattern`; 0 draws no extra random number)."""
+    sharp single-step peaks (:func:`_peaked_pattern`), with probability ``rough`` (periods up to 52) a rough one:
+    an independent value per phase, unsmoothed, as months of retail sales or tourist arrivals are (0 draws no
+    extra random number)."""
     t = np.arange(n)
     if peaks > 0.0 and rng.random() < peaks:
         out = _peaked_pattern(rng, period)[t % period]
+    elif rough > 0.0 and period <= 52 and rng.random() < rough:
+        pat = rng.normal(0.0, 1.0, period)
+        out = (pat - pat.mean())[t % period]
     elif rng.random() < 0.6:  # a few harmonics with decaying amplitudes
         k = int(rng.integers(1, min(4, max(period // 2, 1)) + 1))
         out = np.zeros(n)
@@ -207,7 +215,8 @@ def _events(rng: np.random.Generator, y: np.ndarray, sigma: float) -> np.ndarray
 
 # -- generators -----------------------------------------------------------------------------------
 def trend_seasonal_series(i: int, seed: int = 0, max_length: int | None = None,
-                          trend_weights: Any = None, season_peaks: float = 0.0) -> tuple[np.ndarray, str]:
+                          trend_weights: Any = None, season_peaks: float = 0.0,
+                          season_rough: float = 0.0) -> tuple[np.ndarray, str]:
     rng = _rng("trend_seasonal", seed, i)
     prof, n = draw_profile(rng, max_length)
     # trend, seasonality and noise sizes are drawn independently on log scales, so each of them
@@ -217,7 +226,7 @@ def trend_seasonal_series(i: int, seed: int = 0, max_length: int | None = None,
     amp = float(np.exp(rng.uniform(np.log(0.02), np.log(0.5))))
     for j, p in enumerate(prof.periods):
         if p < n // 2 and rng.random() < (0.8 if j == 0 else 0.4):
-            s += amp * (1.0 if j == 0 else rng.uniform(0.2, 1.0)) * _season(rng, n, p, season_peaks)
+            s += amp * (1.0 if j == 0 else rng.uniform(0.2, 1.0)) * _season(rng, n, p, season_peaks, season_rough)
     sigma = float(np.exp(rng.uniform(np.log(0.002), np.log(0.15))))
     e = sigma * _noise(rng, n)
     if rng.random() < 0.5:  # multiplicative: seasonality and noise scale with the level
@@ -230,7 +239,8 @@ def trend_seasonal_series(i: int, seed: int = 0, max_length: int | None = None,
 
 
 def seasonal_series(i: int, seed: int = 0, max_length: int | None = None,
-                    trend_weights: Any = None, season_peaks: float = 0.0) -> tuple[np.ndarray, str]:
+                    trend_weights: Any = None, season_peaks: float = 0.0,
+                    season_rough: float = 0.0) -> tuple[np.ndarray, str]:
     """A clean, seasonality-dominated series: 1–2 seasonal patterns, a small trend, little noise.
 
     Copying a seasonal pattern forward is what Seasonal Naive does and what a patch model learns
@@ -243,9 +253,9 @@ def seasonal_series(i: int, seed: int = 0, max_length: int | None = None,
     prof, n = draw_profile(rng, max_length, seasonal=True)
     periods = [p for p in prof.periods if 2 <= p <= n // 3] or [p for p in (4, 7, 12, 24) if p <= n // 3] or [2]
     amp = float(np.exp(rng.uniform(np.log(0.05), np.log(0.6))))
-    s = amp * _season(rng, n, periods[0], season_peaks)
+    s = amp * _season(rng, n, periods[0], season_peaks, season_rough)
     if len(periods) > 1 and rng.random() < 0.5:
-        s += amp * rng.uniform(0.2, 1.0) * _season(rng, n, periods[1], season_peaks)
+        s += amp * rng.uniform(0.2, 1.0) * _season(rng, n, periods[1], season_peaks, season_rough)
     g = _trend(rng, n, trend_weights) * amp * float(np.exp(rng.uniform(np.log(0.05), np.log(1.0))))
     sigma = amp * float(np.exp(rng.uniform(np.log(0.01), np.log(0.3))))
     y = 1.0 + g + s + sigma * _noise(rng, n) if rng.random() < 0.5 else (1.0 + g) * (1.0 + s) * (1.0 + sigma * _noise(rng, n))
@@ -327,6 +337,38 @@ def arima_series(i: int, seed: int = 0, max_length: int | None = None) -> tuple[
     return _finish(rng, y, positive=rng.random() < 0.5), prof.freq
 
 
+def growth_series(i: int, seed: int = 0, max_length: int | None = None) -> tuple[np.ndarray, str]:
+    """A stochastic growth path: the last value plus a drift is the right forecast, not a trend line.
+
+    ``trend_seasonal`` draws deterministic trends with small noise around them, so its series revert to
+    their trend line after a shock; economic series (GDP, employment, prices, retail sales) do not: a shock
+    moves the level for good and growth continues from there. Here the log-level (or, for a third, the
+    level) is a random walk whose step is a drift plus AR(1)-persistent growth noise, with occasional lasting
+    shocks; with the profile's period, half the series carry a seasonal pattern that scales with the level.
+    """
+    rng = _rng("growth", seed, i)
+    prof, n = draw_profile(rng, max_length)
+    # sizes over the whole path, so a 40-year and a 2,000-hour path grow alike: the walk's end-to-end
+    # spread 0.05-1.5 and the drift's total 0.05-3 (in logs; mostly growth), e.g. GDP: 3% a year +- 3%
+    sigma = float(np.exp(rng.uniform(np.log(0.05), np.log(1.5)))) / np.sqrt(n)
+    drift = float(rng.choice([-1.0, 1.0], p=[0.2, 0.8])) * float(np.exp(rng.uniform(np.log(0.05), np.log(3.0)))) / n
+    phi = float(rng.uniform(0.0, 0.8)) if rng.random() < 0.6 else 0.0  # persistent growth rates
+    steps = drift + sigma * lfilter([1.0], [1.0, -phi], rng.standard_normal(n)) * np.sqrt(1.0 - phi**2)
+    if rng.random() < 0.3:  # lasting shocks: a crisis (or a jump) that the level never makes up
+        at = rng.integers(1, n, int(rng.integers(1, 3)))
+        steps[at] += rng.choice([-1.0, 1.0], len(at), p=[0.75, 0.25]) * rng.uniform(3.0, 10.0, len(at)) * sigma
+    logy = np.cumsum(steps)
+    period = next((p for p in prof.periods if p < n // 2), None)
+    if period and rng.random() < 0.5:
+        amp = float(np.exp(rng.uniform(np.log(0.02), np.log(0.3))))
+        logy = logy + amp * _season(rng, n, period)
+    if rng.random() < 2 / 3:
+        y = np.exp(logy - logy.max())  # multiplicative growth: positive, shocks and seasons scale with it
+        return _finish(rng, y, positive=True), prof.freq
+    y = 1.0 + logy / max(float(np.std(logy)), 1e-9)  # additive: a random walk with drift in levels
+    return _finish(rng, y, positive=rng.random() < 0.5), prof.freq
+
+
 def intermittent_series(i: int, seed: int = 0, max_length: int | None = None) -> tuple[np.ndarray, str]:
     rng = _rng("intermittent", seed, i)
     prof, n = draw_profile(rng, max_length)
@@ -354,6 +396,7 @@ _BASE: dict[str, Callable[..., tuple[np.ndarray, str]]] = {
     "ets": ets_series,
     "arima": arima_series,
     "intermittent": intermittent_series,
+    "growth": growth_series,
 }
 
 
@@ -382,30 +425,34 @@ def synth_mix_series(i: int, seed: int = 0, max_length: int | None = None, k_max
 GENERATORS: dict[str, Callable[..., tuple[np.ndarray, str]]] = {**_BASE, "synth_mix": synth_mix_series}
 
 
-TREND_GENERATORS = ("trend_seasonal", "seasonal")  # the generators that take trend_weights and season_peaks
+TREND_GENERATORS = ("trend_seasonal", "seasonal")  # the generators that take trend_weights, season_peaks, season_rough
 
 
 def generate_structural(
     generator: str, num_series: int, seed: int = 0, max_length: int | None = None, trend_weights: Any = None,
-    season_peaks: float = 0.0,
+    season_peaks: float = 0.0, season_rough: float = 0.0,
 ) -> Iterator[Series]:
     """``num_series`` series of one structural generator as :class:`Series` (freq from the profile).
     ``trend_weights``: the mix of trend kinds (:data:`TREND_KINDS`) for the generators that draw one.
-    ``season_peaks``: the probability that a seasonal pattern of those generators has sharp single-step peaks."""
+    ``season_peaks``: the probability that a seasonal pattern of those generators has sharp single-step peaks;
+    ``season_rough``: that it is rough (one independent value per phase, periods up to 52)."""
     if generator not in GENERATORS:
         raise ValueError(f"unknown structural generator {generator!r}; use one of {sorted(GENERATORS)}")
     extra: dict[str, Any] = {}
-    for name, given in (("trend_weights", trend_weights is not None), ("season_peaks", season_peaks != 0.0)):
+    options = (("trend_weights", trend_weights is not None), ("season_peaks", season_peaks != 0.0),
+               ("season_rough", season_rough != 0.0))
+    for name, given in options:
         if given and generator not in TREND_GENERATORS:
             raise ValueError(f"{name} is an option of the {' and '.join(TREND_GENERATORS)} generators, not "
                              f"{generator!r}; remove it from that corpus entry")
     if trend_weights is not None:
         trend_probabilities(trend_weights)  # checked before anything is written
         extra["trend_weights"] = list(trend_weights)
-    if season_peaks != 0.0:
-        if not 0.0 <= float(season_peaks) <= 1.0:
-            raise ValueError(f"season_peaks={season_peaks!r} must be a probability in [0, 1]")
-        extra["season_peaks"] = float(season_peaks)
+    for name, value in (("season_peaks", season_peaks), ("season_rough", season_rough)):
+        if value != 0.0:
+            if not 0.0 <= float(value) <= 1.0:
+                raise ValueError(f"{name}={value!r} must be a probability in [0, 1]")
+            extra[name] = float(value)
     if num_series < 0:
         raise ValueError(f"num_series must be >= 0, got {num_series}")
     if max_length is not None and max_length < PROFILES[0].length[0]:
