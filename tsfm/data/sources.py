@@ -10,7 +10,8 @@ one source key:
   ``tsmixup`` (``num_series``, ``seed``, ``sources``: packaged names, ``k_max``, ``alpha``,
   ``min_length``, ``max_length``; **real** packaged series, i.e. evaluation data), or one of the
   structural generators of :mod:`tsfm.data.synthetic.structural` (``trend_seasonal``, ``seasonal``, ``ets``,
-  ``arima``, ``intermittent``, ``synth_mix``; ``num_series``, ``seed``, ``max_length``).
+  ``arima``, ``intermittent``, ``synth_mix``, ``growth``; ``num_series``, ``seed``, ``max_length``; the first
+  two also ``trend_weights``, ``season_peaks`` and ``season_rough``).
 
 Generated and packaged entries are built once under ``cache_dir`` (a folder name carries a hash
 of the generator settings, so changing them builds a new copy) and reused afterwards. Each build

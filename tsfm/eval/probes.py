@@ -9,7 +9,7 @@ first checks of any training recipe (``python -m tsfm.eval.probes <checkpoint>``
 * ``rough_season``: 32 series of 300 points repeating a rough period-12 pattern (an independent value per
   month, as retail sales or tourist arrivals have), horizon 24 — median MAE relative to the pattern's mean
   absolute deviation. Seasonal Naive scores 0; smooth patterns alone teach a model to smooth it (a
-  session-22 quickstart export: 0.60, against 0.03 on the sine);
+  session-22 quickstart export: 0.58–0.60, against 0.03 on the sine);
 * ``yearly_trend``: 20 yearly points ``100, 103, …``, horizon 6 — median MAE relative to the level;
 * ``interval``: the 80% interval width on a noiseless sine vs the same sine with noise;
 * ``random_walk``: 64 Gaussian random walks of 60 steps (step sd 1), horizon 1. The best median
