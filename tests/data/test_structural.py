@@ -84,6 +84,22 @@ def test_trend_and_ets_series_include_random_walk_like_ones():
     assert _persistent_share("ets") > 0.67
 
 
+def _check_season_option(name, generator, bad, not_taken_by, tmp_path):
+    """The contract of a seasonal-pattern option (a probability): 0 keeps the series of earlier corpora exactly,
+    0.5 changes some, the option is part of the cache key, and bad values or generators are errors."""
+    plain = [s.target for s in generate_structural(generator, 20, seed=1)]
+    zero = [s.target for s in generate_structural(generator, 20, seed=1, **{name: 0.0})]
+    assert all(np.array_equal(a, b, equal_nan=True) for a, b in zip(plain, zero))
+    some = [s.target for s in generate_structural(generator, 20, seed=1, **{name: 0.5})]
+    assert any(not np.array_equal(a, b, equal_nan=True) for a, b in zip(plain, some))
+    entry = {"name": "s", "generator": "seasonal", "num_series": 3, "seed": 0}
+    assert resolve([entry], tmp_path)[0].path != resolve([{**entry, name: 0.5}], tmp_path)[0].path
+    with pytest.raises(ValueError, match=rf"{name}={bad} must be a probability in \[0, 1\]"):
+        list(generate_structural("seasonal", 1, **{name: bad}))
+    with pytest.raises(ValueError, match=f"{name} is an option of the trend_seasonal and seasonal generators"):
+        list(generate_structural(not_taken_by, 1, **{name: 0.5}))
+
+
 def test_season_rough_draws_unsmoothed_patterns_of_short_periods(tmp_path):
     """`season_rough` (a probability) gives the trend_seasonal and seasonal generators rough patterns: one
     independent value per phase, as the months of retail sales are. The smoothed and harmonic patterns alone
@@ -103,17 +119,7 @@ def test_season_rough_draws_unsmoothed_patterns_of_short_periods(tmp_path):
     assert np.median([lag1(x[:12]) for x in rough]) < 0.0 < 0.5 < np.median([lag1(x[:12]) for x in smooth])
     long = [_season(rng, 400, 168, rough=1.0) for _ in range(50)]
     assert np.median([lag1(x[:168]) for x in long]) > 0.5  # a weekly-hourly profile is never rough
-    plain = [s.target for s in generate_structural("trend_seasonal", 20, seed=1)]
-    zero = [s.target for s in generate_structural("trend_seasonal", 20, seed=1, season_rough=0.0)]
-    assert all(np.array_equal(a, b, equal_nan=True) for a, b in zip(plain, zero))
-    some = [s.target for s in generate_structural("trend_seasonal", 20, seed=1, season_rough=0.5)]
-    assert any(not np.array_equal(a, b, equal_nan=True) for a, b in zip(plain, some))
-    entry = {"name": "s", "generator": "seasonal", "num_series": 3, "seed": 0}
-    assert resolve([entry], tmp_path)[0].path != resolve([{**entry, "season_rough": 0.5}], tmp_path)[0].path
-    with pytest.raises(ValueError, match=r"season_rough=-0.1 must be a probability in \[0, 1\]"):
-        list(generate_structural("seasonal", 1, season_rough=-0.1))
-    with pytest.raises(ValueError, match="season_rough is an option of the trend_seasonal and seasonal generators"):
-        list(generate_structural("ets", 1, season_rough=0.5))
+    _check_season_option("season_rough", "trend_seasonal", bad=-0.1, not_taken_by="ets", tmp_path=tmp_path)
 
 
 def test_growth_paths_are_persistent_and_their_shocks_last():
@@ -200,14 +206,4 @@ def test_season_peaks_draws_patterns_with_sharp_single_step_peaks(tmp_path):
     np.testing.assert_allclose(peaked[:12], peaked[12:24])  # one period, repeated
     assert peaked.mean() == pytest.approx(0.0, abs=1e-9) and peaked.std() == pytest.approx(1.0)
     assert np.abs(peaked[:12]).max() > 2.5  # a single step stands out (a sine's peak is 1.41 sd)
-    plain = [s.target for s in generate_structural("seasonal", 20, seed=1)]
-    zero = [s.target for s in generate_structural("seasonal", 20, seed=1, season_peaks=0.0)]
-    assert all(np.array_equal(a, b, equal_nan=True) for a, b in zip(plain, zero))
-    some = [s.target for s in generate_structural("seasonal", 20, seed=1, season_peaks=0.5)]
-    assert any(not np.array_equal(a, b, equal_nan=True) for a, b in zip(plain, some))
-    entry = {"name": "s", "generator": "seasonal", "num_series": 3, "seed": 0}
-    assert resolve([entry], tmp_path)[0].path != resolve([{**entry, "season_peaks": 0.5}], tmp_path)[0].path
-    with pytest.raises(ValueError, match=r"season_peaks=1.5 must be a probability in \[0, 1\]"):
-        list(generate_structural("seasonal", 1, season_peaks=1.5))
-    with pytest.raises(ValueError, match="season_peaks is an option of the trend_seasonal and seasonal generators"):
-        list(generate_structural("arima", 1, season_peaks=0.5))
+    _check_season_option("season_peaks", "seasonal", bad=1.5, not_taken_by="arima", tmp_path=tmp_path)
