@@ -77,10 +77,15 @@ def test_benchmark_logs_and_keeps_top_k(tmp_path) -> None:
     wql = [h["benchmark/avg_wql"] for h in bench.history]
     assert all(np.isfinite(wql)) and wql[-1] < wql[0]  # the weight moves from 3 towards 1
     assert {"benchmark/m3_yearly/wql", "benchmark/us_gasoline/mase"} <= set(bench.history[0])
+    # the sanity probes ride along (on by default in the config): the median w x last value follows the last
+    # value of a random walk better as the weight moves towards 1
+    rw = [h["probe/random_walk_last_weight"] for h in bench.history]
+    assert abs(rw[-1] - 1) < abs(rw[0] - 1)
     # logged to the logger ...
     metrics = pd.read_csv(Path(trainer.logger.log_dir) / "metrics.csv")
     logged = metrics.dropna(subset=["benchmark/avg_wql"])
     np.testing.assert_allclose(logged["benchmark/avg_wql"].to_numpy(), wql, rtol=1e-5)
+    np.testing.assert_allclose(logged["probe/random_walk_last_weight"].to_numpy(), rw, rtol=1e-5)
     # ... and top-K (3 by default) + last kept by the monitored value
     assert ckpt.best_model_score is not None and float(ckpt.best_model_score) == pytest.approx(min(wql), rel=1e-5)
     files = sorted(p.name for p in (tmp_path / "run" / "checkpoints").glob("*.ckpt"))
@@ -92,6 +97,39 @@ def test_callback_rejects_bad_settings() -> None:
         BenchmarkCallback(tiny_suite(), every_n_steps=0)
     with pytest.raises(ValueError, match="needs a suite with datasets"):
         BenchmarkCallback({"datasets": []})
+
+
+class UnitModule(TinyModule):
+    def __init__(self) -> None:
+        super().__init__()
+        torch.nn.init.constant_(self.model.weight, 1.0)  # the forecaster is LastValueForecaster exactly
+
+
+def test_probes_are_those_of_the_current_weights(tmp_path) -> None:
+    from tsfm.eval.probes import run_probes
+
+    out = BenchmarkCallback(tiny_suite(max_series=2), every_n_steps=1, cache_dir=str(tmp_path)).compute(UnitModule())
+    expected = run_probes(LastValueForecaster())
+    assert {f"probe/{k}" for k in expected} <= set(out)
+    for k, v in expected.items():
+        assert out[f"probe/{k}"] == pytest.approx(v, rel=1e-6), k
+    assert out["probe/random_walk_last_weight"] == pytest.approx(1.0, abs=1e-4)  # the last value, exactly
+    assert out["probe/rough_season_mae_over_amplitude"] > 0.5  # a last-value forecast does not copy a pattern
+    off = BenchmarkCallback(tiny_suite(max_series=2), every_n_steps=1, cache_dir=str(tmp_path), probes=False)
+    assert not any(k.startswith("probe/") for k in off.compute(UnitModule()))
+
+
+def test_failing_probes_are_reported_not_raised(tmp_path, monkeypatch, caplog) -> None:
+    import tsfm.eval.probes
+
+    def broken(*a, **k):
+        raise RuntimeError("this forecaster cannot do a horizon of 1")
+
+    monkeypatch.setattr(tsfm.eval.probes, "run_probes", broken)
+    with caplog.at_level("WARNING", logger="tsfm.eval.callback"):
+        out = BenchmarkCallback(tiny_suite(max_series=2), every_n_steps=1, cache_dir=str(tmp_path)).compute(UnitModule())
+    assert np.isfinite(out["benchmark/avg_wql"]) and not any(k.startswith("probe/") for k in out)
+    assert "sanity probes skipped" in caplog.text and "horizon of 1" in caplog.text
 
 
 def test_failed_forecasts_rank_last(tmp_path) -> None:

@@ -13,6 +13,11 @@ different scales weigh alike), else the arithmetic mean of raw scores — and pe
 averages ``inf``, which ``ModelCheckpoint(mode="min")`` ranks last. With a tsfm datamodule,
 datasets its corpus draws on are marked (:mod:`tsfm.eval.leakage`) and
 ``benchmark/zero_shot_avg_wql`` / ``..._mase`` average over the others only.
+
+With ``probes`` (the default) the same weights also run the sanity probes of :mod:`tsfm.eval.probes`
+(under a second), logged as ``probe/<name>``: ``probe/rough_season_mae_over_amplitude`` shows when a run learns
+to copy a rough seasonal pattern, a skill the lite suite barely rewards and that some seeds never reach
+(experiments/recipes/README.md, session 24).
 """
 
 from __future__ import annotations
@@ -54,6 +59,7 @@ class BenchmarkCallback(L.Callback):
         prefix: str = "benchmark",
         on_train_end: bool = False,
         pass_freq: bool | None = None,
+        probes: bool = True,
     ) -> None:
         if every_n_steps <= 0:
             raise ValueError(f"every_n_steps must be positive, got {every_n_steps}")
@@ -67,6 +73,7 @@ class BenchmarkCallback(L.Callback):
         self.prefix = prefix
         self.run_on_train_end = on_train_end
         self.pass_freq = pass_freq
+        self.probes = bool(probes)
         self._last_step = -1
         self.history: list[dict[str, float]] = []
 
@@ -81,6 +88,7 @@ class BenchmarkCallback(L.Callback):
                 res = evaluate_suite(forecaster, self.suite, model_name="model", cache_dir=self.cache_dir,
                                      batch_size=self.batch_size, forecast_kwargs=self.forecast_kwargs, plot_series=0,
                                      pass_freq=self.pass_freq, training_data=_training_data(pl_module))
+                probes = _probes(forecaster, self.forecast_kwargs) if self.probes else {}
         finally:
             pl_module.train(was_training)
         agg = res.aggregates.get("model", {})
@@ -98,6 +106,7 @@ class BenchmarkCallback(L.Callback):
             for m in ("wql", "mase"):
                 v = s.metrics.get(m, float("nan")) if s is not None and s.ok else float("inf")
                 out[f"{self.prefix}/{name}/{m}"] = float(v)
+        out.update({f"probe/{k}": v for k, v in probes.items()})
         out[f"{self.prefix}/seconds"] = time.perf_counter() - t0
         return out
 
@@ -108,7 +117,7 @@ class BenchmarkCallback(L.Callback):
                 metrics = self.compute(module)
         if trainer.is_global_zero:
             log.info("step %d: %s", trainer.global_step,
-                     {k: round(v, 4) for k, v in metrics.items() if "/avg_" in k or k.endswith("seconds")})
+                     {k: round(v, 4) for k, v in metrics.items() if "/avg_" in k or k.startswith("probe/") or k.endswith("seconds")})
         trainer.strategy.barrier("benchmark")
         metrics = trainer.strategy.broadcast(metrics, src=0)
         self._publish(trainer, metrics)
@@ -137,6 +146,19 @@ class BenchmarkCallback(L.Callback):
             trainer.strategy.barrier("benchmark")
             metrics = trainer.strategy.broadcast(metrics, src=0)
             self._publish(trainer, metrics)
+
+
+def _probes(forecaster: Any, forecast_kwargs: dict) -> dict[str, float]:
+    """:func:`tsfm.eval.probes.run_probes` on ``forecaster``; a forecaster that cannot run them (a failure is
+    logged with its reason, never raised: the probes are a monitor, the suite is what checkpoints rank by)
+    gets none."""
+    from tsfm.eval.probes import run_probes
+
+    try:
+        return run_probes(forecaster, **forecast_kwargs)
+    except Exception as e:  # noqa: BLE001 - reported, and the benchmark's own metrics still log
+        log.warning("sanity probes skipped at this evaluation: %s: %s", type(e).__name__, e)
+        return {}
 
 
 def _full_weights(pl_module: L.LightningModule):
