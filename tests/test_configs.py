@@ -110,9 +110,16 @@ def test_the_quickstart_recipe_is_the_measured_one():
     assert (c["d_model"], c["d_kv"], c["d_ff"], c["num_layers"], cfg["model"]["context_length"]) == (128, 32, 512, 4, 256)
     assert (cfg["optim"]["lr"], cfg["optim"]["scheduler"], cfg["trainer"]["max_steps"]) == (3e-3, "wsd", 10000)
     assert cfg["trainer"]["val_check_interval"] == 2500 and cfg["data"]["batch_size"] == 64
-    cpu_1h = _resolve(_compose(["experiment=cpu_1h"]))  # measured on chronos2_mini: it stays that
-    assert (cpu_1h["model"]["module"]["config"]["d_model"], cpu_1h["trainer"]["max_steps"]) == (256, 16000)
-    assert cpu_1h["optim"]["lr"] == 2e-3  # chronos2_mini's rate, not the narrow quickstart's
+    # experiment=cpu_1h (session 25): the quickstart's model and schedule for 30,000 steps, on the default corpus
+    # with rough seasonal patterns on its seasonal and trend_seasonal entries, and nothing else changed
+    cpu_1h = _resolve(_compose(["experiment=cpu_1h"]))
+    assert cpu_1h["model"] == cfg["model"]
+    assert {**cpu_1h["optim"], "max_steps": 0} == {**cfg["optim"], "max_steps": 0}  # its schedule spans the 30,000
+    assert cpu_1h["optim"]["max_steps"] == 30000
+    assert (cpu_1h["trainer"]["max_steps"], cpu_1h["trainer"]["val_check_interval"]) == (30000, 5000)
+    rough = [e.pop("season_rough", 0.0) for e in cpu_1h["data"]["corpus"]]
+    assert rough == [0.5, 0.5, 0.0, 0.0, 0.0, 0.0, 0.0]
+    assert cpu_1h["data"]["corpus"] == cfg["data"]["corpus"]
     assert _resolve(_compose(["optim=adamw"]))["optim"]["scheduler"] != "wsd"  # the command line still picks optim
     assert _resolve(_compose(["model=chronos2_small"]))["model"]["module"]["loss_horizon"] == "full"  # the reference
 

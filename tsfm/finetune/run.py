@@ -263,6 +263,9 @@ def train_config(
         cfg.callbacks.benchmark.prefix = "holdout"
         cfg.callbacks.benchmark.cache_dir = cache_dir
         cfg.callbacks.benchmark.on_train_end = False
+        # the sanity probes monitor pretraining on synthetic patterns; here every evaluation is the user's held-out
+        # windows (up to a search's trials x evaluations), and the probes would add their cost to each
+        cfg.callbacks.benchmark.probes = False
         cfg.callbacks.model_checkpoint.monitor = MONITOR
         cfg.callbacks.model_checkpoint.save_top_k = 1
         cfg.callbacks.early_stopping = {
