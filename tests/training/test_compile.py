@@ -51,6 +51,20 @@ def test_unknown_backend_is_named():
         BaselineModule(config=TINY, compile="inductr")
 
 
+def test_inductor_without_a_cxx_compiler_says_what_to_change(monkeypatch):
+    from torch._inductor import cpp_builder
+    from torch._inductor.exc import InvalidCxxCompiler
+
+    def missing() -> str:
+        raise InvalidCxxCompiler()
+
+    monkeypatch.setattr(cpp_builder, "get_cpp_compiler", missing)
+    with pytest.raises(ValueError, match="needs a C\\+\\+ compiler.*model.compile=false"):
+        BaselineModule(config=TINY, compile=True)
+    assert compile_backend("aot_eager") == "aot_eager"  # backends that generate no code still work
+    assert compile_backend(False) is None
+
+
 def test_compiled_blocks_train_and_forecast_like_eager(tmp_path):
     eager = _trained(False, tmp_path / "eager")
     compiled = _trained("aot_eager", tmp_path / "compiled")

@@ -299,7 +299,8 @@ def compile_backend(compile: bool | str | None) -> str | None:
     """``model.compile``: false/null (eager), true (inductor) or a ``torch.compile`` backend name."""
     if compile is None or compile is False or (isinstance(compile, str) and compile.lower() in ("", "false")):
         return None
-    if compile is True or (isinstance(compile, str) and compile.lower() == "true"):
+    if compile is True or (isinstance(compile, str) and compile.lower() in ("true", "inductor")):
+        _check_cxx_compiler()
         return "inductor"
     if not isinstance(compile, str):
         raise ValueError(f"model.compile={compile!r}: use true, false or a torch.compile backend name")
@@ -311,6 +312,21 @@ def compile_backend(compile: bool | str | None) -> str | None:
             f"or one of {sorted(torch._dynamo.list_backends(exclude_tags=()))}"
         )
     return compile
+
+
+def _check_cxx_compiler() -> None:
+    """Inductor writes and builds C++ (and Triton's launchers need a C compiler): without one, training would
+    fail at its first step deep inside torch. Fail here instead, saying what to change."""
+    from torch._inductor import cpp_builder
+
+    try:
+        cpp_builder.get_cpp_compiler()
+    except Exception as err:  # noqa: BLE001 - torch raises its own InvalidCxxCompiler (or OSError) here
+        raise ValueError(
+            f"model.compile=true compiles with inductor, which needs a C++ compiler, and none was found ({err}). "
+            "Install one (g++ or clang++; or point $CXX at it), or set model.compile=false (eager) or "
+            "model.compile=aot_eager (traces without generating code)"
+        ) from err
 
 
 def count_parameters(module: torch.nn.Module) -> int:
