@@ -16,8 +16,10 @@ from __future__ import annotations
 
 import argparse
 import shlex
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -48,13 +50,15 @@ def measure(overrides: list[str], steps: int, warmup: int, data_dir: str) -> tup
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
         cfg = compose("train", overrides=fixed + overrides)
     OmegaConf.set_struct(cfg, False)
-    cfg.paths.output_dir = str(Path(data_dir).resolve().parent / ".train_speed")
+    cfg.paths.output_dir = tempfile.mkdtemp(prefix="tsfm-train-speed-")  # Lightning's checkpoints land here
     module, datamodule, trainer = build(cfg)
     clock = Clock()
     trainer.callbacks.append(clock)
     start = time.perf_counter()
     trainer.fit(module, datamodule=datamodule)
-    return (steps - 1 - warmup) / (clock.t1 - clock.t0), time.perf_counter() - start
+    wall = time.perf_counter() - start
+    shutil.rmtree(cfg.paths.output_dir, ignore_errors=True)
+    return (steps - 1 - warmup) / (clock.t1 - clock.t0), wall
 
 
 def main() -> None:
