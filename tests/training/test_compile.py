@@ -41,7 +41,8 @@ def _forecast(module: BaselineModule) -> np.ndarray:
 
 
 @pytest.mark.parametrize("value,expected", [(False, None), (None, None), ("false", None), (True, "inductor"),
-                                            ("true", "inductor"), ("aot_eager", "aot_eager")])  # fmt: skip
+                                            ("true", "inductor"), ("aot_eager", "aot_eager"),
+                                            ("auto", "inductor")])  # fmt: skip (this machine has g++)
 def test_compile_setting_values(value, expected):
     assert compile_backend(value) == expected
 
@@ -63,6 +64,20 @@ def test_inductor_without_a_cxx_compiler_says_what_to_change(monkeypatch):
         BaselineModule(config=TINY, compile=True)
     assert compile_backend("aot_eager") == "aot_eager"  # backends that generate no code still work
     assert compile_backend(False) is None
+
+
+def test_auto_trains_eager_without_a_cxx_compiler_and_says_so(monkeypatch, caplog):
+    from torch._inductor import cpp_builder
+    from torch._inductor.exc import InvalidCxxCompiler
+
+    def missing() -> str:
+        raise InvalidCxxCompiler()
+
+    monkeypatch.setattr(cpp_builder, "get_cpp_compiler", missing)
+    with caplog.at_level("WARNING", logger="tsfm.training.module"):
+        module = BaselineModule(config=TINY, compile="auto")  # the quickstart's setting
+    assert module.compile_backend is None
+    assert "found no C++ compiler" in caplog.text and "install g++ or clang++" in caplog.text
 
 
 def test_compiled_blocks_train_and_forecast_like_eager(tmp_path):
