@@ -75,7 +75,7 @@ def test_auto_trains_eager_without_a_cxx_compiler_and_says_so(monkeypatch, caplo
 
     monkeypatch.setattr(cpp_builder, "get_cpp_compiler", missing)
     with caplog.at_level("WARNING", logger="tsfm.training.module"):
-        module = BaselineModule(config=TINY, compile="auto")  # the quickstart's setting
+        module = BaselineModule(config=TINY, compile="auto")
     assert module.compile_backend is None
     assert "found no C++ compiler" in caplog.text and "install g++ or clang++" in caplog.text
 
