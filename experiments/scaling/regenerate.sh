@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Regenerate every figure and table of experiments/scaling/README.md (sessions of 2026-12-05):
+# Regenerate every figure and table of experiments/scaling/README.md (sessions of 2026-12-05 and 2026-12-07):
 # the enc-vs-dec sweeps at 300, 600 and 1,200 steps (ID + OOD), the Moirai-style encoder sweep, the
-# Chronos-2 and Moirai family sweeps, the learning-rate transfer grids (muP multipliers included), and every fit. About 3.5 hours on 2 CPU cores; run it on a quiet machine.
+# Chronos-2 and Moirai family sweeps, the learning-rate transfer grids (muP multipliers included), and every fit. About 4.2 hours on 2 CPU cores; run it on a quiet machine.
 #   bash experiments/scaling/regenerate.sh [work dir, default logs/scaling/<time>]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -23,6 +23,11 @@ for fam in chronos2 moirai; do
   $PY -m tsfm.train experiment=scaling_$fam hydra.sweep.dir="$WORK/${fam}600"
   $PY -m tsfm.train experiment=scaling_$fam trainer.max_steps=300 trainer.val_check_interval=75 hydra.sweep.dir="$WORK/${fam}300"
   $PY -m tsfm.train experiment=scaling_$fam trainer.max_steps=1200 trainer.val_check_interval=300 hydra.sweep.dir="$WORK/${fam}1200"
+done
+# Chronos-2 at 1,250 / 2,500 / 5,000 steps (2026-12-07; ~41 min, two jobs side by side at one thread each)
+for S in 5000 2500 1250; do
+  $PY -m tsfm.train experiment=scaling_chronos2 hydra/launcher=local size=base,small,mini,tiny,micro,nano \
+    trainer.max_steps=$S trainer.val_check_interval=$((S / 4)) hydra.sweep.dir="$WORK/chronos2_$S"
 done
 $PY -m tsfm.train experiment=scaling_lr_transfer hydra.sweep.dir="$WORK/lr"
 $PY -m tsfm.train experiment=scaling_lr_transfer optim.lr=3.2e-2,6.4e-2,1.28e-1 hydra.sweep.dir="$WORK/lr_high"
@@ -47,6 +52,8 @@ $PY -m tsfm.scaling fit "$WORK/s600" "$WORK/r600" "$WORK/chronos2600" "$WORK/moi
   --out "$OUT/families_600"
 $PY -m tsfm.scaling fit "$WORK"/chronos2{300,600,1200} "$WORK"/moirai{300,600,1200} --form pure --joint-points final \
   --joint-grid small --joint-top-k 50 --bootstrap 300 --out "$OUT/families_joint_300_600_1200"
+$PY -m tsfm.scaling fit "$WORK"/chronos2_{1250,2500,5000} --form pure --joint-points final --joint-grid small \
+  --joint-top-k 50 --bootstrap 300 --out "$OUT/chronos2_joint_1250_2500_5000"
 $PY -m tsfm.scaling lr-transfer "$WORK/lr" "$WORK/lr_high" --out "$OUT"
 $PY -m tsfm.scaling lr-transfer "$WORK/lr_mup4" --out "$OUT/mup_output_mult4"
 $PY -m tsfm.scaling ladder
