@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Regenerate every figure and table of experiments/scaling/README.md (sessions of 2026-12-05 and 2026-12-07):
 # the enc-vs-dec sweeps at 300, 600 and 1,200 steps (ID + OOD), the Moirai-style encoder sweep, the
-# Chronos-2 and Moirai family sweeps, the learning-rate transfer grids (muP multipliers included), and every fit. About 4.2 hours on 2 CPU cores; run it on a quiet machine.
+# Chronos-2 and Moirai family sweeps, the learning-rate transfer grids (muP multipliers included), and every fit. About 4.5 hours on 2 CPU cores; run it on a quiet machine.
 #   bash experiments/scaling/regenerate.sh [work dir, default logs/scaling/<time>]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -41,6 +41,19 @@ $PY -m tsfm.train experiment=scaling_mup_tune model.module.config.output_mult=4 
 $PY -m tsfm.train experiment=scaling_lr_transfer model.module.config.parametrization=mup \
   model.module.config.output_mult=4 model.module.config.d_model=32,64,128,256,512 \
   optim.lr=4e-3,8e-3,1.6e-2,3.2e-2,6.4e-2,1.28e-1 hydra.sweep.dir="$WORK/lr_mup4"
+# muP from base width 64 (2026-12-07; ~17 min): the multipliers at width 64, the transfer to 1,024, sp at 1,024
+$PY -m tsfm.train experiment=scaling_mup_tune hydra/launcher=local model.module.config.d_model=64 \
+  model.module.config.base_width=64 model.module.config.output_mult=2,4,8 optim.lr=1.6e-2,3.2e-2,6.4e-2 \
+  hydra.sweep.dir="$WORK/mup64_tune"
+$PY -m tsfm.train experiment=scaling_mup_tune hydra/launcher=local model.module.config.d_model=64 \
+  model.module.config.base_width=64 model.module.config.output_mult=1,2 optim.lr=4e-3,8e-3 hydra.sweep.dir="$WORK/mup64_tune2"
+$PY -m tsfm.train experiment=scaling_mup_tune hydra/launcher=local model.module.config.d_model=64 \
+  model.module.config.base_width=64 model.module.config.output_mult=1 optim.lr=1.6e-2,3.2e-2 hydra.sweep.dir="$WORK/mup64_tune3"
+$PY -m tsfm.train experiment=scaling_lr_transfer hydra/launcher=local model.module.config.parametrization=mup \
+  model.module.config.base_width=64 model.module.config.output_mult=2 model.module.config.d_model=1024,512,256,128,64 \
+  optim.lr=4e-3,8e-3,1.6e-2,3.2e-2,6.4e-2 hydra.sweep.dir="$WORK/mup64"
+$PY -m tsfm.train experiment=scaling_lr_transfer hydra/launcher=local model.module.config.parametrization=sp \
+  model.module.config.d_model=1024 optim.lr=1.25e-4,2.5e-4,5e-4,1e-3 hydra.sweep.dir="$WORK/sp1024"
 
 $PY -m tsfm.scaling fit "$WORK/s600" "$WORK/r600" --form pure --no-joint --out "$OUT/id_ood_pure"
 $PY -m tsfm.scaling fit "$WORK/s1200" --form pure --no-joint --out "$OUT/id_ood_1200_pure"
@@ -56,4 +69,5 @@ $PY -m tsfm.scaling fit "$WORK"/chronos2_{1250,2500,5000} --form pure --joint-po
   --joint-top-k 50 --bootstrap 300 --out "$OUT/chronos2_joint_1250_2500_5000"
 $PY -m tsfm.scaling lr-transfer "$WORK/lr" "$WORK/lr_high" --out "$OUT"
 $PY -m tsfm.scaling lr-transfer "$WORK/lr_mup4" --out "$OUT/mup_output_mult4"
+$PY -m tsfm.scaling lr-transfer "$WORK/mup64" --out "$OUT/mup_base64"
 $PY -m tsfm.scaling ladder
