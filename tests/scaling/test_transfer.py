@@ -121,7 +121,8 @@ def test_ladder_rules_and_config():
     assert (config["d_model"], config["num_layers"], config["num_heads"], config["parametrization"]) == (128, 6, 4, "mup")
     assert cfg.trainer.max_steps == rung(2)["max_steps"] and cfg.data.batch_size == 128
     assert cfg.optim.lr == cfg.ladder_lr
-    assert config["output_mult"] == cfg.ladder_output_mult == 4.0  # muP's output multiplier, tuned at rung 0
+    assert config["output_mult"] == cfg.ladder_output_mult == 2.0  # muP's output multiplier, tuned at rung 1
+    assert config["base_width"] == 64 and config["d_model"] == 128  # muP's base is rung 1; rung 2 is twice as wide
     with pytest.raises(ValueError, match="ladder rung must be an integer in"):
         rung(8)
     assert np.isclose(rung(1, tokens_per_window=34)["max_steps"] * 2, rung(1)["max_steps"], atol=2)

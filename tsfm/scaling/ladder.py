@@ -6,12 +6,13 @@ hyperparameters tuned on a small model is the recipe of every larger one:
 * **width** ``d_model = 32 * 2**k`` (32, 64, ..., 4096 at k = 7);
 * **depth** ``num_layers = 2 + 2k`` (2 ... 16);
 * **heads** of ``head_dim = clamp(d_model / 8, 32, 128)``: 32 up to width 256, then 64, then 128;
-* **parametrisation** ``mup`` relative to the rung-0 model (``base_width = 32``,
+* **parametrisation** ``mup`` relative to the rung-1 model (``base_width = 64``,
   ``base_head_dim = 32``): the hidden matrices' init and Adam learning rate scale as
   ``1 / width_mult``, attention logits as ``1 / head_dim``, the head reads ``h / width_mult``
-  (:class:`~tsfm.models.baseline.config.BaselineConfig`), with muP's output multiplier (4) tuned on the
-  rung-0 model. So the **learning rate** is one number, tuned at small width (``experiments/scaling/README.md``, "One recipe across sizes": the measured
-  transfer across a 16x width range), not a per-size search;
+  (:class:`~tsfm.models.baseline.config.BaselineConfig`), with muP's output multiplier (2) tuned on the
+  rung-1 width. So the **learning rate** is one number, tuned at small width (``experiments/scaling/README.md``,
+  "A larger base width": the measured transfer over 64 ... 1,024), not a per-size search. (Until 2026-12-07 the
+  base was rung 0, width 32, with output multiplier 4: further from sp tuned per width at the wide end.)
 * **batch** ``min(4096, 32 * 2**k)`` windows per step (doubling with the width: a larger model reaches a
   lower loss, where the gradient noise is larger relative to the signal and larger batches pay off);
 * **data** ``D = tokens_per_param * N`` tokens (20 by default: Hoffmann et al.'s compute-optimal ratio;
@@ -33,7 +34,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
-BASE_WIDTH = 32
+WIDTH0 = 32  # rung 0's width
+BASE_WIDTH = 64  # muP's base: rung 1, where the multipliers and the learning rate were tuned
 BASE_HEAD_DIM = 32
 MAX_RUNG = 7
 FIELDS = ("d_model", "num_layers", "num_heads", "head_dim", "batch_size", "params", "tokens", "max_steps",
@@ -54,7 +56,7 @@ def rung(k: int, tokens_per_window: int = 17, tokens_per_param: float = 20.0) ->
         raise ValueError(
             f"tokens_per_window ({tokens_per_window}) and tokens_per_param ({tokens_per_param}) must be positive"
         )
-    d = BASE_WIDTH * 2**k
+    d = WIDTH0 * 2**k
     layers = 2 + 2 * k
     head_dim = min(128, max(32, d // 8))
     batch = min(4096, 32 * 2**k)
