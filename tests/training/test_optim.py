@@ -77,3 +77,60 @@ def test_wsd_schedule_is_flat_then_decays_over_the_last_fraction():
 def test_wsd_decay_fraction_must_be_a_fraction():
     with pytest.raises(ValueError, match="decay_fraction must be in"):
         OptimConfig(scheduler="wsd", decay_fraction=0.0)
+
+
+def _adamw_after_steps(fused: bool, steps: int = 20) -> tuple[torch.optim.Optimizer, list[torch.Tensor]]:
+    torch.manual_seed(0)
+    m = Tiny()
+    opt = build_optimizer(m, OptimConfig(lr=3e-3, weight_decay=0.01, scheduler="constant", fused=fused))["optimizer"]
+    g = torch.Generator().manual_seed(1)
+    for _ in range(steps):
+        for p in m.parameters():
+            p.grad = torch.randn(p.shape, generator=g)
+        opt.step()
+    return opt, [p.detach().clone() for p in m.parameters()]
+
+
+def test_fused_adamw_takes_the_same_steps_as_the_plain_one():
+    plain_opt, plain = _adamw_after_steps(fused=False)
+    fused_opt, fused = _adamw_after_steps(fused=True)
+    assert not plain_opt.defaults.get("fused") and fused_opt.defaults["fused"] is True
+    assert not fused_opt._step_supports_amp_scaling  # Lightning's precision plugin then allows gradient clipping
+    moved = max((a - b).abs().max().item() for a, b in zip(plain, _adamw_after_steps(False, 0)[1]))
+    assert moved > 1e-2  # the updates are real
+    for a, b in zip(plain, fused):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-5)  # the same updates up to the last bit of rounding
+
+
+def test_fused_adamw_trains_under_bf16_autocast_with_gradient_clipping(tmp_path):
+    import lightning.pytorch as pl
+
+    class Reg(pl.LightningModule):
+        def __init__(self) -> None:
+            super().__init__()
+            self.net = nn.Sequential(nn.Linear(4, 16), nn.ReLU(), nn.Linear(16, 1))
+
+        def training_step(self, batch, batch_idx):
+            x, y = batch
+            return nn.functional.mse_loss(self.net(x).float(), y)
+
+        def configure_optimizers(self):
+            return build_optimizer(self, OptimConfig(lr=1e-2, max_steps=30, scheduler="constant", fused=True))
+
+    torch.manual_seed(0)
+    x = torch.randn(256, 4)
+    y = x @ torch.tensor([[1.0], [-2.0], [0.5], [3.0]])
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=32)
+    model = Reg()
+    before = nn.functional.mse_loss(model.net(x), y).item()
+    trainer = pl.Trainer(max_steps=30, accelerator="cpu", precision="bf16-mixed", gradient_clip_val=1.0,
+                         logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                         enable_model_summary=False, default_root_dir=tmp_path)  # fmt: skip
+    trainer.fit(model, loader)
+    assert trainer.global_step == 30
+    assert nn.functional.mse_loss(model.net(x), y).item() < 0.5 * before
+
+
+def test_fused_must_be_a_bool():
+    with pytest.raises(ValueError, match="optim.fused must be true or false"):
+        OptimConfig(fused="yes")

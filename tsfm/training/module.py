@@ -303,7 +303,7 @@ def compile_backend(compile: bool | str | None) -> str | None:
     if isinstance(compile, str) and compile.lower() == "auto":
         if missing := _missing_cxx_compiler():
             log.warning("model.compile=auto found no C++ compiler for inductor (%s), so it trains eager (the quickstart "
-                        "model compiled runs ~1.25x the steps/s on CPU); install g++ or clang++ (or point $CXX at one) "
+                        "model compiled runs ~1.24x the steps/s on CPU); install g++ or clang++ (or point $CXX at one) "
                         "to compile", missing)
             return None
         return "inductor"

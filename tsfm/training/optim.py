@@ -30,6 +30,10 @@ class OptimConfig:
     max_steps: int = 10_000
     min_lr_ratio: float = 0.0
     no_decay_names: list[str] = field(default_factory=lambda: ["bias", "norm", "embed", "mask_token"])
+    # AdamW's implementation: false = torch's default for the device (a per-tensor loop on CPU, foreach on
+    # CUDA); true = the fused kernel (CPU and CUDA; ~4x faster optimizer step on CPU, rounding differs in
+    # the last bit)
+    fused: bool = False
 
     def __post_init__(self) -> None:
         if self.scheduler not in {"cosine", "linear", "constant", "wsd"}:
@@ -44,6 +48,8 @@ class OptimConfig:
                 f"(got {self.max_steps}; it follows trainer.max_steps: set trainer.max_steps to a positive number)"
             )
         self.betas = tuple(float(b) for b in self.betas)  # type: ignore[assignment]
+        if not isinstance(self.fused, bool):
+            raise ValueError(f"optim.fused must be true or false, got {self.fused!r}")
 
 
 def _lr_multipliers(model: nn.Module) -> dict[int, float]:
@@ -118,6 +124,11 @@ def build_optimizer(model: nn.Module, cfg: OptimConfig) -> dict:
     groups = param_groups(model, cfg.weight_decay, cfg.no_decay_names)
     for g in groups:
         g["lr"] = cfg.lr * g.get("lr_scale", 1.0)  # LambdaLR scales each group's own initial lr
-    opt = torch.optim.AdamW(groups, lr=cfg.lr, betas=cfg.betas, eps=cfg.eps)
+    opt = torch.optim.AdamW(groups, lr=cfg.lr, betas=cfg.betas, eps=cfg.eps, **({"fused": True} if cfg.fused else {}))
+    if cfg.fused:
+        # The fused kernel can also unscale fp16 gradients itself, and Lightning's mixed-precision plugin then
+        # refuses gradient clipping (the clip would see scaled gradients). Declining that keeps a GradScaler
+        # unscaling before the clip and the step, as for the plain optimizer (and bf16 has no scaler at all).
+        opt._step_supports_amp_scaling = False
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(cfg))
     return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step", "frequency": 1}}
