@@ -15,7 +15,6 @@ import argparse
 import cProfile
 import pstats
 import shutil
-import tempfile
 import time
 from pathlib import Path
 
@@ -30,27 +29,16 @@ def main() -> None:
     p.add_argument("--data-dir", default=str(ROOT / "data"), help="the corpus cache (built on first use)")
     a = p.parse_args()
 
-    from hydra import compose, initialize_config_dir
-    from omegaconf import OmegaConf
+    from train_speed import build_fit  # this folder's script: the same composition as the speed benchmark
 
-    from tsfm.training.build import build
-    from tsfm.utils.config import register_resolvers
-
-    register_resolvers()
-    fixed = [f"paths.data_dir={a.data_dir}", f"trainer.max_steps={a.steps}", f"trainer.val_check_interval={a.steps}",
-             "~callbacks.benchmark", "export=false", "final_eval=null", "ckpt_path=null"]  # fmt: skip
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        cfg = compose("train", overrides=fixed + a.overrides)
-    OmegaConf.set_struct(cfg, False)
-    cfg.paths.output_dir = tempfile.mkdtemp(prefix="tsfm-profile-")
-    module, datamodule, trainer = build(cfg)
+    module, datamodule, trainer, output_dir = build_fit(a.overrides, a.steps, a.data_dir, ["~callbacks.benchmark"])
     prof = cProfile.Profile()
     start = time.perf_counter()
     prof.enable()
     trainer.fit(module, datamodule=datamodule)
     prof.disable()
     wall = time.perf_counter() - start
-    shutil.rmtree(cfg.paths.output_dir, ignore_errors=True)
+    shutil.rmtree(output_dir, ignore_errors=True)
     print(f"{a.steps} steps in {wall:.1f} s under the profiler ({1000 * wall / a.steps:.1f} ms/step)")
     stats = pstats.Stats(prof)
     stats.sort_stats("tottime").print_stats(a.top)

@@ -26,14 +26,28 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def measure(overrides: list[str], steps: int, warmup: int, data_dir: str) -> tuple[float, float]:
-    """(steps/s over steps warmup..steps-1, wall seconds of the whole fit) of one variant, in this process."""
-    import lightning.pytorch as pl
+def build_fit(overrides: list[str], steps: int, data_dir: str, fixed: list[str]) -> tuple:
+    """(module, datamodule, trainer, output dir) of ``python -m tsfm.train`` composed with ``fixed + overrides``,
+    ``steps`` steps, no export or final evaluation, Lightning's files in a fresh temporary directory."""
     from hydra import compose, initialize_config_dir
     from omegaconf import OmegaConf
 
     from tsfm.training.build import build
     from tsfm.utils.config import register_resolvers
+
+    register_resolvers()
+    base = [f"paths.data_dir={data_dir}", f"trainer.max_steps={steps}", f"trainer.val_check_interval={steps}",
+            "export=false", "final_eval=null", "ckpt_path=null"]  # fmt: skip
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        cfg = compose("train", overrides=base + fixed + overrides)
+    OmegaConf.set_struct(cfg, False)
+    cfg.paths.output_dir = tempfile.mkdtemp(prefix="tsfm-train-speed-")  # Lightning's checkpoints land here
+    return (*build(cfg), cfg.paths.output_dir)
+
+
+def measure(overrides: list[str], steps: int, warmup: int, data_dir: str) -> tuple[float, float]:
+    """(steps/s over steps warmup..steps-1, wall seconds of the whole fit) of one variant, in this process."""
+    import lightning.pytorch as pl
 
     class Clock(pl.Callback):
         t0 = t1 = 0.0
@@ -44,20 +58,13 @@ def measure(overrides: list[str], steps: int, warmup: int, data_dir: str) -> tup
             if trainer.global_step == steps - 1:
                 self.t1 = time.perf_counter()
 
-    register_resolvers()
-    fixed = [f"paths.data_dir={data_dir}", f"trainer.max_steps={steps}", f"trainer.val_check_interval={steps}",
-             "callbacks=none", "logger=none", "export=false", "final_eval=null", "ckpt_path=null"]  # fmt: skip
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        cfg = compose("train", overrides=fixed + overrides)
-    OmegaConf.set_struct(cfg, False)
-    cfg.paths.output_dir = tempfile.mkdtemp(prefix="tsfm-train-speed-")  # Lightning's checkpoints land here
-    module, datamodule, trainer = build(cfg)
+    module, datamodule, trainer, output_dir = build_fit(overrides, steps, data_dir, ["callbacks=none", "logger=none"])
     clock = Clock()
     trainer.callbacks.append(clock)
     start = time.perf_counter()
     trainer.fit(module, datamodule=datamodule)
     wall = time.perf_counter() - start
-    shutil.rmtree(cfg.paths.output_dir, ignore_errors=True)
+    shutil.rmtree(output_dir, ignore_errors=True)
     return (steps - 1 - warmup) / (clock.t1 - clock.t0), wall
 
 

@@ -124,7 +124,7 @@ def build_optimizer(model: nn.Module, cfg: OptimConfig) -> dict:
     groups = param_groups(model, cfg.weight_decay, cfg.no_decay_names)
     for g in groups:
         g["lr"] = cfg.lr * g.get("lr_scale", 1.0)  # LambdaLR scales each group's own initial lr
-    opt = torch.optim.AdamW(groups, lr=cfg.lr, betas=cfg.betas, eps=cfg.eps, **({"fused": True} if cfg.fused else {}))
+    opt = torch.optim.AdamW(groups, lr=cfg.lr, betas=cfg.betas, eps=cfg.eps, fused=cfg.fused or None)
     if cfg.fused:
         # The fused kernel can also unscale fp16 gradients itself, and Lightning's mixed-precision plugin then
         # refuses gradient clipping (the clip would see scaled gradients). Declining that keeps a GradScaler
