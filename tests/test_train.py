@@ -116,6 +116,27 @@ def test_resume_reproduces_the_uninterrupted_run(trained):
         torch.testing.assert_close(v, full[f"model.{k}"], rtol=0, atol=0, msg=f"{k} differs after resume")
 
 
+def test_muon_trains_under_the_default_callbacks_and_resumes_exactly(tmp_path):
+    """optim.optimizer=muon end to end: the monitor, health and checkpoint callbacks, export, and a resumed run
+    that repeats the straight one to the bit (Muon's momentum and AdamW's moments both travel in the checkpoint)."""
+    common = ["model=chronos2_tiny", "optim.optimizer=muon", "trainer.max_steps=4", "trainer.val_check_interval=2",
+              "callbacks=default", "~callbacks.benchmark"]
+    full = run_train(tmp_path, "full", *common)
+    ckpt = full / "checkpoints" / "step_0000002.ckpt"
+    state = torch.load(ckpt, weights_only=False)
+    (opt,) = state["optimizer_states"]
+    assert any("momentum_buffer" in s for s in opt["state"].values()) and any("exp_avg" in s for s in opt["state"].values())
+    assert sum(1 for g in opt["param_groups"] if g.get("muon")) >= 1
+    resumed = run_train(tmp_path, "resumed", *common, f"ckpt_path={ckpt}")
+    from safetensors.torch import load_file
+
+    a, b = load_file(str(full / "export" / "model.safetensors")), load_file(str(resumed / "export" / "model.safetensors"))
+    assert a.keys() == b.keys()
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=0, atol=0, msg=f"{k} differs after resume")
+    assert any(not torch.equal(a[k], state["state_dict"][f"model.{k}"]) for k in a)  # steps 3-4 moved the weights
+
+
 def test_resume_last_without_checkpoint_is_a_clear_error(tmp_path):
     env = {**os.environ, "PROJECT_ROOT": str(tmp_path)}
     out = subprocess.run(
@@ -151,8 +172,11 @@ def test_resume_with_another_model_config_names_the_runs_overrides(trained):
         (["model=moirai_tiny", "trainer=fsdp", "trainer.precision=16-mixed"], "trainer=fsdp (FSDP2, Lightning's ModelParallelStrategy) cannot run trainer.precision=16-mixed"),
         (["model=chronos2_tiny", "trainer.val_check_interval=0.5"], "trainer.val_check_interval=0.5: give a whole number of steps"),
         (["model=chronos2_tiny", "data.length_groups=0"], "data.length_groups must be >= 1, got 0"),
+        (["model=chronos2_tiny", "trainer=fsdp", "optim.optimizer=muon"], "optim.optimizer=muon cannot run under trainer=fsdp"),
+        (["model=chronos2_tiny", "optim.optimizer=lion"], "optim.optimizer='lion': use adamw or muon"),
     ],
-    ids=["missing-stage1", "bf16-true", "batch-0", "missing-path", "fsdp-16-mixed", "fractional-val-check", "length-groups-0"],
+    ids=["missing-stage1", "bf16-true", "batch-0", "missing-path", "fsdp-16-mixed", "fractional-val-check", "length-groups-0",
+         "muon-fsdp", "unknown-optimizer"],
 )
 def test_bad_settings_fail_before_training_with_what_to_change(tmp_path, overrides, message):
     assert message in run_failing(tmp_path, *overrides)

@@ -134,3 +134,107 @@ def test_fused_adamw_trains_under_bf16_autocast_with_gradient_clipping(tmp_path)
 def test_fused_must_be_a_bool():
     with pytest.raises(ValueError, match="optim.fused must be true or false"):
         OptimConfig(fused="yes")
+
+
+class Stack(nn.Module):
+    """An embedding, a stack of blocks (nn.ModuleList) and a head: the shape of every family."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.embed = nn.Linear(3, 8)
+        self.blocks = nn.ModuleList([nn.Sequential(nn.Linear(8, 16), nn.RMSNorm(16), nn.Linear(16, 8)) for _ in range(2)])
+        self.head = nn.Linear(8, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.embed(x)
+        for b in self.blocks:
+            x = x + b(x)
+        return self.head(x)
+
+
+def test_muon_takes_the_hidden_matrices_and_adamw_the_rest():
+    from tsfm.training.optim import MuonWithAdamW, hidden_matrices
+
+    m = Stack()
+    hidden = {id(b[i].weight) for b in m.blocks for i in (0, 2)}
+    assert hidden_matrices(m) == hidden
+    opt = build_optimizer(m, OptimConfig(lr=1e-3, optimizer="muon"))["optimizer"]
+    assert isinstance(opt, MuonWithAdamW)
+    seen = [id(p) for g in opt.param_groups for p in g["params"]]
+    assert sorted(seen) == sorted(id(p) for p in m.parameters())  # every parameter once
+    muon = {id(p) for g in opt.param_groups if g.get("muon") for p in g["params"]}
+    assert muon == hidden and all(g["weight_decay"] == 0.1 for g in opt.param_groups if g.get("muon"))
+    assert opt.muon.param_groups == [g for g in opt.param_groups if g.get("muon")]
+
+
+def _run(opt_cfg: OptimConfig, steps: int, m: nn.Module | None = None, state: dict | None = None):
+    torch.manual_seed(0)
+    m = m or Stack()
+    built = build_optimizer(m, opt_cfg)
+    opt, sched = built["optimizer"], built["lr_scheduler"]["scheduler"]
+    if state is not None:
+        opt.load_state_dict(state["opt"])
+        sched.load_state_dict(state["sched"])
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(64, 3, generator=g)
+    y = torch.randn(64, 2, generator=g)
+    for _ in range(steps):
+        opt.zero_grad()
+        nn.functional.mse_loss(m(x), y).backward()
+        opt.step()
+        sched.step()
+    return m, {"opt": opt.state_dict(), "sched": sched.state_dict()}, opt
+
+
+def test_muon_steps_are_torchs_muon_and_adamw_under_the_schedule():
+    cfg = OptimConfig(lr=1e-2, weight_decay=0.05, optimizer="muon", scheduler="linear", max_steps=10, warmup_steps=2)
+    m, _, opt = _run(cfg, 3)
+    # the same three steps by hand: torch's Muon on the hidden matrices, AdamW on the rest, the lr of the schedule
+    torch.manual_seed(0)
+    ref = Stack()
+    hidden = [p for b in ref.blocks for p in (b[0].weight, b[2].weight)]
+    rest_decay = [ref.head.weight]
+    rest_plain = [ref.embed.weight] + [p for p in ref.parameters() if p.ndim < 2]  # "embed": not decayed
+    muon = torch.optim.Muon(hidden, lr=1e-2, weight_decay=0.05, adjust_lr_fn="match_rms_adamw")
+    adamw = torch.optim.AdamW([{"params": rest_decay, "weight_decay": 0.05}, {"params": rest_plain, "weight_decay": 0.0}],
+                              lr=1e-2, betas=(0.9, 0.98), eps=1e-8)
+    g = torch.Generator().manual_seed(1)
+    x, y = torch.randn(64, 3, generator=g), torch.randn(64, 2, generator=g)
+    fn = lr_lambda(cfg)
+    for step in range(3):
+        for o in (muon, adamw):
+            for grp in o.param_groups:
+                grp["lr"] = 1e-2 * fn(step)
+        muon.zero_grad()
+        adamw.zero_grad()
+        nn.functional.mse_loss(ref(x), y).backward()
+        muon.step()
+        adamw.step()
+    for (name, a), b in zip(m.named_parameters(), ref.parameters()):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-6, msg=name)
+    assert opt.param_groups[0]["lr"] == pytest.approx(1e-2 * fn(3))
+    assert opt.muon.param_groups[0]["lr"] == opt.param_groups[0]["lr"]  # the schedule reaches the inner optimizers
+
+
+def test_muon_state_dict_resumes_exactly():
+    cfg = OptimConfig(lr=1e-2, optimizer="muon", scheduler="cosine", max_steps=8, fused=True)
+    full, _, _ = _run(cfg, 8)
+    half, state, _ = _run(cfg, 4)
+    assert sorted(state["opt"]["state"]) == list(range(sum(1 for _ in half.parameters())))  # keyed like AdamW's
+    # a fresh model and optimizer, loaded from the state dict, continue where the first stopped
+    torch.manual_seed(0)
+    resumed = Stack()
+    resumed.load_state_dict(half.state_dict())
+    resumed, _, opt = _run(cfg, 4, resumed, state)
+    assert opt.muon.state is opt.state and opt.adamw.state is opt.state
+    for a, b in zip(full.parameters(), resumed.parameters()):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+def test_muon_needs_hidden_matrices_and_valid_settings():
+    with pytest.raises(ValueError, match="found no hidden weight matrices"):
+        build_optimizer(Tiny(), OptimConfig(optimizer="muon"))
+    with pytest.raises(ValueError, match="use adamw or muon"):
+        OptimConfig(optimizer="sgd")
+    with pytest.raises(ValueError, match="muon_momentum"):
+        OptimConfig(optimizer="muon", muon_momentum=1.0)

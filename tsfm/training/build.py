@@ -65,6 +65,13 @@ def check_config(cfg: DictConfig) -> None:
             f"trainer.val_check_interval={vci}: give a whole number of steps (e.g. 1000); the training stream "
             "has no epochs to take a fraction of, and the checkpoint, benchmark and health callbacks count steps"
         )
+    strategy = cfg.trainer.get("strategy")
+    target = strategy.get("_target_", "") if hasattr(strategy, "get") else str(strategy or "")
+    if "ModelParallelStrategy" in str(target) and cfg.get("optim") is not None and cfg.optim.get("optimizer") == "muon":
+        raise ValueError(
+            "optim.optimizer=muon cannot run under trainer=fsdp: Muon orthogonalises whole weight matrices and FSDP2 "
+            "shards them; use trainer=ddp (or optim.optimizer=adamw)"
+        )
     precision = check_trainer_device(cfg.trainer)  # no CUDA for trainer=gpu, bf16 on a pre-Ampere GPU
     if precision != str(cfg.trainer.get("precision")):
         with open_dict(cfg):

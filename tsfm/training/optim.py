@@ -3,6 +3,12 @@
 The recipes of the papers differ only in numbers (Moirai: AdamW 1e-3, wd 0.1, betas
 (0.9, 0.98), warmup + cosine; Chronos: AdamW 1e-3, wd 0.01, linear decay; Chronos-2
 fine-tuning: lr 1e-6, linear), so one :class:`OptimConfig` expresses all of them in YAML.
+
+``optimizer: muon`` trains the hidden weight matrices (the 2-D weights of the repeated Transformer blocks) with
+Muon (``tsfm.training.muon``: torch's Muon with batched Newton-Schulz iterations; orthogonalised momentum; Jordan et al. 2024, with Moonshot's update scaling so AdamW's learning rate
+and weight decay carry over: Liu et al. 2025, "Muon is Scalable for LLM Training") and everything else (embeddings,
+patch projections, output heads, norms, biases) with AdamW, as one optimizer with one schedule
+(:class:`MuonWithAdamW`).
 """
 
 from __future__ import annotations
@@ -12,6 +18,8 @@ from dataclasses import dataclass, field
 
 import torch
 from torch import nn
+
+from tsfm.training.muon import BatchedMuon
 
 _NO_DECAY_TYPES = (nn.LayerNorm, nn.Embedding, nn.GroupNorm, nn.BatchNorm1d, nn.RMSNorm)
 
@@ -34,8 +42,19 @@ class OptimConfig:
     # CUDA); true = the fused kernel (CPU and CUDA; ~4x faster optimizer step on CPU, rounding differs in
     # the last bit)
     fused: bool = False
+    # adamw | muon (Muon on the hidden matrices, AdamW on the rest: MuonWithAdamW)
+    optimizer: str = "adamw"
+    muon_momentum: float = 0.95
+    muon_ns_steps: int = 5
 
     def __post_init__(self) -> None:
+        if self.optimizer not in {"adamw", "muon"}:
+            raise ValueError(f"optim.optimizer={self.optimizer!r}: use adamw or muon")
+        if not 0.0 <= self.muon_momentum < 1.0 or int(self.muon_ns_steps) < 1:
+            raise ValueError(
+                f"optim.muon_momentum must be in [0, 1) (got {self.muon_momentum}) and optim.muon_ns_steps >= 1 "
+                f"(got {self.muon_ns_steps})"
+            )
         if self.scheduler not in {"cosine", "linear", "constant", "wsd"}:
             raise ValueError(f"optim.scheduler={self.scheduler!r}: use one of cosine, linear, constant, wsd")
         if not 0.0 < self.decay_fraction <= 1.0:
@@ -119,13 +138,84 @@ def lr_lambda(cfg: OptimConfig):
     return fn
 
 
+def hidden_matrices(model: nn.Module) -> set[int]:
+    """``id`` of every 2-D weight inside a repeated stack of blocks (a submodule of an ``nn.ModuleList``): the
+    attention and feed-forward matrices of each family's Transformer layers. Embeddings, patch projections and
+    output heads sit outside such stacks, and norms and biases are 1-D, so none of them is included."""
+    out: set[int] = set()
+    for module in model.modules():
+        if isinstance(module, nn.ModuleList):
+            out.update(id(p) for p in module.parameters() if p.ndim == 2)
+    return out
+
+
+class MuonWithAdamW(torch.optim.Optimizer):
+    """Muon on the groups marked ``muon: True``, AdamW on the others: one optimizer to Lightning, the LR scheduler
+    and gradient clipping, with one ``state`` and one list of ``param_groups`` (a standard state dict, keyed like
+    AdamW's, so checkpoints resume under every strategy). Muon's update is scaled by ``0.2·sqrt(max(A, B))``
+    (``match_rms_adamw``), so both halves take the same learning rate and weight decay."""
+
+    def __init__(self, groups: list[dict], *, lr: float, betas: tuple[float, float], eps: float, fused: bool,
+                 momentum: float, ns_steps: int) -> None:
+        muon_groups = [g for g in groups if g.get("muon")]
+        adamw_groups = [g for g in groups if not g.get("muon")]
+        if not muon_groups or not any(g["params"] for g in muon_groups):
+            raise ValueError(
+                "optim.optimizer=muon found no hidden weight matrices (2-D weights inside an nn.ModuleList of "
+                "blocks) in this model; use optim.optimizer=adamw"
+            )
+        self.muon = BatchedMuon(muon_groups, lr=lr, momentum=momentum, ns_steps=int(ns_steps),
+                                adjust_lr_fn="match_rms_adamw")
+        self.adamw = torch.optim.AdamW(adamw_groups or [{"params": []}], lr=lr, betas=betas, eps=eps,
+                                       fused=fused or None)
+        super().__init__(self.muon.param_groups + self.adamw.param_groups, {"lr": lr})
+        self._share()
+
+    def _share(self) -> None:
+        """Point both inner optimizers at this optimizer's groups and state (a scheduler's lr reaches them)."""
+        self.muon.param_groups = [g for g in self.param_groups if g.get("muon")]
+        self.adamw.param_groups = [g for g in self.param_groups if not g.get("muon")]
+        self.muon.state = self.adamw.state = self.state
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        super().load_state_dict(state_dict)
+        self._share()  # loading replaces self.state and the group dicts
+
+    @torch.no_grad()
+    def step(self, closure=None):  # noqa: ANN001, ANN201
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        self.muon.step()
+        if any(g["params"] for g in self.adamw.param_groups):
+            self.adamw.step()
+        return loss
+
+
 def build_optimizer(model: nn.Module, cfg: OptimConfig) -> dict:
-    """Return what ``LightningModule.configure_optimizers`` returns (AdamW + per-step schedule)."""
+    """Return what ``LightningModule.configure_optimizers`` returns (AdamW, or Muon + AdamW, and a per-step
+    schedule)."""
     groups = param_groups(model, cfg.weight_decay, cfg.no_decay_names)
+    if cfg.optimizer == "muon":  # split each group into its hidden matrices (Muon) and the rest (AdamW)
+        hidden = hidden_matrices(model)
+        split = []
+        for g in groups:
+            for muon in (True, False):
+                ps = [p for p in g["params"] if (id(p) in hidden) == muon]
+                if ps:
+                    split.append({**g, "params": ps} | ({"muon": True} if muon else {}))
+        groups = split
     for g in groups:
         g["lr"] = cfg.lr * g.get("lr_scale", 1.0)  # LambdaLR scales each group's own initial lr
-    opt = torch.optim.AdamW(groups, lr=cfg.lr, betas=cfg.betas, eps=cfg.eps, fused=cfg.fused or None)
-    if cfg.fused:
+    if cfg.optimizer == "muon":
+        opt: torch.optim.Optimizer = MuonWithAdamW(
+            groups, lr=cfg.lr, betas=cfg.betas, eps=cfg.eps, fused=cfg.fused,
+            momentum=cfg.muon_momentum, ns_steps=cfg.muon_ns_steps,
+        )
+    else:
+        opt = torch.optim.AdamW(groups, lr=cfg.lr, betas=cfg.betas, eps=cfg.eps, fused=cfg.fused or None)
+    if cfg.fused and cfg.optimizer == "adamw":
         # The fused kernel can also unscale fp16 gradients itself, and Lightning's mixed-precision plugin then
         # refuses gradient clipping (the clip would see scaled gradients). Declining that keeps a GradScaler
         # unscaling before the clip and the step, as for the plain optimizer (and bf16 has no scaler at all).

@@ -113,3 +113,34 @@ def test_long_context_prob_draws_full_contexts_with_an_observed_horizon():
     np.testing.assert_array_equal(a, Chronos2Task(64, 16, min_past=8, long_context_prob=0.0)(long_series, np.random.default_rng(3))["future_target"])
     with pytest.raises(ValueError, match="long_context_prob must be in"):
         Chronos2Task(long_context_prob=1.5)
+
+
+@pytest.mark.parametrize(
+    "opts",
+    [{}, {"min_future": 4}, {"long_context_prob": 0.5}, {"min_future": 1, "long_context_prob": 0.3, "min_past": 3}],
+)
+def test_univariate_shortcut_gives_the_general_paths_samples_and_draws(opts):
+    """The univariate shortcut (most of the synthetic corpus) must not change a single sample or random draw:
+    series long and short, with missing values, all-missing ones rejected the same way."""
+    fast = Chronos2Task(context_length=48, prediction_length=12, **opts)
+    slow = Chronos2Task(context_length=48, prediction_length=12, **opts)
+    slow.fast_univariate = False
+    data = np.random.default_rng(7)
+    for i in range(300):
+        t = int(data.integers(5, 150))
+        y = data.standard_normal((1, t)).astype(np.float32)
+        if i % 3 == 0:
+            y[0, data.random(t) < 0.6] = np.nan
+        if i % 50 == 0:
+            y[:] = np.nan
+        s = Series(y, "M", item_id=f"u{i}")
+        rf, rs = np.random.default_rng(i), np.random.default_rng(i)
+        a, b = fast(s, rf), slow(s, rs)
+        assert (a is None) == (b is None), i
+        if a is not None:
+            assert a.keys() == b.keys() and a["n_targets"] == b["n_targets"] == 1
+            for k in ("context", "future_target", "future_covariates"):
+                assert a[k].dtype == b[k].dtype == np.float32
+                np.testing.assert_array_equal(a[k], b[k])
+            assert not np.shares_memory(a["context"], y)  # a copy: the corpus pages may be released
+        assert rf.random() == rs.random()  # the same number of draws

@@ -33,6 +33,10 @@ from tsfm.data.types import Batch, Sample, Series
 class Chronos2Task:
     """TaskBuilder for Chronos-2 pretraining and fine-tuning."""
 
+    # univariate series without covariates take a shortcut with the same draws and samples (False: the general
+    # path for every series; tests compare the two)
+    fast_univariate = True
+
     def __init__(
         self,
         context_length: int = 2048,
@@ -92,6 +96,8 @@ class Chronos2Task:
         if length < self.min_length:
             return None
         n_t = target.shape[0]
+        if n_t == 1 and covs is None and self.fast_univariate:
+            return self._univariate(target, length, rng)
         # multivariate targets may be re-cast as known covariates of the remaining targets
         known_t = np.zeros(n_t, dtype=bool)
         if n_t > 1 and self.target_as_covariate_prob > 0:
@@ -135,6 +141,26 @@ class Chronos2Task:
             "future_target": future_target,
             "future_covariates": future_cov,
             "n_targets": n_targets,
+        }
+
+    def _univariate(self, target: np.ndarray, length: int, rng: np.random.Generator) -> Sample | None:
+        """The group of a univariate series without covariates (most of a synthetic corpus): the same sample and
+        the same random draws as the general path below, without its group bookkeeping (~3x faster per sample)."""
+        h = self.prediction_length
+        cut = self._cut(length, rng)
+        context = target[:, max(0, cut - self.context_length) : cut].copy()
+        if np.isnan(context).all():
+            return None
+        future_target = np.full((1, h), np.nan, dtype=np.float32)
+        observed = target[:, cut : cut + h]
+        future_target[:, : observed.shape[1]] = observed
+        if np.isnan(future_target).all():
+            return None
+        return {
+            "context": context,
+            "future_target": future_target,
+            "future_covariates": np.full((1, h), np.nan, dtype=np.float32),
+            "n_targets": 1,
         }
 
     def _cut(self, length: int, rng: np.random.Generator) -> int:
