@@ -238,3 +238,18 @@ def test_muon_needs_hidden_matrices_and_valid_settings():
         OptimConfig(optimizer="sgd")
     with pytest.raises(ValueError, match="muon_momentum"):
         OptimConfig(optimizer="muon", muon_momentum=1.0)
+
+
+def test_hidden_matrices_leave_out_embeddings_inside_a_stack():
+    from tsfm.training.optim import hidden_matrices
+
+    class Blocks(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.layers = nn.ModuleList(
+                [nn.ModuleDict({"ff": nn.Linear(8, 8), "pos": nn.Embedding(4, 8), "embed_proj": nn.Linear(8, 8)})]
+            )
+
+    m = Blocks()
+    assert hidden_matrices(m) == {id(m.layers[0]["ff"].weight)}
+    assert hidden_matrices(m, []) == {id(m.layers[0]["ff"].weight), id(m.layers[0]["embed_proj"].weight)}

@@ -138,14 +138,19 @@ def lr_lambda(cfg: OptimConfig):
     return fn
 
 
-def hidden_matrices(model: nn.Module) -> set[int]:
+def hidden_matrices(model: nn.Module, no_decay_names: list[str] = ("bias", "norm", "embed", "mask_token")) -> set[int]:
     """``id`` of every 2-D weight inside a repeated stack of blocks (a submodule of an ``nn.ModuleList``): the
     attention and feed-forward matrices of each family's Transformer layers. Embeddings, patch projections and
-    output heads sit outside such stacks, and norms and biases are 1-D, so none of them is included."""
+    output heads sit outside such stacks, norms and biases are 1-D, and what :func:`param_groups` would not decay
+    (embedding and norm modules, names with a ``no_decay_names`` fragment) is left out inside a stack too."""
     out: set[int] = set()
-    for module in model.modules():
-        if isinstance(module, nn.ModuleList):
-            out.update(id(p) for p in module.parameters() if p.ndim == 2)
+    for stack in (m for m in model.modules() if isinstance(m, nn.ModuleList)):
+        for mod_name, module in stack.named_modules():
+            if isinstance(module, _NO_DECAY_TYPES) or "norm" in type(module).__name__.lower():
+                continue
+            for name, p in module.named_parameters(prefix=mod_name, recurse=False):
+                if p.ndim == 2 and not any(s in name.lower() for s in no_decay_names):
+                    out.add(id(p))
     return out
 
 
@@ -198,7 +203,7 @@ def build_optimizer(model: nn.Module, cfg: OptimConfig) -> dict:
     schedule)."""
     groups = param_groups(model, cfg.weight_decay, cfg.no_decay_names)
     if cfg.optimizer == "muon":  # split each group into its hidden matrices (Muon) and the rest (AdamW)
-        hidden = hidden_matrices(model)
+        hidden = hidden_matrices(model, cfg.no_decay_names)
         split = []
         for g in groups:
             for muon in (True, False):
