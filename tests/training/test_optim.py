@@ -164,7 +164,8 @@ def test_muon_takes_the_hidden_matrices_and_adamw_the_rest():
     assert sorted(seen) == sorted(id(p) for p in m.parameters())  # every parameter once
     muon = {id(p) for g in opt.param_groups if g.get("muon") for p in g["params"]}
     assert muon == hidden and all(g["weight_decay"] == 0.1 for g in opt.param_groups if g.get("muon"))
-    assert opt.muon.param_groups == [g for g in opt.param_groups if g.get("muon")]
+    assert all(a is b for a, b in zip(opt.muon.param_groups, [g for g in opt.param_groups if g.get("muon")], strict=True))
+    assert all(a is b for a, b in zip(opt.adamw.param_groups, [g for g in opt.param_groups if not g.get("muon")], strict=True))
 
 
 def _run(opt_cfg: OptimConfig, steps: int, m: nn.Module | None = None, state: dict | None = None):
@@ -212,8 +213,13 @@ def test_muon_steps_are_torchs_muon_and_adamw_under_the_schedule():
         adamw.step()
     for (name, a), b in zip(m.named_parameters(), ref.parameters()):
         torch.testing.assert_close(a, b, rtol=0, atol=1e-6, msg=name)
-    assert opt.param_groups[0]["lr"] == pytest.approx(1e-2 * fn(3))
-    assert opt.muon.param_groups[0]["lr"] == opt.param_groups[0]["lr"]  # the schedule reaches the inner optimizers
+    # the schedule reaches the inner optimizers, through a state-dict round trip too
+    fresh = build_optimizer(Stack(), cfg)["optimizer"]
+    fresh.load_state_dict(opt.state_dict())
+    for o in (opt, fresh):
+        inner = o.muon.param_groups + o.adamw.param_groups
+        assert len(inner) == len(o.param_groups) and all(any(g is h for h in o.param_groups) for g in inner)
+        assert all(g["lr"] == pytest.approx(1e-2 * fn(3)) for g in inner)
 
 
 def test_muon_state_dict_resumes_exactly():
@@ -253,3 +259,35 @@ def test_hidden_matrices_leave_out_embeddings_inside_a_stack():
     m = Blocks()
     assert hidden_matrices(m) == {id(m.layers[0]["ff"].weight)}
     assert hidden_matrices(m, []) == {id(m.layers[0]["ff"].weight), id(m.layers[0]["embed_proj"].weight)}
+
+
+def test_muon_optimizer_survives_deepcopy_and_takes_added_groups():
+    import copy
+
+    torch.manual_seed(0)
+    m = Stack()
+    extra = nn.Parameter(torch.randn(4, 4))
+    opt = build_optimizer(m, OptimConfig(lr=1e-2, optimizer="muon"))["optimizer"]
+    m2, opt2 = copy.deepcopy((m, opt))  # e.g. a callback keeping a copy, or a pickled trainer state
+    assert opt2.muon.state is opt2.state and opt2.adamw.state is opt2.state
+    assert all(any(g is h for h in opt2.param_groups) for g in opt2.muon.param_groups + opt2.adamw.param_groups)
+    x, y = torch.randn(16, 3), torch.randn(16, 2)
+    for model, o in ((m, opt), (m2, opt2)):
+        for _ in range(2):
+            o.zero_grad()
+            nn.functional.mse_loss(model(x), y).backward()
+            o.step()
+    for a, b in zip(m.parameters(), m2.parameters()):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    # a group added later reaches its optimizer with that optimizer's defaults
+    opt.add_param_group({"params": [extra], "muon": True, "weight_decay": 0.0})
+    assert opt.param_groups[-1]["ns_steps"] == 5 and opt.muon.param_groups[-1] is opt.param_groups[-1]
+    before = extra.detach().clone()
+    extra.grad = torch.randn(4, 4)
+    opt.step()
+    assert not torch.equal(before, extra)
+    with pytest.raises(ValueError, match="2-D weight matrices only"):
+        opt.add_param_group({"params": nn.Parameter(torch.zeros(3)), "muon": True})
+    bias = nn.Parameter(torch.zeros(3))
+    opt.add_param_group({"params": [bias]})
+    assert opt.param_groups[-1]["betas"] == (0.9, 0.98) and opt.adamw.param_groups[-1] is opt.param_groups[-1]

@@ -186,6 +186,29 @@ class MuonWithAdamW(torch.optim.Optimizer):
         super().load_state_dict(state_dict)
         self._share()  # loading replaces self.state and the group dicts
 
+    def add_param_group(self, param_group: dict) -> None:
+        """A group added after construction (e.g. by a fine-tuning callback) gets its optimizer's defaults and
+        reaches it; ``muon: True`` sends it to Muon (2-D parameters only)."""
+        if "muon" in self.__dict__:  # (Optimizer.__init__ calls this too, before the inner optimizers are shared)
+            ps = param_group["params"]
+            param_group = {**param_group, "params": [ps] if isinstance(ps, torch.Tensor) else list(ps)}
+            inner = self.muon if param_group.get("muon") else self.adamw
+            if param_group.get("muon") and any(p.ndim != 2 for p in param_group["params"]):
+                raise ValueError("a Muon parameter group holds 2-D weight matrices only")
+            for k, v in inner.defaults.items():
+                param_group.setdefault(k, v)
+        super().add_param_group(param_group)
+        if "muon" in self.__dict__:
+            self._share()
+
+    def __getstate__(self) -> dict:  # deepcopy / pickle keep the inner optimizers
+        return {**super().__getstate__(), "muon": self.muon, "adamw": self.adamw}
+
+    def __setstate__(self, state: dict) -> None:
+        super().__setstate__(state)
+        if "muon" in self.__dict__:
+            self._share()
+
     @torch.no_grad()
     def step(self, closure=None):  # noqa: ANN001, ANN201
         loss = None
