@@ -182,10 +182,6 @@ class MuonWithAdamW(torch.optim.Optimizer):
         self.adamw.param_groups = [g for g in self.param_groups if not g.get("muon")]
         self.muon.state = self.adamw.state = self.state
 
-    def load_state_dict(self, state_dict: dict) -> None:
-        super().load_state_dict(state_dict)
-        self._share()  # loading replaces self.state and the group dicts
-
     def add_param_group(self, param_group: dict) -> None:
         """A group added after construction (e.g. by a fine-tuning callback) gets its optimizer's defaults and
         reaches it; ``muon: True`` sends it to Muon (2-D parameters only)."""
@@ -204,18 +200,14 @@ class MuonWithAdamW(torch.optim.Optimizer):
     def __getstate__(self) -> dict:  # deepcopy / pickle keep the inner optimizers
         return {**super().__getstate__(), "muon": self.muon, "adamw": self.adamw}
 
-    def __setstate__(self, state: dict) -> None:
+    def __setstate__(self, state: dict) -> None:  # also what load_state_dict ends with: it replaces state and groups
         super().__setstate__(state)
         if "muon" in self.__dict__:
             self._share()
 
     @torch.no_grad()
     def step(self, closure=None):  # noqa: ANN001, ANN201
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
-        self.muon.step()
+        loss = self.muon.step(closure)  # evaluates the closure (forward + backward) first
         if any(g["params"] for g in self.adamw.param_groups):
             self.adamw.step()
         return loss
