@@ -78,8 +78,8 @@ step_mup_base64() {  # muP from base width 64: the multipliers at 64, the transf
   train experiment=scaling_lr_transfer hydra/launcher=local model.module.config.parametrization=sp \
     model.module.config.d_model=1024 optim.lr=1.25e-4,2.5e-4,5e-4,1e-3 hydra.sweep.dir="$WORK/sp1024"
 }
-step_ladder_depth() {  # the ladder's own shapes (rungs 0-3: widths 32-256, depths 2-8) x lr, 300 steps of batch 32
-  OMP_NUM_THREADS=1 train -m experiment=scaling_ladder hydra/launcher=local rung=3,2,1,0 \
+step_ladder_depth() {  # the ladder's own shapes (rungs 0-4: widths 32-512, depths 2-10) x lr, 300 steps of batch 32
+  OMP_NUM_THREADS=1 train -m experiment=scaling_ladder hydra/launcher=local rung=4,3,2,1,0 \
     ladder_lr=4e-3,8e-3,1.6e-2,3.2e-2,6.4e-2 data.batch_size=32 trainer.max_steps=300 trainer.val_check_interval=300 \
     optim.warmup_steps=30 hydra.sweep.dir="$WORK/ladder_depth"
 }

@@ -34,9 +34,12 @@ def _optimum(par: str, width: int) -> float:
     return 4e-3 * (32 / width if par == "sp" else 1.0)
 
 
-def _write_job(root: Path, idx: int, par: str, width: int, lr: float, loss: float | None) -> None:
+def _write_job(
+    root: Path, idx: int, par: str, width: int, lr: float, loss: float | None, depth: int = 2
+) -> None:
     cfg = _compose(["experiment=scaling_lr_transfer", f"model.module.config.parametrization={par}",
-                    f"model.module.config.d_model={width}", f"optim.lr={lr}"])  # fmt: skip
+                    f"model.module.config.d_model={width}", f"optim.lr={lr}",
+                    f"model.module.config.num_layers={depth}"])  # fmt: skip
     job = root / str(idx)
     (job / ".hydra").mkdir(parents=True)
     OmegaConf.save(cfg, job / ".hydra" / "config.yaml")
@@ -87,9 +90,11 @@ def test_the_optimum_is_located_per_width_and_its_shift_measured(grid):
 
 
 def test_the_cli_writes_table_json_and_plot(grid, tmp_path, capsys):
-    assert main(["lr-transfer", str(grid), str(grid), "--out", str(tmp_path)]) == 0  # pooled: duplicates collapse
+    assert (
+        main(["lr-transfer", str(grid), str(grid), "--out", str(tmp_path)]) == 0
+    )  # pooled: duplicates collapse
     out = capsys.readouterr().out
-    assert "| mup | 256 |" in out and "transfers" in out and "not fitted (2)" in out
+    assert "| mup | 256 | 2 |" in out and "transfers" in out and "not fitted (2)" in out
     data = json.loads((tmp_path / "lr_transfer.json").read_text())
     assert set(data["parametrizations"]) == {"sp", "mup"}
     assert len(data["parametrizations"]["mup"]["per_width"]["32"]["lrs"]) == len(LRS)
@@ -105,6 +110,22 @@ def test_too_few_learning_rates_name_the_runs(tmp_path):
     assert main(["lr-transfer", str(tmp_path)]) == 2
 
 
+def test_depth_is_recorded_and_depths_are_not_pooled_into_one_curve(tmp_path):
+    for i, lr in enumerate((8e-3, 1.6e-2, 3.2e-2)):
+        loss = 1.0 + (math.log2(lr) - math.log2(1.6e-2)) ** 2
+        _write_job(tmp_path / "ladder", i, "mup", 32, lr, loss, depth=2)
+        _write_job(tmp_path / "ladder", 10 + i, "mup", 64, lr, loss - 0.1, depth=4)
+    result = analyze_transfer(*read_transfer(tmp_path / "ladder"))
+    per = result["parametrizations"]["mup"]["per_width"]
+    assert (per["32"]["depth"], per["64"]["depth"]) == (2, 4)
+    assert main(["lr-transfer", str(tmp_path / "ladder"), "--out", str(tmp_path / "out")]) == 0
+    assert "| mup | 64 | 4 | 0.016 |" in (tmp_path / "out" / "lr_transfer.md").read_text()
+    _write_job(tmp_path / "depth2", 0, "mup", 64, 1.6e-2, 0.5, depth=2)  # a depth-2 sweep at width 64, pooled
+    with pytest.raises(ValueError, match=r"mup, width 64: runs of depths \[2, 4\] would be pooled"):
+        analyze_transfer(read_transfer(tmp_path / "ladder")[0] + read_transfer(tmp_path / "depth2")[0])
+    assert main(["lr-transfer", str(tmp_path / "ladder"), str(tmp_path / "depth2")]) == 2
+
+
 def test_ladder_rules_and_config():
     r0, r3 = rung(0), rung(3)
     assert (r0["d_model"], r0["num_layers"], r0["num_heads"], r0["batch_size"]) == (32, 2, 1, 32)
@@ -118,11 +139,18 @@ def test_ladder_rules_and_config():
         assert r["warmup_steps"] == max(10, round(0.05 * r["max_steps"]))
     cfg = _compose(["experiment=scaling_ladder", "rung=2"])
     config = OmegaConf.to_container(cfg.model.module.config, resolve=True)
-    assert (config["d_model"], config["num_layers"], config["num_heads"], config["parametrization"]) == (128, 6, 4, "mup")
+    assert (config["d_model"], config["num_layers"], config["num_heads"], config["parametrization"]) == (
+        128,
+        6,
+        4,
+        "mup",
+    )
     assert cfg.trainer.max_steps == rung(2)["max_steps"] and cfg.data.batch_size == 128
     assert cfg.optim.lr == cfg.ladder_lr
     assert config["output_mult"] == cfg.ladder_output_mult == 2.0  # muP's output multiplier, tuned at rung 1
-    assert config["base_width"] == 64 and config["d_model"] == 128  # muP's base is rung 1; rung 2 is twice as wide
+    assert (
+        config["base_width"] == 64 and config["d_model"] == 128
+    )  # muP's base is rung 1; rung 2 is twice as wide
     with pytest.raises(ValueError, match="ladder rung must be an integer in"):
         rung(8)
     assert np.isclose(rung(1, tokens_per_window=34)["max_steps"] * 2, rung(1)["max_steps"], atol=2)
@@ -131,14 +159,32 @@ def test_ladder_rules_and_config():
 def test_runs_with_other_mup_multipliers_are_their_own_parametrization(tmp_path):
     from tsfm.scaling.transfer import parametrization_label
 
-    assert parametrization_label({"parametrization": "mup", "output_mult": 1.0, "init_std": 0.02, "attn_mult": 1.0}) == "mup"
-    assert parametrization_label({"parametrization": "mup", "output_mult": 4, "init_std": 0.01}) == "mup(output_mult=4,init_std=0.01)"
-    assert parametrization_label({"parametrization": "sp"}) == "sp"  # configs from before the multipliers existed
+    assert (
+        parametrization_label(
+            {"parametrization": "mup", "output_mult": 1.0, "init_std": 0.02, "attn_mult": 1.0}
+        )
+        == "mup"
+    )
+    assert (
+        parametrization_label({"parametrization": "mup", "output_mult": 4, "init_std": 0.01})
+        == "mup(output_mult=4,init_std=0.01)"
+    )
+    assert (
+        parametrization_label({"parametrization": "sp"}) == "sp"
+    )  # configs from before the multipliers existed
     cfg = _compose(["experiment=scaling_mup_tune", "model.module.config.output_mult=4", "optim.lr=1e-2"])
     job = tmp_path / "0"
     (job / ".hydra").mkdir(parents=True)
     OmegaConf.save(cfg, job / ".hydra" / "config.yaml")
     (job / "csv" / "version_0").mkdir(parents=True)
-    pd.DataFrame([{"epoch": 0, "step": 299, "val/loss": 0.9}]).to_csv(job / "csv" / "version_0" / "metrics.csv", index=False)
+    pd.DataFrame([{"epoch": 0, "step": 299, "val/loss": 0.9}]).to_csv(
+        job / "csv" / "version_0" / "metrics.csv", index=False
+    )
     (run,), failed = read_transfer(tmp_path)
-    assert (run.parametrization, run.width, run.lr, run.loss, failed) == ("mup(output_mult=4)", 32, 1e-2, 0.9, [])
+    assert (run.parametrization, run.width, run.lr, run.loss, failed) == (
+        "mup(output_mult=4)",
+        32,
+        1e-2,
+        0.9,
+        [],
+    )

@@ -36,6 +36,7 @@ class TransferRun:
     width: int
     lr: float
     loss: float  # final val/loss; inf when the run diverged (non-finite loss)
+    depth: int = 0  # num_layers (0: not recorded)
 
 
 def read_transfer(multirun_dir: str | Path) -> tuple[list[TransferRun], list[str]]:
@@ -59,7 +60,8 @@ def read_transfer(multirun_dir: str | Path) -> tuple[list[TransferRun], list[str
             failed.append(f"{job} (no val/loss logged: failed or unfinished)")
             continue
         runs.append(TransferRun(str(job), parametrization_label(config), int(config["d_model"]),
-                                float(OmegaConf.select(cfg, "optim.lr")), loss if math.isfinite(loss) else math.inf))  # fmt: skip
+                                float(OmegaConf.select(cfg, "optim.lr")), loss if math.isfinite(loss) else math.inf,
+                                int(config.get("num_layers") or 0)))  # fmt: skip
     return runs, failed
 
 
@@ -71,8 +73,11 @@ def parametrization_label(config: dict[str, Any]) -> str:
     """``sp`` / ``mup``, with the multipliers that differ from the plain model: ``mup(output_mult=4)``
     (runs with different multipliers are different parametrisations of the same widths)."""
     name = str(config.get("parametrization", "sp"))
-    changed = [f"{k}={float(config[k]):g}" for k, plain in MULTIPLIERS.items()
-               if config.get(k) is not None and float(config[k]) != plain]
+    changed = [
+        f"{k}={float(config[k]):g}"
+        for k, plain in MULTIPLIERS.items()
+        if config.get(k) is not None and float(config[k]) != plain
+    ]
     return f"{name}({','.join(changed)})" if changed else name
 
 
@@ -118,6 +123,10 @@ def analyze_transfer(runs: list[TransferRun], failed: list[str] | None = None) -
                 if r.width == w:
                     by_lr[r.lr] = r
             rs = sorted(by_lr.values(), key=lambda r: r.lr)
+            depths = sorted({r.depth for r in mine if r.width == w})
+            if len(depths) > 1:  # e.g. a depth-2 transfer sweep pooled with the ladder's shapes
+                raise ValueError(f"{par}, width {w}: runs of depths {depths} would be pooled into one curve; analyse "
+                                 f"sweeps of different depths separately; runs: {[r.job for r in mine if r.width == w]}")  # fmt: skip
             if len(rs) < 3:
                 raise ValueError(f"{par}, width {w}: {len(rs)} learning rates (need >= 3 to locate an optimum); "
                                  f"runs: {[r.job for r in rs]}")  # fmt: skip
@@ -125,7 +134,7 @@ def analyze_transfer(runs: list[TransferRun], failed: list[str] | None = None) -
             if not np.isfinite(losses).any():
                 raise ValueError(f"{par}, width {w}: every run diverged; runs: {[r.job for r in rs]}")
             grid, refined, interior = _best_lr(lrs, losses)
-            per_width[w] = {"lrs": lrs.tolist(), "losses": [float(v) if np.isfinite(v) else None for v in losses],
+            per_width[w] = {"depth": depths[0], "lrs": lrs.tolist(), "losses": [float(v) if np.isfinite(v) else None for v in losses],
                             "best_lr_grid": grid, "best_lr": refined, "interior": interior,
                             "best_loss": float(np.nanmin(np.where(np.isfinite(losses), losses, np.nan)))}  # fmt: skip
         lrs_all = sorted({r.lr for r in mine})
@@ -146,17 +155,21 @@ def analyze_transfer(runs: list[TransferRun], failed: list[str] | None = None) -
 
 
 def format_transfer_markdown(result: dict[str, Any]) -> str:
-    lines = ["| parametrisation | width | best lr (grid) | best lr (refined) | shift (grid steps) | best val NLL |",
-             "|---|---|---|---|---|---|"]  # fmt: skip
+    lines = ["| parametrisation | width | depth | best lr (grid) | best lr (refined) | shift (grid steps) | best val NLL |",
+             "|---|---|---|---|---|---|---|"]  # fmt: skip
     for par, res in result["parametrizations"].items():
         for w in res["widths"]:
             r = res["per_width"][str(w)]
             edge = "" if r["interior"] else " (grid edge)"
-            lines.append(f"| {par} | {w} | {r['best_lr_grid']:.3g}{edge} | {r['best_lr']:.3g} | "
+            lines.append(f"| {par} | {w} | {r.get('depth') or ''} | {r['best_lr_grid']:.3g}{edge} | {r['best_lr']:.3g} | "
                          f"{r['shift_steps']:+.2f} | {r['best_loss']:.4f} |")  # fmt: skip
     lines.append("")
     for par, res in result["parametrizations"].items():
-        verdict = "within one grid step: transfers" if res["transfers"] else "moves by one grid step or more: does not transfer"
+        verdict = (
+            "within one grid step: transfers"
+            if res["transfers"]
+            else "moves by one grid step or more: does not transfer"
+        )
         lines.append(f"* **{par}**: over a {res['width_range']:.0f}x width range the optimum moves at most "
                      f"{res['max_abs_shift_steps']:.2f} grid steps (factor {res['grid_factor']:.2g}) from the "
                      f"narrowest width: {verdict}.")  # fmt: skip
@@ -182,11 +195,13 @@ def write_transfer_report(result: dict[str, Any], out_dir: str | Path, make_plot
         for ax, par in zip(axes[0], pars):
             res = result["parametrizations"][par]
             cmap = plt.get_cmap("viridis")
+            depths = {res["per_width"][str(w)].get("depth") for w in res["widths"]}
             for i, w in enumerate(res["widths"]):
                 r = res["per_width"][str(w)]
                 color = cmap(i / max(1, len(res["widths"]) - 1))
                 y = np.array([np.nan if v is None else v for v in r["losses"]])
-                ax.plot(r["lrs"], y, "o-", color=color, label=f"width {w}")
+                label = f"width {w}" + (f", depth {r['depth']}" if len(depths) > 1 else "")
+                ax.plot(r["lrs"], y, "o-", color=color, label=label)
                 ax.axvline(r["best_lr"], color=color, ls=":", lw=1)
             ax.set_xscale("log", base=2)
             ax.set_xlabel("learning rate")
