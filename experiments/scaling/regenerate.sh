@@ -96,6 +96,10 @@ step_fits() {
     --out "$OUT/families_joint_300_600_1200"
   scaling fit "$WORK"/chronos2_{1250,2500,5000} "${JOINT[@]}" --out "$OUT/chronos2_joint_1250_2500_5000"
   scaling fit "$WORK"/moirai_{1250,2500,5000} "${JOINT[@]}" --out "$OUT/moirai_joint_1250_2500_5000"
+  # the same laws on the points trained on at least 10 tokens per parameter only (the sizes up to ~130k)
+  scaling fit "$WORK"/chronos2_{1250,2500,5000} "${JOINT[@]}" --joint-min-tokens-per-param 10 \
+    --out "$OUT/chronos2_joint_dn10"
+  scaling fit "$WORK"/moirai_{1250,2500,5000} "${JOINT[@]}" --joint-min-tokens-per-param 10 --out "$OUT/moirai_joint_dn10"
   scaling lr-transfer "$WORK/lr" "$WORK/lr_high" --out "$OUT"
   scaling lr-transfer "$WORK/lr_mup4" --out "$OUT/mup_output_mult4"
   scaling lr-transfer "$WORK/mup64" --out "$OUT/mup_base64"

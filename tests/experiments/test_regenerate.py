@@ -106,7 +106,7 @@ def test_every_fit_reads_sweeps_the_script_runs_and_parses(tmp_path):
         if getattr(ns, "out", None):
             assert Path(ns.out).is_relative_to("experiments/scaling/results"), ns.out
         fits += 1
-    assert fits >= 13
+    assert fits >= 15
 
 
 def _fake_python(tmp_path: Path, fail_on: str = "") -> Path:

@@ -239,6 +239,27 @@ def test_collector_without_ood_scores_says_so():
     assert final["groups"]["decoder"]["metrics"]["val/loss"]["fit"]["num_points"] == 12
 
 
+def test_points_below_a_tokens_per_param_ratio_are_left_out_and_counted():
+    """Final D = 2e5 / 8e5 / 3.2e6 per N = 1e4 ... 1e7: at D/N >= 2, 3 + 3 + 1 + 0 of the 12 runs stay."""
+    runs = [r for r in _fake_runs() if r.label in ("encoder", "decoder")]
+    joint = analyze_joint(runs, n_boot=0, grid="small", top_k=8, points="final", min_tokens_per_param=2)
+    for label, metrics in (("decoder", ("val/loss",)), ("encoder", ("val/loss", "final_eval/rel_wql"))):
+        for metric in metrics:
+            m = joint["groups"][label]["metrics"][metric]
+            n, d = np.array(m["points"]["N"]), np.array(m["points"]["D"])
+            assert len(n) == 7 and (d / n >= 2).all() and sorted(set(n)) == [1e4, 1e5, 1e6]
+            assert m["left_out"] == "5 point(s) with D/N < 2" and m["fit"]["num_points"] == 7
+    assert joint["method"]["min_tokens_per_param"] == 2
+    md = format_joint_markdown(joint)
+    assert "D/N >= 2 only" in md and "; 5 point(s) with D/N < 2 left out |" in md
+    # too strict: the fit has too few points and says how many were left out
+    strict = analyze_joint(runs, n_boot=0, grid="small", top_k=8, points="final", min_tokens_per_param=50)
+    err = strict["groups"]["decoder"]["metrics"]["val/loss"]["error"]
+    assert "needs at least 5 points" in err and "(10 point(s) with D/N < 50 left out)" in err
+    with pytest.raises(ValueError, match="min_tokens_per_param=-1"):
+        analyze_joint(runs, n_boot=0, min_tokens_per_param=-1)
+
+
 def test_final_eval_scores_are_read_from_results_json_or_metrics_csv(tmp_path):
     job = tmp_path / "job"
     (job / "final_eval").mkdir(parents=True)

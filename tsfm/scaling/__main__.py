@@ -67,12 +67,26 @@ def _parser() -> argparse.ArgumentParser:
                    help="optimise from the best K grid starts by objective (0: every start)")  # fmt: skip
     j.add_argument("--joint-points", choices=POINTS, default="curve",
                    help="val/loss points: every validation of every run (curve) or the final one only")  # fmt: skip
+    j.add_argument("--joint-min-tokens-per-param", type=float, default=0.0, metavar="RATIO",
+                   help="fit only the points with D/N >= RATIO (e.g. 10; 0: every point)")  # fmt: skip
     j.add_argument("--flops-per-param-token", type=float, default=6.0,
                    help="k in C = k N D for the compute-optimal allocation")  # fmt: skip
-    t = sub.add_parser("lr-transfer", help="best learning rate per width of a parametrization x width x lr multirun")
-    t.add_argument("multirun_dirs", type=Path, nargs="+", metavar="multirun_dir",
-                   help="multiruns of experiment=scaling_lr_transfer (several are pooled, e.g. a grid extension)")
-    t.add_argument("--out", type=Path, default=None, help="where lr_transfer.json/.md/.png go (default: the multirun dir)")
+    t = sub.add_parser(
+        "lr-transfer", help="best learning rate per width of a parametrization x width x lr multirun"
+    )
+    t.add_argument(
+        "multirun_dirs",
+        type=Path,
+        nargs="+",
+        metavar="multirun_dir",
+        help="multiruns of experiment=scaling_lr_transfer (several are pooled, e.g. a grid extension)",
+    )
+    t.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="where lr_transfer.json/.md/.png go (default: the multirun dir)",
+    )
     t.add_argument("--no-plot", action="store_true", help="skip the PNG")
     lad = sub.add_parser("ladder", help="print the baseline family's size ladder (tsfm/scaling/ladder.py)")
     lad.add_argument("--max-rung", type=int, default=7)
@@ -129,6 +143,7 @@ def main(argv: list[str] | None = None) -> int:
                 runs, n_boot=args.bootstrap, seed=args.seed, grid=args.joint_grid,
                 top_k=args.joint_top_k or None, points=args.joint_points,
                 flops_per_param_token=args.flops_per_param_token,
+                min_tokens_per_param=args.joint_min_tokens_per_param,
             )  # fmt: skip
     except (FileNotFoundError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)

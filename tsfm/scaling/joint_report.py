@@ -14,6 +14,9 @@
 * Bootstrap: runs are resampled (all points of a run together); every metric of a group uses the same
   resamples, so ``OOD - ID`` exponent differences get paired percentile CIs.
 * Compute-optimal readout (``C = k N D``) at the group's own compute range and 10x, 100x beyond it.
+* ``min_tokens_per_param``: keep only the points with ``D / N`` at least this (e.g. 10, or Chinchilla's ~20): a law
+  of separate N and D terms describes models trained near convergence, not the data-starved large sizes of a CPU
+  sweep. The report counts the points left out per group and metric.
 """
 
 from __future__ import annotations
@@ -50,8 +53,11 @@ def dedupe(runs: list[Run]) -> list[Run]:
     return sorted(best.values(), key=lambda r: (r.label, r.params, r.final_tokens))
 
 
-def joint_points(runs: list[Run], metric: str, points: str = "curve") -> tuple[np.ndarray, ...]:
-    """``(N, D, value, run index)`` of ``metric`` over ``runs`` (runs without it contribute nothing)."""
+def joint_points(
+    runs: list[Run], metric: str, points: str = "curve", min_tokens_per_param: float = 0.0
+) -> tuple[np.ndarray, ...]:
+    """``(N, D, value, run index)`` of ``metric`` over ``runs`` (runs without it contribute nothing), only the
+    points with ``D / N >= min_tokens_per_param``."""
     if points not in POINTS:
         raise ValueError(f"points={points!r}: use one of {POINTS}")
     n, d, y, g = [], [], [], []
@@ -66,6 +72,8 @@ def joint_points(runs: list[Run], metric: str, points: str = "curve") -> tuple[n
             if key not in r.final_eval or not r.final_tokens:
                 continue
             tokens, values = np.array([r.final_tokens]), np.array([r.final_eval[key]])
+        ok = np.asarray(tokens, dtype=float) >= min_tokens_per_param * r.params
+        tokens, values = np.asarray(tokens)[ok], np.asarray(values)[ok]
         n += [float(r.params)] * len(values)
         d += list(map(float, tokens))
         y += list(map(float, values))
@@ -88,8 +96,13 @@ def analyze_joint(
     points: str = "curve",
     flops_per_param_token: float = 6.0,
     boot_starts: int = 3,
+    min_tokens_per_param: float = 0.0,
 ) -> dict[str, Any]:
     """Joint fits per group and metric, compute-optimal tables and OOD - ID exponent differences."""
+    if not (np.isfinite(min_tokens_per_param) and min_tokens_per_param >= 0):
+        raise ValueError(
+            f"min_tokens_per_param={min_tokens_per_param}: give a ratio D/N >= 0 (0 keeps every point)"
+        )
     runs = dedupe(runs)
     out: dict[str, Any] = {
         "law": "L(N, D) = E + A N^-alpha + B D^-beta",
@@ -97,7 +110,7 @@ def analyze_joint(
             "objective": "Huber(log L_pred - log L_obs), delta=1e-3, summed", "optimizer": "L-BFGS-B",
             "grid": grid, "top_k": top_k, "bootstrap": n_boot, "bootstrap_unit": "run", "points": points,
             "N": "non-embedding parameters", "D": "tokens (patches) seen = steps x global batch x patches per window",
-            "flops_per_param_token": flops_per_param_token,
+            "flops_per_param_token": flops_per_param_token, "min_tokens_per_param": min_tokens_per_param,
         },
         "groups": {},
         "notes": [],
@@ -106,17 +119,20 @@ def analyze_joint(
         group = [r for r in runs if r.label == label]
         resamples = bootstrap_resamples(len(group), n_boot, seed) if n_boot > 0 else None
         entry: dict[str, Any] = {"runs": len(group), "metrics": {}, "ood_minus_id": {}}
-        n_id, d_id, _, _ = joint_points(group, ID_METRIC, points)
+        n_id, d_id, _, _ = joint_points(group, ID_METRIC, points, min_tokens_per_param)
         budgets = _budgets(n_id, d_id, flops_per_param_token) if len(n_id) else []
         fits: dict[str, JointFit] = {}
         for metric in (ID_METRIC, *OOD_METRICS):
-            n, d, y, g = joint_points(group, metric, points)
-            if metric != ID_METRIC and not len(y):
+            n, d, y, g = joint_points(group, metric, points, min_tokens_per_param)
+            left_out = len(joint_points(group, metric, points)[2]) - len(y)
+            if metric != ID_METRIC and not len(y) and not left_out:
                 entry["metrics"][metric] = {
                     "skipped": f"no run of {label} has {metric} (no final_eval results)"
                 }
                 continue
             m: dict[str, Any] = {"points": {"N": n.tolist(), "D": d.tolist(), "value": y.tolist()}}
+            if left_out:
+                m["left_out"] = f"{left_out} point(s) with D/N < {min_tokens_per_param:g}"
             shift = float(1.0 - y.min()) if len(y) and metric == ID_METRIC and y.min() <= 0 else 0.0
             try:
                 fit = fit_joint(
@@ -124,7 +140,7 @@ def analyze_joint(
                     top_k=top_k, boot_starts=boot_starts, shift=shift,
                 )  # fmt: skip
             except (ValueError, RuntimeError) as e:
-                m["error"] = str(e)
+                m["error"] = str(e) + (f" ({m['left_out']} left out)" if left_out else "")
                 entry["metrics"][metric] = m
                 continue
             fits[metric] = fit
@@ -169,7 +185,9 @@ def format_joint_markdown(joint: dict[str, Any]) -> str:
         "",
         f"Huber (delta 1e-3) on log residuals, L-BFGS-B from the {meth['grid']} start grid"
         + (f" (best {meth['top_k']} starts by objective)" if meth["top_k"] else "")
-        + f"; {meth['bootstrap']} run-bootstrap resamples, 95% percentile CIs; points: {meth['points']}.",
+        + f"; {meth['bootstrap']} run-bootstrap resamples, 95% percentile CIs; points: {meth['points']}"
+        + (f", D/N >= {meth['min_tokens_per_param']:g} only" if meth.get("min_tokens_per_param") else "")
+        + ".",
         "",
         "| group | metric | points (N x D levels) | E | A | B | alpha | beta | rmse log | bootstrap |",
         "|---|---|---|---|---|---|---|---|---|---|",
@@ -187,6 +205,7 @@ def format_joint_markdown(joint: dict[str, Any]) -> str:
                 + f" | {f['rmse_log']:.4f} | {f['bootstrap_used']} used"
                 + (f", {f['bootstrap_skipped']} skipped" if f["bootstrap_skipped"] else "")
                 + (f", loss shift {f['shift']:.3g}" if f["shift"] else "")
+                + (f"; {m['left_out']} left out" if m.get("left_out") else "")
                 + " |"
             )
     k = meth["flops_per_param_token"]

@@ -27,7 +27,13 @@ OOD = ("rel_wql", "rel_mase")
 
 
 def _paired_alpha_difference(
-    x: np.ndarray, y_id: np.ndarray, y_ood: np.ndarray, form: str, n_boot: int, seed: int, ci_level: float = 0.95
+    x: np.ndarray,
+    y_id: np.ndarray,
+    y_ood: np.ndarray,
+    form: str,
+    n_boot: int,
+    seed: int,
+    ci_level: float = 0.95,
 ) -> dict[str, Any]:
     """alpha(OOD) - alpha(ID) of ``L(N)`` with a paired case bootstrap: each resample of the sizes is
     fitted on both metrics, so the interval reflects the difference, not two independent spreads."""
@@ -125,7 +131,9 @@ def format_table(result: dict[str, Any]) -> str:
             )
             diff = entry.get("ood_minus_id_alpha")
             if diff and "ci" in diff:
-                note += f"; alpha OOD - ID {diff['estimate']:+.3f} [{diff['ci'][0]:+.3f}, {diff['ci'][1]:+.3f}]"
+                note += (
+                    f"; alpha OOD - ID {diff['estimate']:+.3f} [{diff['ci'][0]:+.3f}, {diff['ci'][1]:+.3f}]"
+                )
             if entry.get("missing"):
                 note += f"; runs without it: {entry['missing']}"
             lines.append(
@@ -144,7 +152,7 @@ def plot(result: dict[str, Any], path: str | Path) -> Path:
     ood = [m for m in OOD if any(f"L(N) OOD {m}" in fits for fits in result["fits"].values())]
     panels = len(AXES) + len(ood)
     fig, axes = plt.subplots(1, panels, figsize=(5 * panels, 4), constrained_layout=True)
-    for ax, metric in zip(axes[len(AXES):], ood):
+    for ax, metric in zip(axes[len(AXES) :], ood):
         for i, (arch, fits) in enumerate(result["fits"].items()):
             entry = fits.get(f"L(N) OOD {metric}")
             if entry is None:

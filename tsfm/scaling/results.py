@@ -197,7 +197,12 @@ def _series_length(data: dict[str, Any], job: str) -> int:
 
 def _chronos2(model: dict[str, Any], data: dict[str, Any], job: str) -> tuple[str, str, int, float]:
     cfg, task = model["module"]["config"], model["task"]
-    t, p, ctx, h = _series_length(data, job), int(task["patch_size"]), int(task["context_length"]), int(task["prediction_length"])
+    t, p, ctx, h = (
+        _series_length(data, job),
+        int(task["patch_size"]),
+        int(task["context_length"]),
+        int(task["prediction_length"]),
+    )
     cuts = np.arange(int(task["min_past"]), t - int(task["min_future"]) + 1)  # the task's uniform cut
     observed = np.ceil(np.minimum(cuts, ctx) / p).mean() + math.ceil(min(h, int(task["min_future"])) / p)
     return "encoder", "horizon", encoder_params("chronos2", cfg), float(observed)
@@ -206,9 +211,13 @@ def _chronos2(model: dict[str, Any], data: dict[str, Any], job: str) -> tuple[st
 def _moirai(model: dict[str, Any], data: dict[str, Any], job: str) -> tuple[str, str, int, float]:
     cfg, task = model["module"]["config"], model["task"]
     if task.get("patch_size") is None:
-        raise ValueError(f"{job}: D for Moirai needs a fixed model.task.patch_size (the scaling_moirai experiment sets 32)")
+        raise ValueError(
+            f"{job}: D for Moirai needs a fixed model.task.patch_size (the scaling_moirai experiment sets 32)"
+        )
     if task.get("concat_univariate"):
-        raise ValueError(f"{job}: D for Moirai is counted for single-series crops; set model.task.concat_univariate=false")
+        raise ValueError(
+            f"{job}: D for Moirai is counted for single-series crops; set model.task.concat_univariate=false"
+        )
     p, low = int(task["patch_size"]), int(task["min_time_patches"])
     high = min(int(task["max_seq_len"]), _series_length(data, job) // p)  # univariate crops: n ~ U(low, high)
     return "encoder", "horizon", encoder_params("moirai", cfg), (low + high) / 2
