@@ -1,25 +1,40 @@
 #!/usr/bin/env bash
-# Regenerate every figure and table of experiments/scaling/README.md: the enc-vs-dec sweeps at 300, 600 and
-# 1,200 steps (ID + OOD), the Moirai-style encoder sweep, the Chronos-2 and Moirai family sweeps (300 ... 5,000
-# steps), the learning-rate transfer grids (muP multipliers, base width 64, the ladder's depths), and every fit.
-# About 6 hours on 2 CPU cores; run it on a quiet machine.
+# Regenerate the figures and tables of experiments/scaling/README.md from the 2026-12-05 results on: the enc-vs-dec
+# sweeps at 300, 600 and 1,200 steps (ID + OOD), the Moirai-style encoder sweep, the Chronos-2 and Moirai family
+# sweeps (300 ... 5,000 steps), the learning-rate transfer grids (the muP tuning sweeps, base width 64, the ladder's
+# depths), and every fit. About 6.5 hours on 2 CPU cores; run it on a quiet machine.
 #
 #   bash experiments/scaling/regenerate.sh [--dry-run] [WORK] [STEP ...]
 #
-# WORK (default logs/scaling/<time>) holds the sweeps; the fits are written under experiments/scaling/results.
-# The run is made of named steps (`--list` prints them); STEPs given run only those. A finished step leaves
-# WORK/.done/<step> (with its wall time) and is skipped when the same WORK is given again, so an interrupted
-# run resumes at the step it was in (that step's sweep starts over). `--dry-run` prints the commands instead of
-# running them (tests/experiments/test_regenerate.py composes every job they would launch).
+# WORK (default logs/scaling/<time>; a relative path is taken from the current directory) holds the sweeps; the fits
+# are written under experiments/scaling/results. The run is made of named steps (`--list` prints them); STEPs given
+# run only those. Every finished sweep leaves WORK/.done/sweep_<name> and every finished step WORK/.done/<step>
+# (with its wall time); both are skipped when the same WORK is given again, so an interrupted run resumes at the
+# sweep it was in (which starts over), and the study can be run in sittings. `fits` always runs (it reads the
+# sweeps). `--dry-run` prints the commands (tests/experiments/test_regenerate.py composes every job they launch).
 set -euo pipefail
-cd "$(dirname "$0")/../.."
-PY=${PY:-.venv/bin/python}
+SCRIPT=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/$(basename "${BASH_SOURCE[0]}")
+CALLER=$PWD
+cd "$(dirname "$SCRIPT")/../.."
+if [[ -z "${PY:-}" ]]; then
+  PY=.venv/bin/python
+  [[ -x $PY ]] || PY=python  # no `make install` virtualenv: the python on PATH
+fi
 OUT=experiments/scaling/results
 ENCODERS="baseline_enc_nano,baseline_enc_micro,baseline_enc_tiny,baseline_enc_mini,baseline_enc_small,baseline_enc_base"
 JOINT=(--form pure --joint-points final --joint-grid small --joint-top-k 50 --bootstrap 300)
 DRY=0
 
-train() { if ((DRY)); then printf 'train'; printf ' %q' "$@"; echo; else $PY -m tsfm.train "$@"; fi; }
+train() {  # one sweep, skipped when WORK/.done/sweep_<its directory's name> says it finished
+  if ((DRY)); then printf 'train'; printf ' %q' "$@"; echo; return; fi
+  local a dir="" marker
+  for a in "$@"; do [[ $a == hydra.sweep.dir=* ]] && dir=${a#hydra.sweep.dir=}; done
+  marker="$WORK/.done/sweep_$(basename "$dir")"
+  if [[ -e $marker ]]; then echo "   sweep $dir: done before ($(cat "$marker")), skipped"; return; fi
+  local t0=$SECONDS
+  $PY -m tsfm.train "$@"
+  echo "$((SECONDS - t0)) s" >"$marker"
+}
 scaling() { if ((DRY)); then printf 'scaling'; printf ' %q' "$@"; echo; else $PY -m tsfm.scaling "$@"; fi; }
 # two jobs side by side, one thread each, the biggest sizes first (the long family sweeps)
 train2() { OMP_NUM_THREADS=1 train "$@" hydra/launcher=local; }
@@ -113,10 +128,19 @@ STEPS=(enc_dec_600 enc_random_600 enc_dec_1200 enc_dec_300 chronos2_short moirai
 case "${1:-}" in
   --list) printf '%s\n' "${STEPS[@]}"; exit 0 ;;
   --dry-run) DRY=1; shift ;;
-  -h | --help) sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+  -h | --help) sed -n '2,14p' "$SCRIPT" | sed 's/^# \{0,1\}//'; exit 0 ;;
 esac
-WORK=${1:-logs/scaling/$(date +%Y-%m-%d_%H-%M-%S)}
-(($# > 0)) && shift
+if (($# > 0)); then
+  WORK=$1
+  shift
+  if [[ $WORK == -* || " ${STEPS[*]} " == *" $WORK "* ]]; then
+    echo "regenerate.sh: '$WORK' is not a work directory; usage: regenerate.sh [--dry-run] [WORK] [STEP ...]" >&2
+    exit 2
+  fi
+  [[ $WORK == /* ]] || WORK=$CALLER/$WORK
+else
+  WORK=$PWD/logs/scaling/$(date +%Y-%m-%d_%H-%M-%S)
+fi
 SELECTED=("$@")
 ((${#SELECTED[@]})) || SELECTED=("${STEPS[@]}")
 for s in "${SELECTED[@]}"; do
@@ -125,7 +149,7 @@ done
 ((DRY)) || { mkdir -p "$WORK/.done"; echo "sweeps under $WORK, fits under $OUT"; }
 for s in "${SELECTED[@]}"; do
   if ((DRY)); then echo "# step $s"; "step_$s"; continue; fi
-  if [[ -e "$WORK/.done/$s" ]]; then echo "== $s: done before ($(cat "$WORK/.done/$s")), skipped"; continue; fi
+  if [[ $s != fits && -e "$WORK/.done/$s" ]]; then echo "== $s: done before ($(cat "$WORK/.done/$s")), skipped"; continue; fi
   echo "== $s ($(date +%H:%M:%S))"
   t0=$SECONDS
   "step_$s"

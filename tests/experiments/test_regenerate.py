@@ -87,12 +87,13 @@ def test_every_job_composes_resolves_and_passes_the_train_checks(tmp_path):
             assert resolved["trainer"]["max_steps"] > 0
             assert cfg.hydra.sweep.dir.startswith(str(tmp_path / "w"))
             check_config(cfg)
-    assert n_jobs > 300  # the study is 368 jobs
+    assert n_jobs == 368  # the count experiments/scaling/README.md gives
 
 
 def test_every_fit_reads_sweeps_the_script_runs_and_parses(tmp_path):
     cmds = _commands(tmp_path / "w")
     swept: set[str] = set()
+    outs: set[Path] = set()
     fits = 0
     for tool, args in cmds:
         if tool == "train":
@@ -103,10 +104,12 @@ def test_every_fit_reads_sweeps_the_script_runs_and_parses(tmp_path):
         ns = _parser().parse_args(args)  # argparse exits (SystemExit) on a bad option
         for d in getattr(ns, "multirun_dirs", []):
             assert str(d) in swept, f"`scaling {' '.join(args)}` reads {d}, which no earlier step sweeps"
-        if getattr(ns, "out", None):
-            assert Path(ns.out).is_relative_to("experiments/scaling/results"), ns.out
+        if ns.command == "fit":  # every fit writes its own directory of results
+            assert ns.out is not None and ns.out.is_relative_to("experiments/scaling/results"), ns.out
+            assert ns.out not in outs, f"two fits write {ns.out}"
+            outs.add(ns.out)
         fits += 1
-    assert fits >= 15
+    assert (len(swept), fits, len(outs)) == (29, 15, 10)
 
 
 def _fake_python(tmp_path: Path, fail_on: str = "") -> Path:
@@ -144,6 +147,34 @@ def test_steps_resume_a_finished_step_is_skipped_a_failed_one_is_not_marked(tmp_
     assert (work / ".done" / "enc_dec_300").exists()
 
 
+def test_a_step_of_several_sweeps_resumes_at_the_sweep_that_failed_and_fits_always_rerun(tmp_path):
+    work = tmp_path / "w"
+    out = _bash(str(work), "moirai_long", env={"PY": str(_fake_python(tmp_path, fail_on="moirai_2500"))})
+    assert out.returncode != 0 and not (work / ".done" / "moirai_long").exists()
+    assert sorted(p.name for p in (work / ".done").iterdir()) == ["sweep_moirai_5000"]
+    out = _bash(str(work), "moirai_long", "fits", env={"PY": str(_fake_python(tmp_path))})
+    assert out.returncode == 0, out.stderr
+    assert "sweep " + str(work / "moirai_5000") + ": done before" in out.stdout
+    calls = _calls(tmp_path)[2:]
+    assert [c.split("hydra.sweep.dir=")[1].split()[0] for c in calls[:2]] == [
+        f"{work}/moirai_2500",
+        f"{work}/moirai_1250",
+    ]
+    assert all("tsfm.scaling" in c for c in calls[2:]) and len(calls) == 2 + 15
+    assert (work / ".done" / "fits").exists()
+    out = _bash(str(work), "moirai_long", "fits", env={"PY": str(_fake_python(tmp_path))})
+    assert "moirai_long: done before" in out.stdout and len(_calls(tmp_path)) == 2 + 17 + 15  # the fits again
+
+
+def test_a_relative_work_dir_is_the_callers_and_a_step_name_is_not_a_work_dir(tmp_path):
+    out = subprocess.run(["bash", str(SCRIPT), "--dry-run", "rel", "enc_dec_600"], capture_output=True, text=True,
+                         cwd=tmp_path)  # fmt: skip
+    assert f"hydra.sweep.dir={tmp_path}/rel/s600" in out.stdout
+    for bad in ("fits", "--dryrun"):
+        out = _bash(bad)
+        assert out.returncode == 2 and f"'{bad}' is not a work directory" in out.stderr
+
+
 def test_unknown_step_names_the_steps_and_runs_nothing(tmp_path):
     out = _bash(str(tmp_path / "w"), "enc_dec_600", "moirai_longg", env={"PY": str(_fake_python(tmp_path))})
     assert out.returncode == 2
@@ -155,5 +186,5 @@ def test_list_prints_every_step_in_order():
     out = _bash("--list")
     assert out.returncode == 0
     steps = out.stdout.split()
-    assert steps[0] == "enc_dec_600" and steps[-1] == "fits"
-    assert {"moirai_long", "chronos2_long", "ladder_depth"} <= set(steps)
+    assert steps == ["enc_dec_600", "enc_random_600", "enc_dec_1200", "enc_dec_300", "chronos2_short", "moirai_short",
+                     "chronos2_long", "moirai_long", "lr_transfer", "mup_tune", "mup_base64", "ladder_depth", "fits"]  # fmt: skip

@@ -242,7 +242,13 @@ def test_collector_without_ood_scores_says_so():
 def test_points_below_a_tokens_per_param_ratio_are_left_out_and_counted():
     """Final D = 2e5 / 8e5 / 3.2e6 per N = 1e4 ... 1e7: at D/N >= 2, 3 + 3 + 1 + 0 of the 12 runs stay."""
     runs = [r for r in _fake_runs() if r.label in ("encoder", "decoder")]
-    joint = analyze_joint(runs, n_boot=0, grid="small", top_k=8, points="final", min_tokens_per_param=2)
+    joint = analyze_joint(
+        runs, n_boot=30, grid="small", top_k=8, points="final", min_tokens_per_param=2, boot_starts=1
+    )
+    for label in ("encoder", "decoder"):  # the bootstrap resamples the 7 runs that keep a point, not all 12
+        assert (joint["groups"][label]["runs"], joint["groups"][label]["runs_left_out"]) == (7, 5)
+        assert joint["groups"][label]["metrics"]["val/loss"]["fit"]["bootstrap_used"] >= 28
+    assert joint["groups"]["encoder"]["ood_minus_id"]["final_eval/rel_wql"]["alpha"]["pairs"] >= 28
     for label, metrics in (("decoder", ("val/loss",)), ("encoder", ("val/loss", "final_eval/rel_wql"))):
         for metric in metrics:
             m = joint["groups"][label]["metrics"][metric]

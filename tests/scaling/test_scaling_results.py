@@ -28,7 +28,10 @@ def _law(arch: str, n: float, steps: float) -> float:
 def _write_job(root: Path, idx: int, model: str, overrides: list[str], loss_offset: float = 0.0) -> int:
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        cfg = compose(config_name="train", overrides=[f"model={model}", "data=synthetic", "trainer.max_steps=400", *overrides])
+        cfg = compose(
+            config_name="train",
+            overrides=[f"model={model}", "data=synthetic", "trainer.max_steps=400", *overrides],
+        )
     job = root / str(idx)
     (job / ".hydra").mkdir(parents=True)
     OmegaConf.save(cfg, job / ".hydra" / "config.yaml")
@@ -107,7 +110,10 @@ def test_cli_fits_the_planted_exponents(sweep, tmp_path, capsys):
     assert "| encoder | val/loss | 16 (4 x 4) |" in out and "Compute-optimal allocation" in out
     for arch, key in (("encoder", "enc"), ("decoder", "dec")):
         fit = result["joint"]["groups"][arch]["metrics"]["val/loss"]["fit"]
-        assert (fit["alpha"], fit["beta"]) == (pytest.approx(ALPHA[key], abs=1e-3), pytest.approx(1.0, abs=1e-3))
+        assert (fit["alpha"], fit["beta"]) == (
+            pytest.approx(ALPHA[key], abs=1e-3),
+            pytest.approx(1.0, abs=1e-3),
+        )
         assert fit["E"] == pytest.approx(0.3, rel=1e-2)
     assert "no out-of-distribution scores" in result["joint"]["notes"][0]
     assert "Joint fits" in (tmp_path / "scaling_fit.md").read_text()
@@ -121,10 +127,27 @@ def test_cli_errors_are_clear(tmp_path, capsys):
     assert "no job directories" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["fit", str(tmp_path), "--form", "cubic"])
+    assert main(["fit", str(tmp_path), "--no-joint", "--joint-min-tokens-per-param", "10"]) == 2
+    assert "drop --no-joint" in capsys.readouterr().err
 
 
 def test_cli_pools_several_sweeps(sweep, tmp_path):
-    assert main(["fit", str(sweep), str(sweep), "--out", str(tmp_path), "--bootstrap", "0", "--no-plot", "--no-joint"]) == 0
+    assert (
+        main(
+            [
+                "fit",
+                str(sweep),
+                str(sweep),
+                "--out",
+                str(tmp_path),
+                "--bootstrap",
+                "0",
+                "--no-plot",
+                "--no-joint",
+            ]
+        )
+        == 0
+    )
     result = json.loads((tmp_path / "scaling_fit.json").read_text())
     assert result["multirun_dirs"] == [str(sweep)] * 2 and len(result["runs"]) == 9  # duplicates collapse
     assert not (tmp_path / "scaling_fit.png").exists()
@@ -145,8 +168,14 @@ def test_cli_fits_out_of_distribution_scores_beside_val_loss(tmp_path, capsys):
             rel = 3.0 * n ** -OOD_ALPHA[arch] + 0.5
             if not (arch == "dec" and size == "mini"):
                 (root / str(i) / "final_eval").mkdir()
-                (root / str(i) / "final_eval" / "results.json").write_text(json.dumps(
-                    {"model": "this run", "aggregate": {"this run": {"rel_wql": rel, "rel_mase": rel + 0.1}}}))
+                (root / str(i) / "final_eval" / "results.json").write_text(
+                    json.dumps(
+                        {
+                            "model": "this run",
+                            "aggregate": {"this run": {"rel_wql": rel, "rel_mase": rel + 0.1}},
+                        }
+                    )
+                )
             i += 1
     out_dir = tmp_path / "out"
     assert main(["fit", str(root), "--out", str(out_dir), "--bootstrap", "50", "--no-joint"]) == 0
@@ -173,7 +202,9 @@ def _compose_job(root: Path, name: str, overrides: list[str]) -> Path:
     OmegaConf.save(cfg, job / ".hydra" / "config.yaml")
     csv = job / "csv" / "version_0"
     csv.mkdir(parents=True)
-    pd.DataFrame({"epoch": [0, 0], "step": [149, 299], "val/loss": [2.0, 1.5]}).to_csv(csv / "metrics.csv", index=False)
+    pd.DataFrame({"epoch": [0, 0], "step": [149, 299], "val/loss": [2.0, 1.5]}).to_csv(
+        csv / "metrics.csv", index=False
+    )
     return job
 
 
@@ -203,7 +234,9 @@ def test_family_sweeps_read_the_study_sizes(tmp_path, family):
         whole = sum(p.numel() for p in spec.load("model")(spec.load("config").from_dict(config)).parameters())
     assert runs[4].params == encoder_params(family, config) < whole
     if family == "moirai":
-        assert runs[0].tokens_per_step == 32 * 17  # crops of U(2, 1024 // 32) patches of 32 steps: 17 on average
+        assert (
+            runs[0].tokens_per_step == 32 * 17
+        )  # crops of U(2, 1024 // 32) patches of 32 steps: 17 on average
     else:
         # cuts uniform in [min_past, 1024 - 32]: contexts of min(cut, 512) steps in patches of 16, + 2 horizon patches
         cuts = np.arange(16, 1024 - 32 + 1)
@@ -232,7 +265,9 @@ def test_study_size_resolver_names_its_choices():
 def test_moirai_sweep_without_a_fixed_patch_size_is_refused(tmp_path):
     from tsfm.scaling.results import read_run
 
-    job = _compose_job(tmp_path, "j", ["experiment=scaling_moirai", "size=nano", "model.task.patch_size=null"])
+    job = _compose_job(
+        tmp_path, "j", ["experiment=scaling_moirai", "size=nano", "model.task.patch_size=null"]
+    )
     with pytest.raises(ValueError, match="fixed model.task.patch_size"):
         read_run(job)
 
@@ -244,4 +279,6 @@ def test_study_sizes_are_the_baseline_model_files_shapes():
     for name, (d, layers, heads) in SIZES.items():  # the decoder files extend the encoder files
         cfg = OmegaConf.load(CONF / "model" / f"baseline_enc_{name}.yaml").module.config
         assert (cfg.d_model, cfg.num_layers, cfg.num_heads) == (d, layers, heads), f"baseline_enc_{name}"
-        assert OmegaConf.load(CONF / "model" / f"baseline_dec_{name}.yaml").defaults[0] == f"baseline_enc_{name}"
+        assert (
+            OmegaConf.load(CONF / "model" / f"baseline_dec_{name}.yaml").defaults[0] == f"baseline_enc_{name}"
+        )

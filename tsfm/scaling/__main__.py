@@ -130,6 +130,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: {e}", file=sys.stderr)
             return 2
         return 0
+    if args.no_joint and args.joint_min_tokens_per_param:
+        print("error: --joint-min-tokens-per-param filters the joint fit; drop --no-joint", file=sys.stderr)
+        return 2
     if args.bootstrap < 0 or args.joint_top_k < 0 or args.flops_per_param_token <= 0:
         print(
             "error: --bootstrap and --joint-top-k must be >= 0, --flops-per-param-token > 0", file=sys.stderr

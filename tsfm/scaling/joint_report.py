@@ -116,16 +116,21 @@ def analyze_joint(
         "notes": [],
     }  # fmt: skip
     for label in sorted({r.label for r in runs}):
-        group = [r for r in runs if r.label == label]
-        resamples = bootstrap_resamples(len(group), n_boot, seed) if n_boot > 0 else None
+        everything = [r for r in runs if r.label == label]
+        # the bootstrap resamples the runs that keep a point (tokens only grow along a run: its final D decides)
+        group = [r for r in everything if (r.final_tokens or 0) >= min_tokens_per_param * r.params]
+        resamples = bootstrap_resamples(len(group), n_boot, seed) if n_boot > 0 and group else None
         entry: dict[str, Any] = {"runs": len(group), "metrics": {}, "ood_minus_id": {}}
+        if len(group) < len(everything):
+            entry["runs_left_out"] = len(everything) - len(group)
         n_id, d_id, _, _ = joint_points(group, ID_METRIC, points, min_tokens_per_param)
         budgets = _budgets(n_id, d_id, flops_per_param_token) if len(n_id) else []
         fits: dict[str, JointFit] = {}
         for metric in (ID_METRIC, *OOD_METRICS):
             n, d, y, g = joint_points(group, metric, points, min_tokens_per_param)
-            left_out = len(joint_points(group, metric, points)[2]) - len(y)
-            if metric != ID_METRIC and not len(y) and not left_out:
+            all_y = joint_points(everything, metric, points)[2]
+            left_out = len(all_y) - len(y)
+            if metric != ID_METRIC and not len(all_y):
                 entry["metrics"][metric] = {
                     "skipped": f"no run of {label} has {metric} (no final_eval results)"
                 }
@@ -133,7 +138,10 @@ def analyze_joint(
             m: dict[str, Any] = {"points": {"N": n.tolist(), "D": d.tolist(), "value": y.tolist()}}
             if left_out:
                 m["left_out"] = f"{left_out} point(s) with D/N < {min_tokens_per_param:g}"
-            shift = float(1.0 - y.min()) if len(y) and metric == ID_METRIC and y.min() <= 0 else 0.0
+            # the shift of the whole group, so that fits with and without the D/N filter compare
+            shift = (
+                float(1.0 - all_y.min()) if len(all_y) and metric == ID_METRIC and all_y.min() <= 0 else 0.0
+            )
             try:
                 fit = fit_joint(
                     n, d, y, groups=g, n_boot=n_boot, resamples=resamples, seed=seed, grid=grid,
