@@ -94,9 +94,14 @@ step_mup_base64() {  # muP from base width 64: the multipliers at 64, the transf
     model.module.config.d_model=1024 optim.lr=1.25e-4,2.5e-4,5e-4,1e-3 hydra.sweep.dir="$WORK/sp1024"
 }
 step_ladder_depth() {  # the ladder's own shapes (rungs 0-4: widths 32-512, depths 2-10) x lr, 300 steps of batch 32
-  OMP_NUM_THREADS=1 train -m experiment=scaling_ladder hydra/launcher=local rung=4,3,2,1,0 \
+  # without the depth rule (optim.lr = ladder_lr at every rung): what the rule was measured on (20 min)
+  OMP_NUM_THREADS=1 train -m experiment=scaling_ladder hydra/launcher=local rung=4,3,2,1,0 'optim.lr=${ladder_lr}' \
     ladder_lr=4e-3,8e-3,1.6e-2,3.2e-2,6.4e-2 data.batch_size=32 trainer.max_steps=300 trainer.val_check_interval=300 \
     optim.warmup_steps=30 hydra.sweep.dir="$WORK/ladder_depth"
+  # out of sample: depth 12 (no rung has it) at widths 128 and 256; the rule puts the optimum at ladder_lr x 4/12
+  OMP_NUM_THREADS=1 train experiment=scaling_lr_transfer hydra/launcher=local model.module.config.parametrization=mup \
+    model.module.config.base_width=64 model.module.config.output_mult=2 model.module.config.num_layers=12 \
+    model.module.config.d_model=256,128 optim.lr=2e-3,4e-3,8e-3,1.6e-2,3.2e-2 hydra.sweep.dir="$WORK/depth12"
 }
 
 # --- fits ---------------------------------------------------------------------------------------------------------
@@ -119,6 +124,7 @@ step_fits() {
   scaling lr-transfer "$WORK/lr_mup4" --out "$OUT/mup_output_mult4"
   scaling lr-transfer "$WORK/mup64" --out "$OUT/mup_base64"
   scaling lr-transfer "$WORK/ladder_depth" --out "$OUT/ladder_depth"
+  scaling lr-transfer "$WORK/depth12" --out "$OUT/ladder_depth12"
   scaling ladder
 }
 

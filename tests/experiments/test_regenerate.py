@@ -87,7 +87,7 @@ def test_every_job_composes_resolves_and_passes_the_train_checks(tmp_path):
             assert resolved["trainer"]["max_steps"] > 0
             assert cfg.hydra.sweep.dir.startswith(str(tmp_path / "w"))
             check_config(cfg)
-    assert n_jobs == 368  # the count experiments/scaling/README.md gives
+    assert n_jobs == 378  # the count experiments/scaling/README.md gives
 
 
 def test_every_fit_reads_sweeps_the_script_runs_and_parses(tmp_path):
@@ -109,7 +109,7 @@ def test_every_fit_reads_sweeps_the_script_runs_and_parses(tmp_path):
             assert ns.out not in outs, f"two fits write {ns.out}"
             outs.add(ns.out)
         fits += 1
-    assert (len(swept), fits, len(outs)) == (29, 15, 10)
+    assert (len(swept), fits, len(outs)) == (30, 16, 10)
 
 
 def _fake_python(tmp_path: Path, fail_on: str = "") -> Path:
@@ -160,10 +160,10 @@ def test_a_step_of_several_sweeps_resumes_at_the_sweep_that_failed_and_fits_alwa
         f"{work}/moirai_2500",
         f"{work}/moirai_1250",
     ]
-    assert all("tsfm.scaling" in c for c in calls[2:]) and len(calls) == 2 + 15
+    assert all("tsfm.scaling" in c for c in calls[2:]) and len(calls) == 2 + 16
     assert (work / ".done" / "fits").exists()
     out = _bash(str(work), "moirai_long", "fits", env={"PY": str(_fake_python(tmp_path))})
-    assert "moirai_long: done before" in out.stdout and len(_calls(tmp_path)) == 2 + 17 + 15  # the fits again
+    assert "moirai_long: done before" in out.stdout and len(_calls(tmp_path)) == 2 + 18 + 16  # the fits again
 
 
 def test_a_relative_work_dir_is_the_callers_and_a_step_name_is_not_a_work_dir(tmp_path):

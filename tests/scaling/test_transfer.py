@@ -15,7 +15,7 @@ from omegaconf import OmegaConf
 
 from tsfm.models.baseline.config import BaselineConfig
 from tsfm.scaling.__main__ import main
-from tsfm.scaling.ladder import rung
+from tsfm.scaling.ladder import depth_lr_scale, rung
 from tsfm.scaling.transfer import analyze_transfer, read_transfer
 
 CONF = Path(__file__).resolve().parents[2] / "conf"
@@ -146,7 +146,10 @@ def test_ladder_rules_and_config():
         "mup",
     )
     assert cfg.trainer.max_steps == rung(2)["max_steps"] and cfg.data.batch_size == 128
-    assert cfg.optim.lr == cfg.ladder_lr
+    assert cfg.optim.lr == pytest.approx(cfg.ladder_lr * 4 / 6)  # the depth rule: rung 2 has 6 layers
+    assert [rung(k)["lr_scale"] for k in (0, 1, 2, 4, 7)] == pytest.approx([1.0, 1.0, 4 / 6, 0.4, 0.25])
+    with pytest.raises(ValueError, match="num_layers must be >= 1"):
+        depth_lr_scale(0)
     assert config["output_mult"] == cfg.ladder_output_mult == 2.0  # muP's output multiplier, tuned at rung 1
     assert (
         config["base_width"] == 64 and config["d_model"] == 128

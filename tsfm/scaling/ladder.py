@@ -13,6 +13,11 @@ hyperparameters tuned on a small model is the recipe of every larger one:
   rung-1 width. So the **learning rate** is one number, tuned at small width (``experiments/scaling/README.md``,
   "A larger base width": the measured transfer over 64 ... 1,024), not a per-size search. (Until 2026-12-07 the
   base was rung 0, width 32, with output multiplier 4: further from sp tuned per width at the wide end.)
+* **depth**: muP says nothing about depth, and the ladder's own shapes showed it (``experiments/scaling/README.md``,
+  "The ladder's own shapes"): with the one learning rate the optimum fell 1.43 grid steps from rung 0 to rung 4
+  (depth 2 to 10) because the deeper models diverge at rates the shallow ones take. The measured rule: the learning
+  rate is ``ladder_lr * lr_scale`` with ``lr_scale = min(1, 4 / num_layers)`` (``1 / depth`` beyond rung 1's
+  depth 4, where the refined optima of depths 4 ... 10 lie within 0.15 grid steps of it; rung 0 keeps the base rate).
 * **batch** ``min(4096, 32 * 2**k)`` windows per step (doubling with the width: a larger model reaches a
   lower loss, where the gradient noise is larger relative to the signal and larger batches pay off);
 * **data** ``D = tokens_per_param * N`` tokens (20 by default: Hoffmann et al.'s compute-optimal ratio;
@@ -24,7 +29,7 @@ and extrapolates an empirical curve; muP makes the update size of every layer wi
 by construction (``tests/models/baseline/test_model.py`` checks it: the residual stream's update
 after a few Adam steps grows ~50x from width 64 to 512 under ``sp`` and stays flat under ``mup``),
 and the CPU demonstration measures whether the optimum indeed stays put. Depth is not covered by
-muP's guarantee; the ladder grows it slowly and the demonstration holds depth fixed.
+muP's guarantee: the depth rule above is measured, not derived.
 
 ``${ladder:<field>,<rung>}`` in a config (``conf/experiment/scaling_ladder.yaml``) reads these.
 """
@@ -37,9 +42,10 @@ from typing import Any
 WIDTH0 = 32  # rung 0's width
 BASE_WIDTH = 64  # muP's base: rung 1, where the multipliers and the learning rate were tuned
 BASE_HEAD_DIM = 32
+BASE_LAYERS = 4  # rung 1's depth: the learning rate falls as 1 / depth beyond it (the measured depth rule)
 MAX_RUNG = 7
 FIELDS = ("d_model", "num_layers", "num_heads", "head_dim", "batch_size", "params", "tokens", "max_steps",
-          "warmup_steps", "base_width", "base_head_dim")  # fmt: skip
+          "warmup_steps", "base_width", "base_head_dim", "lr_scale")  # fmt: skip
 
 
 def non_embedding_params(d_model: int, num_layers: int) -> int:
@@ -67,7 +73,16 @@ def rung(k: int, tokens_per_window: int = 17, tokens_per_param: float = 20.0) ->
         "d_model": d, "num_layers": layers, "num_heads": d // head_dim, "head_dim": head_dim,
         "batch_size": batch, "params": n, "tokens": tokens, "max_steps": steps,
         "warmup_steps": max(10, round(0.05 * steps)), "base_width": BASE_WIDTH, "base_head_dim": BASE_HEAD_DIM,
+        "lr_scale": depth_lr_scale(layers),
     }  # fmt: skip
+
+
+def depth_lr_scale(num_layers: int) -> float:
+    """The ladder's learning-rate factor for depth: ``min(1, BASE_LAYERS / num_layers)`` (measured on the ladder's
+    shapes, rungs 0-4; muP covers width only)."""
+    if num_layers < 1:
+        raise ValueError(f"num_layers must be >= 1, got {num_layers}")
+    return min(1.0, BASE_LAYERS / num_layers)
 
 
 def resolve(field: str, k: Any, tokens_per_window: Any = 17, tokens_per_param: Any = 20.0) -> Any:
@@ -79,12 +94,12 @@ def resolve(field: str, k: Any, tokens_per_window: Any = 17, tokens_per_param: A
 
 def table(max_rung: int = MAX_RUNG, tokens_per_window: int = 17) -> str:
     """The ladder as a markdown table (``python -m tsfm.scaling ladder``)."""
-    rows = ["| rung | d_model | layers | heads x dim | N (non-emb.) | batch | tokens (20 N) | steps | warmup |",
-            "|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    rows = ["| rung | d_model | layers | heads x dim | N (non-emb.) | batch | tokens (20 N) | steps | warmup | lr x |",
+            "|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
     for k in range(max_rung + 1):
         r = rung(k, tokens_per_window)
         rows.append(
             f"| {k} | {r['d_model']} | {r['num_layers']} | {r['num_heads']} x {r['head_dim']} | {r['params']:,} | "
-            f"{r['batch_size']} | {r['tokens']:.3g} | {r['max_steps']:,} | {r['warmup_steps']:,} |"
+            f"{r['batch_size']} | {r['tokens']:.3g} | {r['max_steps']:,} | {r['warmup_steps']:,} | {r['lr_scale']:.3g} |"
         )
     return "\n".join(rows)
