@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from omegaconf import OmegaConf
 
+from tests.compose import CONF, compose_config
 from tsfm.models import families
 from tsfm.utils.config import register_resolvers
 
-CONF = Path(__file__).resolve().parents[1] / "conf"
 register_resolvers()
 
 
@@ -20,10 +18,8 @@ def _options(group: str) -> list[str]:
     return sorted(p.stem for p in (CONF / group).glob("*.yaml") if not p.stem.startswith("_"))
 
 
-def _compose(overrides: list[str]):
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        return compose(config_name="train", overrides=overrides, return_hydra_config=True)
+def _compose(overrides: list[str]):  # with the hydra node: sweeps, launchers, ${hydra:...}
+    return compose_config(overrides, hydra_config=True)
 
 
 def _resolve(cfg) -> dict:

@@ -21,6 +21,22 @@ def test_kernelsynth_deterministic_by_seed_and_index() -> None:
     np.testing.assert_array_equal(ks.kernelsynth_series(2, seed=3, length=256), a[2].target[0])
 
 
+def test_kernelsynth_does_not_depend_on_the_thread_count() -> None:
+    """A threaded Cholesky sums in a thread-count-dependent order: the same seed gave two corpora on 1 and 2
+    threads (and a cache holding either). Series 0-5 at length 1024 include Cholesky and circulant draws."""
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = [ks.kernelsynth_series(i, seed=0, length=1024) for i in range(6)]
+        torch.set_num_threads(2)
+        two = [ks.kernelsynth_series(i, seed=0, length=1024) for i in range(6)]
+        assert torch.get_num_threads() == 2  # the generator restores the caller's setting
+    finally:
+        torch.set_num_threads(threads)
+    for i, (a, b) in enumerate(zip(one, two)):
+        np.testing.assert_array_equal(a, b, err_msg=f"series {i}")
+
+
 def test_kernelsynth_bank_matches_design() -> None:
     kinds = [k for k, _ in ks.BANK]
     assert kinds.count("periodic") == 19 and kinds.count("linear") == 3 and kinds.count("rbf") == 3

@@ -10,19 +10,17 @@ import stat
 import subprocess
 from pathlib import Path
 
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import OmegaConf
 
+from tests.compose import compose_config
 from tsfm.scaling.__main__ import _parser
 from tsfm.training.build import check_config
 from tsfm.utils.config import register_resolvers
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "experiments" / "scaling" / "regenerate.sh"
-CONF = ROOT / "conf"
 
 
 def _bash(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
@@ -57,10 +55,8 @@ def _sweep(args: list[str]) -> dict[str, list[str]]:
     return keys
 
 
-def _compose(overrides: list[str]):
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        return compose(config_name="train", overrides=overrides, return_hydra_config=True)
+def _compose(overrides: list[str]):  # with the hydra node: sweeps, launchers, ${hydra:...}
+    return compose_config(overrides, hydra_config=True)
 
 
 def test_every_job_composes_resolves_and_passes_the_train_checks(tmp_path):

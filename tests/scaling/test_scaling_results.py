@@ -8,15 +8,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
 from omegaconf import OmegaConf
 
+from tests.compose import CONF, compose_config
 from tsfm.models.baseline.config import BaselineConfig
 from tsfm.scaling.__main__ import main
 from tsfm.scaling.results import best_per_size, compute_frontier, read_sweep
 
-CONF = Path(__file__).resolve().parents[2] / "conf"
 SIZES = ("tiny", "mini", "small", "base")
 ALPHA = {"enc": 0.25, "dec": 0.15}
 
@@ -26,12 +24,7 @@ def _law(arch: str, n: float, steps: float) -> float:
 
 
 def _write_job(root: Path, idx: int, model: str, overrides: list[str], loss_offset: float = 0.0) -> int:
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        cfg = compose(
-            config_name="train",
-            overrides=[f"model={model}", "data=synthetic", "trainer.max_steps=400", *overrides],
-        )
+    cfg = compose_config([f"model={model}", "data=synthetic", "trainer.max_steps=400", *overrides])
     job = root / str(idx)
     (job / ".hydra").mkdir(parents=True)
     OmegaConf.save(cfg, job / ".hydra" / "config.yaml")
@@ -194,9 +187,7 @@ def test_cli_fits_out_of_distribution_scores_beside_val_loss(tmp_path, capsys):
 
 
 def _compose_job(root: Path, name: str, overrides: list[str]) -> Path:
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        cfg = compose(config_name="train", overrides=overrides)
+    cfg = compose_config(overrides)
     job = root / name
     (job / ".hydra").mkdir(parents=True)
     OmegaConf.save(cfg, job / ".hydra" / "config.yaml")

@@ -9,24 +9,16 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
 from omegaconf import OmegaConf
 
+from tests.compose import compose_config
 from tsfm.models.baseline.config import BaselineConfig
 from tsfm.scaling.__main__ import main
 from tsfm.scaling.ladder import depth_lr_scale, rung
 from tsfm.scaling.transfer import analyze_transfer, read_transfer
 
-CONF = Path(__file__).resolve().parents[2] / "conf"
 LRS = (2.5e-4, 5e-4, 1e-3, 2e-3, 4e-3, 8e-3, 1.6e-2)
 WIDTHS = (32, 64, 128, 256)
-
-
-def _compose(overrides: list[str]):
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        return compose(config_name="train", overrides=overrides)
 
 
 def _optimum(par: str, width: int) -> float:
@@ -37,7 +29,7 @@ def _optimum(par: str, width: int) -> float:
 def _write_job(
     root: Path, idx: int, par: str, width: int, lr: float, loss: float | None, depth: int = 2
 ) -> None:
-    cfg = _compose(["experiment=scaling_lr_transfer", f"model.module.config.parametrization={par}",
+    cfg = compose_config(["experiment=scaling_lr_transfer", f"model.module.config.parametrization={par}",
                     f"model.module.config.d_model={width}", f"optim.lr={lr}",
                     f"model.module.config.num_layers={depth}"])  # fmt: skip
     job = root / str(idx)
@@ -67,7 +59,7 @@ def grid(tmp_path_factory) -> Path:
 
 
 def test_the_transfer_config_composes_the_ladder_head_rule():
-    cfg = _compose(["experiment=scaling_lr_transfer", "model.module.config.d_model=512"])
+    cfg = compose_config(["experiment=scaling_lr_transfer", "model.module.config.d_model=512"])
     config = BaselineConfig.from_dict(OmegaConf.to_container(cfg.model.module.config, resolve=True))
     assert (config.d_model, config.num_heads, config.head_dim, config.parametrization) == (512, 8, 64, "mup")
     assert config.base_width == 32 and config.num_layers == 2
@@ -137,7 +129,7 @@ def test_ladder_rules_and_config():
         assert cfg.non_embedding_params() == r["params"]
         assert r["max_steps"] * r["batch_size"] * 17 >= 20 * r["params"]
         assert r["warmup_steps"] == max(10, round(0.05 * r["max_steps"]))
-    cfg = _compose(["experiment=scaling_ladder", "rung=2"])
+    cfg = compose_config(["experiment=scaling_ladder", "rung=2"])
     config = OmegaConf.to_container(cfg.model.module.config, resolve=True)
     assert (config["d_model"], config["num_layers"], config["num_heads"], config["parametrization"]) == (
         128,
@@ -175,7 +167,7 @@ def test_runs_with_other_mup_multipliers_are_their_own_parametrization(tmp_path)
     assert (
         parametrization_label({"parametrization": "sp"}) == "sp"
     )  # configs from before the multipliers existed
-    cfg = _compose(["experiment=scaling_mup_tune", "model.module.config.output_mult=4", "optim.lr=1e-2"])
+    cfg = compose_config(["experiment=scaling_mup_tune", "model.module.config.output_mult=4", "optim.lr=1e-2"])
     job = tmp_path / "0"
     (job / ".hydra").mkdir(parents=True)
     OmegaConf.save(cfg, job / ".hydra" / "config.yaml")

@@ -125,6 +125,10 @@ def resolve(entries: Sequence[dict[str, Any]], cache_dir: str | Path) -> list[Re
                 from tsfm.data.synthetic.structural import VERSION
 
                 spec["version"] = VERSION
+            elif gen == "kernelsynth":
+                from tsfm.data.synthetic.kernelsynth import VERSION as KERNELSYNTH_VERSION
+
+                spec["version"] = KERNELSYNTH_VERSION
             out.append(ResolvedEntry(name, _cache_path(cache, name, spec), weight, spec))
     return out
 
@@ -173,6 +177,7 @@ def _build(entry: ResolvedEntry) -> None:
     elif spec.pop("generator") == "kernelsynth":
         from tsfm.data.synthetic.kernelsynth import generate_kernelsynth
 
+        spec.pop("version", None)
         log.info(
             "generating KernelSynth corpus %s (%s series), cached at %s",
             entry.name,

@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import lightning as L
 import numpy as np
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 from torch.utils.data import DataLoader
 
+from tests.compose import CONF, compose_config
 from tsfm.data.types import Series
 from tsfm.forecast import load_forecaster
 from tsfm.models.baseline.forecast import BaselineForecaster
@@ -21,7 +18,6 @@ from tsfm.models.baseline.module import BaselineModule
 from tsfm.models.baseline.task import BaselineTask
 from tsfm.utils.config import to_plain
 
-CONF = Path(__file__).resolve().parents[3] / "conf"
 TINY = dict(d_model=32, num_layers=2, num_heads=4, patch_size=8, context_length=32, prediction_length=16)
 
 
@@ -134,15 +130,9 @@ def test_training_loss_of_decoder_covers_every_next_patch():
     assert module.tokens_in_batch(batch) == 16 * 6
 
 
-def _compose(overrides: list[str]):
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        return compose(config_name="train", overrides=overrides)
-
-
 @pytest.mark.parametrize("model", sorted(p.stem for p in CONF.glob("model/baseline_*.yaml")))
 def test_every_baseline_config_instantiates(model):
-    cfg = _compose([f"model={model}", "trainer.max_steps=10"])
+    cfg = compose_config([f"model={model}", "trainer.max_steps=10"])
     task = instantiate(cfg.model.task, _convert_="all")
     module = instantiate(cfg.model.module, optim=to_plain(cfg.optim), _convert_="all")
     assert module.config.architecture == ("decoder" if "_dec_" in model else "encoder")
@@ -152,7 +142,7 @@ def test_every_baseline_config_instantiates(model):
 
 
 def test_scaling_experiment_sweeps_sizes_times_architectures():
-    cfg = _compose(["experiment=scaling_enc_vs_dec"])
+    cfg = compose_config(["experiment=scaling_enc_vs_dec"])
     models = [m.strip() for m in str(cfg.hydra.sweeper.params.model).split(",")] if "hydra" in cfg else None
     if models is None:  # compose() drops the hydra node unless asked: read the file itself
         models = [
