@@ -6,6 +6,8 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.tsfm-installed
 ARGS ?=
+# pytest-xdist workers for `make test` (auto: one per core); tests of one module share a worker (their fixtures run once)
+TEST_WORKERS ?= auto
 
 .DEFAULT_GOAL := help
 .PHONY: help install train pipeline test test-full test-dist lint format eval bench gpu-check clean
@@ -28,8 +30,8 @@ train: $(STAMP) ## the quickstart: a small Chronos-2 (4 x 128) on the synthetic 
 pipeline: $(STAMP) ## corpus -> lr search -> train -> evaluate -> register -> serve (python -m tsfm.pipeline); ARGS="experiment=pipeline_smoke"
 	$(PY) -m tsfm.pipeline $(ARGS)
 
-test: $(STAMP) ## run the default (fast, CPU-only) test suite
-	$(PY) -m pytest -q $(ARGS)
+test: $(STAMP) ## run the default (fast, CPU-only) test suite, on every core (TEST_WORKERS=auto; 0: one process)
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadscope $(ARGS)
 
 test-full: $(STAMP) ## run every test, slow and multi-process (dist) ones included
 	$(PY) -m pytest -q -m "not gpu" $(ARGS)

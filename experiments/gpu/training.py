@@ -54,7 +54,7 @@ def compose_run(s: Any, family: str, run_dir: Path, extra: list[str], trainer: s
         f"trainer.max_steps={s.steps}", "trainer.limit_val_batches=0", "+trainer.enable_checkpointing=false",
         "+trainer.enable_progress_bar=false", "+trainer.enable_model_summary=false",
         f"data.batch_size={s.batch[family]}", f"data.num_workers={s.num_workers}",
-        f"data.corpus.0.num_series={s.num_series}", "data.val_batches=1", f"paths.output_dir={run_dir}",
+        f"data.series_scale={s.series_scale}", "data.val_batches=1", f"paths.output_dir={run_dir}",
         *s.overrides.get(family, []), *extra,
     ]  # fmt: skip
     GlobalHydra.instance().clear()

@@ -1,5 +1,5 @@
 """``experiments/gpu/check.py --dry-run``: the GPU check runs end to end on the CPU (tiny sizes)
-and writes its JSON and Markdown reports with every section and family (~40 s here)."""
+and writes its JSON and Markdown reports with every section and family (~50 s here)."""
 
 from __future__ import annotations
 
