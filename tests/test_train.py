@@ -1,5 +1,6 @@
 """The training entry point end to end: train -> checkpoint -> export -> load_forecaster; exact resume;
-a Hydra multirun sweep (DDP / FSDP2: tests/training/test_distributed.py). Runs `python -m tsfm.train` in subprocesses."""
+a Hydra multirun sweep (DDP / FSDP2: tests/training/test_distributed.py). Runs `python -m tsfm.train` in subprocesses;
+the table of bad settings goes through `tsfm.train.train` in this process."""
 
 from __future__ import annotations
 
