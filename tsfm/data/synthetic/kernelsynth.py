@@ -125,12 +125,8 @@ def _one_torch_thread() -> Iterator[None]:
         torch.set_num_threads(n)
 
 
+@_one_torch_thread()  # the same values whatever the process's thread count
 def _cholesky_sample(cov: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    with _one_torch_thread():  # the same values whatever the process's thread count
-        return _cholesky_sample_1t(cov, rng)
-
-
-def _cholesky_sample_1t(cov: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     z = torch.from_numpy(rng.standard_normal(len(cov)))
     k = torch.from_numpy(cov)
     scale = max(float(k.diagonal().mean()), 1e-12)
