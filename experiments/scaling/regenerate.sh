@@ -6,12 +6,15 @@
 #
 #   bash experiments/scaling/regenerate.sh [--dry-run] [WORK] [STEP ...]
 #
-# WORK (default logs/scaling/<time>; a relative path is taken from the current directory) holds the sweeps; the fits
-# are written under experiments/scaling/results. The run is made of named steps (`--list` prints them); STEPs given
-# run only those. Every finished sweep leaves WORK/.done/sweep_<name> and every finished step WORK/.done/<step>
-# (with its wall time); both are skipped when the same WORK is given again, so an interrupted run resumes at the
-# sweep it was in (which starts over), and the study can be run in sittings. `fits` always runs (it reads the
-# sweeps). `--dry-run` prints the commands (tests/experiments/test_regenerate.py composes every job they launch).
+# WORK (default logs/scaling/<time>; a relative path is taken from the current directory) holds the sweeps' runs
+# (checkpoints, exports, logs). What the fits read of a finished sweep (each job's .hydra/{config,overrides}.yaml,
+# csv/version_*/metrics.csv and final_eval/results.json; ~10 kB a job) is copied to the RECORD, a directory kept
+# in git (default experiments/scaling/sweeps; `RECORD=dir` for another, relative to the current directory), with
+# RECORD/<sweep>/DONE (wall time, date, commit). A sweep in the RECORD is never run again, so the study can be run in sittings, on several machines and
+# in fresh clones; delete RECORD/<sweep> (or point RECORD elsewhere) to rerun it. The run is made of named steps
+# (`--list` prints them); STEPs given run only those. `fits` reads the RECORD only (no WORK needed): it refits
+# every figure and table in seconds; a fit whose sweeps are not all recorded is named and skipped, and the step
+# then fails. `--dry-run` prints the commands (tests/experiments/test_regenerate.py composes every job they launch).
 set -euo pipefail
 SCRIPT=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/$(basename "${BASH_SOURCE[0]}")
 CALLER=$PWD
@@ -21,19 +24,48 @@ if [[ -z "${PY:-}" ]]; then
   [[ -x $PY ]] || PY=python  # no `make install` virtualenv: the python on PATH
 fi
 OUT=experiments/scaling/results
+if [[ -z "${RECORD:-}" ]]; then RECORD=$PWD/experiments/scaling/sweeps; elif [[ $RECORD != /* ]]; then RECORD=$CALLER/$RECORD; fi
+REC=${RECORD#"$PWD"/}  # what the fits are given: relative inside the repository, so their outputs name no machine
 ENCODERS="baseline_enc_nano,baseline_enc_micro,baseline_enc_tiny,baseline_enc_mini,baseline_enc_small,baseline_enc_base"
 JOINT=(--form pure --joint-points final --joint-grid small --joint-top-k 50 --bootstrap 300)
 DRY=0
+MISSING=()
 
-train() {  # one sweep, skipped when WORK/.done/sweep_<its directory's name> says it finished
+record() {  # $1 = finished sweep dir, $2 = its wall time: copy what the fits read to RECORD/<name>, DONE last
+  local name rec tmp n
+  name=$(basename "$1")
+  rec=$RECORD/$name
+  tmp=$RECORD/.$name.partial
+  rm -rf "$tmp"
+  mkdir -p "$tmp"
+  [[ -d $1 ]] && (cd "$1" && find . -type f \( -path '*/.hydra/config.yaml' -o -path '*/.hydra/overrides.yaml' \
+    -o -path '*/csv/version_*/metrics.csv' -o -path '*/final_eval/results.json' \) -print0 |
+    xargs -0 -r cp --parents -t "$tmp")
+  n=$(find "$tmp" -path '*/.hydra/config.yaml' | wc -l)
+  if ((n == 0)); then
+    rm -rf "$tmp"
+    echo "regenerate.sh: $1 holds no Hydra job (no */.hydra/config.yaml); nothing recorded" >&2
+    return 1
+  fi
+  echo "$2, $n jobs, $(date +%Y-%m-%d), commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown)" >"$tmp/DONE"
+  rm -rf "$rec"
+  mv "$tmp" "$rec"
+  echo "   sweep $name: recorded in $rec ($(cat "$rec/DONE"))"
+}
+
+train() {  # one sweep into WORK, then into RECORD; skipped when RECORD/<its directory's name>/DONE exists
   if ((DRY)); then printf 'train'; printf ' %q' "$@"; echo; return; fi
-  local a dir="" marker
+  local a dir="" name
   for a in "$@"; do [[ $a == hydra.sweep.dir=* ]] && dir=${a#hydra.sweep.dir=}; done
-  marker="$WORK/.done/sweep_$(basename "$dir")"
-  if [[ -e $marker ]]; then echo "   sweep $dir: done before ($(cat "$marker")), skipped"; return; fi
+  name=$(basename "$dir")
+  if [[ -e $RECORD/$name/DONE ]]; then echo "   sweep $name: recorded ($(cat "$RECORD/$name/DONE")), skipped"; return; fi
+  if [[ -e $WORK/.done/sweep_$name ]]; then  # finished in WORK by an earlier version of this script
+    record "$dir" "$(cat "$WORK/.done/sweep_$name")"
+    return
+  fi
   local t0=$SECONDS
   $PY -m tsfm.train "$@"
-  echo "$((SECONDS - t0)) s" >"$marker"
+  record "$dir" "$((SECONDS - t0)) s"
 }
 scaling() { if ((DRY)); then printf 'scaling'; printf ' %q' "$@"; echo; else $PY -m tsfm.scaling "$@"; fi; }
 # two jobs side by side, one thread each, the biggest sizes first (the long family sweeps)
@@ -105,27 +137,44 @@ step_ladder_depth() {  # the ladder's own shapes (rungs 0-4: widths 32-512, dept
 }
 
 # --- fits ---------------------------------------------------------------------------------------------------------
+# a fit runs when every sweep it reads is recorded; else it is named in MISSING (the step fails after the rest)
+recorded() {
+  local a missing=()
+  for a in "$@"; do
+    [[ $a == "$REC"/* && ! -e $a/DONE ]] && missing+=("$(basename "$a")")
+  done
+  ((DRY || ${#missing[@]} == 0)) && return 0
+  MISSING+=("$(printf '%s ' "$@" | grep -o -- '--out [^ ]*') (needs ${missing[*]})")
+  return 1
+}
+fit() { if recorded "$@"; then scaling fit "$@"; fi; }
+transfer() { if recorded "$@"; then scaling lr-transfer "$@"; fi; }
 step_fits() {
-  scaling fit "$WORK/s600" "$WORK/r600" --form pure --no-joint --out "$OUT/id_ood_pure"
-  scaling fit "$WORK/s1200" --form pure --no-joint --out "$OUT/id_ood_1200_pure"
-  scaling fit "$WORK/s600" "$WORK/s1200" "${JOINT[@]}" --out "$OUT/joint_600_1200"
-  scaling fit "$WORK/s300" "$WORK/s600" "$WORK/s1200" "${JOINT[@]}" --out "$OUT/joint_300_600_1200"
-  scaling fit "$WORK/s600" "$WORK/r600" "$WORK/chronos2600" "$WORK/moirai600" --form pure --no-joint \
+  fit "$REC/s600" "$REC/r600" --form pure --no-joint --out "$OUT/id_ood_pure"
+  fit "$REC/s1200" --form pure --no-joint --out "$OUT/id_ood_1200_pure"
+  fit "$REC/s600" "$REC/s1200" "${JOINT[@]}" --out "$OUT/joint_600_1200"
+  fit "$REC/s300" "$REC/s600" "$REC/s1200" "${JOINT[@]}" --out "$OUT/joint_300_600_1200"
+  fit "$REC/s600" "$REC/r600" "$REC/chronos2600" "$REC/moirai600" --form pure --no-joint \
     --out "$OUT/families_600"
-  scaling fit "$WORK"/chronos2{300,600,1200} "$WORK"/moirai{300,600,1200} "${JOINT[@]}" \
+  fit "$REC"/chronos2{300,600,1200} "$REC"/moirai{300,600,1200} "${JOINT[@]}" \
     --out "$OUT/families_joint_300_600_1200"
-  scaling fit "$WORK"/chronos2_{1250,2500,5000} "${JOINT[@]}" --out "$OUT/chronos2_joint_1250_2500_5000"
-  scaling fit "$WORK"/moirai_{1250,2500,5000} "${JOINT[@]}" --out "$OUT/moirai_joint_1250_2500_5000"
+  fit "$REC"/chronos2_{1250,2500,5000} "${JOINT[@]}" --out "$OUT/chronos2_joint_1250_2500_5000"
+  fit "$REC"/moirai_{1250,2500,5000} "${JOINT[@]}" --out "$OUT/moirai_joint_1250_2500_5000"
   # the same laws on the points trained on at least 10 tokens per parameter only (the sizes up to ~130k)
-  scaling fit "$WORK"/chronos2_{1250,2500,5000} "${JOINT[@]}" --joint-min-tokens-per-param 10 \
+  fit "$REC"/chronos2_{1250,2500,5000} "${JOINT[@]}" --joint-min-tokens-per-param 10 \
     --out "$OUT/chronos2_joint_dn10"
-  scaling fit "$WORK"/moirai_{1250,2500,5000} "${JOINT[@]}" --joint-min-tokens-per-param 10 --out "$OUT/moirai_joint_dn10"
-  scaling lr-transfer "$WORK/lr" "$WORK/lr_high" --out "$OUT"
-  scaling lr-transfer "$WORK/lr_mup4" --out "$OUT/mup_output_mult4"
-  scaling lr-transfer "$WORK/mup64" --out "$OUT/mup_base64"
-  scaling lr-transfer "$WORK/ladder_depth" --out "$OUT/ladder_depth"
-  scaling lr-transfer "$WORK/depth12" --out "$OUT/ladder_depth12"
+  fit "$REC"/moirai_{1250,2500,5000} "${JOINT[@]}" --joint-min-tokens-per-param 10 --out "$OUT/moirai_joint_dn10"
+  transfer "$REC/lr" "$REC/lr_high" --out "$OUT"
+  transfer "$REC/lr_mup4" --out "$OUT/mup_output_mult4"
+  transfer "$REC/mup64" --out "$OUT/mup_base64"
+  transfer "$REC/ladder_depth" --out "$OUT/ladder_depth"
+  transfer "$REC/depth12" --out "$OUT/ladder_depth12"
   scaling ladder
+  if ((${#MISSING[@]})); then
+    printf 'regenerate.sh: %d fit(s) skipped, their sweeps not in %s yet:\n' "${#MISSING[@]}" "$RECORD" >&2
+    printf '  %s\n' "${MISSING[@]}" >&2
+    return 1
+  fi
 }
 
 STEPS=(enc_dec_600 enc_random_600 enc_dec_1200 enc_dec_300 chronos2_short moirai_short chronos2_long moirai_long
@@ -134,7 +183,7 @@ STEPS=(enc_dec_600 enc_random_600 enc_dec_1200 enc_dec_300 chronos2_short moirai
 case "${1:-}" in
   --list) printf '%s\n' "${STEPS[@]}"; exit 0 ;;
   --dry-run) DRY=1; shift ;;
-  -h | --help) sed -n '2,14p' "$SCRIPT" | sed 's/^# \{0,1\}//'; exit 0 ;;
+  -h | --help) sed -n '2,17p' "$SCRIPT" | sed 's/^# \{0,1\}//'; exit 0 ;;
 esac
 if (($# > 0)); then
   WORK=$1
@@ -152,12 +201,8 @@ SELECTED=("$@")
 for s in "${SELECTED[@]}"; do
   [[ " ${STEPS[*]} " == *" $s "* ]] || { echo "regenerate.sh: unknown step '$s'; the steps are: ${STEPS[*]}" >&2; exit 2; }
 done
-((DRY)) || { mkdir -p "$WORK/.done"; echo "sweeps under $WORK, fits under $OUT"; }
+((DRY)) || echo "runs under $WORK, sweeps recorded in $RECORD, fits under $OUT"
 for s in "${SELECTED[@]}"; do
-  if ((DRY)); then echo "# step $s"; "step_$s"; continue; fi
-  if [[ $s != fits && -e "$WORK/.done/$s" ]]; then echo "== $s: done before ($(cat "$WORK/.done/$s")), skipped"; continue; fi
-  echo "== $s ($(date +%H:%M:%S))"
-  t0=$SECONDS
+  if ((DRY)); then echo "# step $s"; else echo "== $s ($(date +%H:%M:%S))"; fi
   "step_$s"
-  echo "$((SECONDS - t0)) s" >"$WORK/.done/$s"
 done

@@ -1,5 +1,6 @@
 """experiments/scaling/regenerate.sh: every job it would launch composes and passes the train checks, every fit
-reads sweeps it runs, and its steps resume (a finished step is skipped, a failed one is not marked)."""
+reads sweeps it runs, and the record resumes it (a finished sweep is copied to the record and never rerun, a failed
+one is not recorded, fits read the record and name what it lacks)."""
 
 from __future__ import annotations
 
@@ -94,12 +95,13 @@ def test_every_fit_reads_sweeps_the_script_runs_and_parses(tmp_path):
     for tool, args in cmds:
         if tool == "train":
             (d,) = [a.split("=", 1)[1] for a in args if a.startswith("hydra.sweep.dir=")]
-            assert d not in swept, f"two sweeps write {d}"
-            swept.add(d)
+            assert Path(d).name not in swept, f"two sweeps record as {Path(d).name}"
+            swept.add(Path(d).name)
             continue
         ns = _parser().parse_args(args)  # argparse exits (SystemExit) on a bad option
-        for d in getattr(ns, "multirun_dirs", []):
-            assert str(d) in swept, f"`scaling {' '.join(args)}` reads {d}, which no earlier step sweeps"
+        for d in getattr(ns, "multirun_dirs", []):  # the record, named relative to the repository
+            assert d.parent == Path("experiments/scaling/sweeps"), d
+            assert d.name in swept, f"`scaling {' '.join(args)}` reads {d}, which no earlier step sweeps"
         if ns.command == "fit":  # every fit writes its own directory of results
             assert ns.out is not None and ns.out.is_relative_to("experiments/scaling/results"), ns.out
             assert ns.out not in outs, f"two fits write {ns.out}"
@@ -108,11 +110,26 @@ def test_every_fit_reads_sweeps_the_script_runs_and_parses(tmp_path):
     assert (len(swept), fits, len(outs)) == (30, 16, 10)
 
 
-def _fake_python(tmp_path: Path, fail_on: str = "") -> Path:
-    """Records each ``$PY -m ...`` call; exits 1 on a call containing ``fail_on``."""
+def _fake_python(tmp_path: Path, fail_on: str = "", jobs: int = 2) -> Path:
+    """Records each ``$PY -m ...`` call; exits 1 on a call containing ``fail_on``; a ``tsfm.train`` call writes
+    ``jobs`` Hydra job directories under its sweep dir: what the fits read, and a checkpoint they do not."""
     fake = tmp_path / "fakepy"
-    fake.write_text(f"#!/usr/bin/env bash\necho \"$*\" >> {tmp_path}/calls\n"
-                    f"[[ -n '{fail_on}' && \"$*\" == *'{fail_on}'* ]] && exit 1\nexit 0\n")  # fmt: skip
+    fake.write_text(f"""#!/usr/bin/env bash
+echo "$*" >> {tmp_path}/calls
+[[ -n '{fail_on}' && "$*" == *'{fail_on}'* ]] && exit 1
+d=""
+for a in "$@"; do [[ $a == hydra.sweep.dir=* ]] && d=${{a#hydra.sweep.dir=}}; done
+[[ -z $d ]] && exit 0
+for ((j = 0; j < {jobs}; j++)); do
+  mkdir -p $d/$j/.hydra $d/$j/csv/version_0 $d/$j/final_eval $d/$j/checkpoints
+  echo "model: {{family: baseline}}" > $d/$j/.hydra/config.yaml
+  echo "- model=x$j" > $d/$j/.hydra/overrides.yaml
+  printf 'step,val/loss\n149,1.5\n' > $d/$j/csv/version_0/metrics.csv
+  echo '{{}}' > $d/$j/final_eval/results.json
+  echo weights > $d/$j/checkpoints/last.ckpt
+done
+mkdir -p $d && touch $d/multirun.yaml
+""")
     fake.chmod(fake.stat().st_mode | stat.S_IEXEC)
     return fake
 
@@ -122,44 +139,85 @@ def _calls(tmp_path: Path) -> list[str]:
     return f.read_text().splitlines() if f.exists() else []
 
 
-def test_steps_resume_a_finished_step_is_skipped_a_failed_one_is_not_marked(tmp_path):
-    work = tmp_path / "w"
-    fake = _fake_python(tmp_path, fail_on="s300")
-    out = _bash(str(work), "enc_dec_600", "enc_dec_300", env={"PY": str(fake)})
+def _env(tmp_path: Path, **kw) -> dict[str, str]:
+    return {"PY": str(_fake_python(tmp_path, **kw)), "RECORD": str(tmp_path / "rec")}
+
+
+def test_a_finished_sweep_is_recorded_a_failed_one_is_not_and_a_new_work_dir_skips_the_record(tmp_path):
+    work, rec = tmp_path / "w", tmp_path / "rec"
+    out = _bash(str(work), "enc_dec_600", "enc_dec_300", env=_env(tmp_path, fail_on="s300"))
     assert out.returncode != 0  # the 300-step sweep failed: the run stops there
     assert [c.split()[-1] for c in _calls(tmp_path)] == [
         f"hydra.sweep.dir={work}/s600",
         f"hydra.sweep.dir={work}/s300",
     ]
-    assert (work / ".done" / "enc_dec_600").read_text().endswith(" s\n")
-    assert not (work / ".done" / "enc_dec_300").exists()
+    # what the fits read, and only that, with DONE; nothing of the failed sweep
+    files = sorted(str(p.relative_to(rec / "s600")) for p in (rec / "s600").rglob("*") if p.is_file())
+    assert files == ["0/.hydra/config.yaml", "0/.hydra/overrides.yaml", "0/csv/version_0/metrics.csv",
+                     "0/final_eval/results.json", "1/.hydra/config.yaml", "1/.hydra/overrides.yaml",
+                     "1/csv/version_0/metrics.csv", "1/final_eval/results.json", "DONE"]  # fmt: skip
+    assert (
+        rec / "s600" / "0" / "csv" / "version_0" / "metrics.csv"
+    ).read_text() == "step,val/loss\n149,1.5\n"
+    done = (rec / "s600" / "DONE").read_text()
+    assert done.startswith("0 s, 2 jobs, ") and "commit " in done
+    assert sorted(p.name for p in rec.iterdir()) == ["s600"]
 
-    fake = _fake_python(tmp_path)  # fixed: the rerun skips the finished step and redoes the failed one
-    out = _bash(str(work), "enc_dec_600", "enc_dec_300", env={"PY": str(fake)})
+    # fixed, in another WORK (a fresh clone, another machine): the recorded sweep is skipped, the failed one redone
+    out = _bash(str(tmp_path / "w2"), "enc_dec_600", "enc_dec_300", env=_env(tmp_path))
     assert out.returncode == 0, out.stderr
-    assert "enc_dec_600: done before" in out.stdout
+    assert "sweep s600: recorded (0 s, 2 jobs" in out.stdout
     assert _calls(tmp_path)[2:] == [f"-m tsfm.train experiment=scaling_enc_vs_dec trainer.max_steps=300 "
-                                    f"trainer.val_check_interval=75 hydra.sweep.dir={work}/s300"]  # fmt: skip
-    assert (work / ".done" / "enc_dec_300").exists()
+                                    f"trainer.val_check_interval=75 hydra.sweep.dir={tmp_path}/w2/s300"]  # fmt: skip
+    assert (rec / "s300" / "DONE").exists() and not (tmp_path / "w2" / "s600").exists()
 
 
-def test_a_step_of_several_sweeps_resumes_at_the_sweep_that_failed_and_fits_always_rerun(tmp_path):
+def test_a_sweep_without_jobs_is_not_recorded(tmp_path):
+    out = _bash(str(tmp_path / "w"), "enc_dec_600", env=_env(tmp_path, jobs=0))
+    assert out.returncode != 0 and "holds no Hydra job" in out.stderr
+    assert list((tmp_path / "rec").iterdir()) == []
+
+
+def test_a_sweep_finished_under_an_earlier_script_is_recorded_from_its_work_marker(tmp_path):
     work = tmp_path / "w"
-    out = _bash(str(work), "moirai_long", env={"PY": str(_fake_python(tmp_path, fail_on="moirai_2500"))})
-    assert out.returncode != 0 and not (work / ".done" / "moirai_long").exists()
-    assert sorted(p.name for p in (work / ".done").iterdir()) == ["sweep_moirai_5000"]
-    out = _bash(str(work), "moirai_long", "fits", env={"PY": str(_fake_python(tmp_path))})
+    (work / "r600" / "3" / ".hydra").mkdir(parents=True)
+    (work / "r600" / "3" / ".hydra" / "config.yaml").write_text("model: {}\n")
+    (work / ".done").mkdir()
+    (work / ".done" / "sweep_r600").write_text("290 s\n")
+    out = _bash(str(work), "enc_random_600", env=_env(tmp_path))
     assert out.returncode == 0, out.stderr
-    assert "sweep " + str(work / "moirai_5000") + ": done before" in out.stdout
+    assert _calls(tmp_path) == []  # not trained again
+    assert (tmp_path / "rec" / "r600" / "3" / ".hydra" / "config.yaml").exists()
+    assert (tmp_path / "rec" / "r600" / "DONE").read_text().startswith("290 s, 1 jobs, ")
+
+
+def test_a_step_of_several_sweeps_resumes_at_the_sweep_that_failed_and_fits_read_the_record(tmp_path):
+    work, rec = tmp_path / "w", tmp_path / "rec"
+    out = _bash(str(work), "moirai_long", env=_env(tmp_path, fail_on="moirai_2500"))
+    assert out.returncode != 0
+    assert sorted(p.name for p in rec.iterdir()) == ["moirai_5000"]
+    out = _bash(str(work), "moirai_long", "fits", env=_env(tmp_path))
+    assert out.returncode != 0  # the fits ran, but most of their sweeps are not recorded
+    assert "sweep moirai_5000: recorded" in out.stdout
     calls = _calls(tmp_path)[2:]
     assert [c.split("hydra.sweep.dir=")[1].split()[0] for c in calls[:2]] == [
         f"{work}/moirai_2500",
         f"{work}/moirai_1250",
     ]
-    assert all("tsfm.scaling" in c for c in calls[2:]) and len(calls) == 2 + 16
-    assert (work / ".done" / "fits").exists()
-    out = _bash(str(work), "moirai_long", "fits", env={"PY": str(_fake_python(tmp_path))})
-    assert "moirai_long: done before" in out.stdout and len(_calls(tmp_path)) == 2 + 18 + 16  # the fits again
+    fits = calls[2:]
+    # the Moirai fits (the long sweeps, with and without the D/N filter) and the ladder table ran, on the record
+    assert [c.split()[2] for c in fits] == ["fit", "fit", "ladder"]
+    assert all(f"{rec}/moirai_5000" in c for c in fits[:2])
+    assert "regenerate.sh: 13 fit(s) skipped, their sweeps not in" in out.stderr
+    assert "--out experiments/scaling/results/id_ood_pure (needs s600 r600)" in out.stderr
+    assert (
+        "--out experiments/scaling/results/families_joint_300_600_1200 (needs chronos2300 chronos2600"
+        in out.stderr
+    )
+
+    n = len(_calls(tmp_path))  # again: nothing trains, the same fits run
+    out = _bash(str(work), "moirai_long", "fits", env=_env(tmp_path))
+    assert [c.split()[2] for c in _calls(tmp_path)[n:]] == ["fit", "fit", "ladder"]
 
 
 def test_a_relative_work_dir_is_the_callers_and_a_step_name_is_not_a_work_dir(tmp_path):
