@@ -7,14 +7,16 @@
 #   bash experiments/scaling/regenerate.sh [--dry-run] [WORK] [STEP ...]
 #
 # WORK (default logs/scaling/<time>; a relative path is taken from the current directory) holds the sweeps' runs
-# (checkpoints, exports, logs). What the fits read of a finished sweep (each job's .hydra/{config,overrides}.yaml,
-# csv/version_*/metrics.csv and final_eval/results.json; ~10 kB a job) is copied to the RECORD, a directory kept
-# in git (default experiments/scaling/sweeps; `RECORD=dir` for another, relative to the current directory), with
-# RECORD/<sweep>/DONE (wall time, date, commit). A sweep in the RECORD is never run again, so the study can be run in sittings, on several machines and
-# in fresh clones; delete RECORD/<sweep> (or point RECORD elsewhere) to rerun it. The run is made of named steps
-# (`--list` prints them); STEPs given run only those. `fits` reads the RECORD only (no WORK needed): it refits
-# every figure and table in seconds; a fit whose sweeps are not all recorded is named and skipped, and the step
-# then fails. `--dry-run` prints the commands (tests/experiments/test_regenerate.py composes every job they launch).
+# (checkpoints, exports, logs); a sweep about to run starts from an empty directory. What the fits read of a
+# finished sweep (each job's .hydra/{config,overrides}.yaml, csv/version_*/metrics.csv, final_eval/results.json;
+# ~40 kB a job) is copied to the RECORD, a directory kept in git (default experiments/scaling/sweeps; `RECORD=dir`
+# for another, relative to the current directory), with RECORD/<sweep>/DONE (wall time, jobs, date, the commit it
+# was trained at). A sweep with a DONE in the RECORD is never run again, so the study can be run in sittings, on
+# several machines and in fresh clones; delete RECORD/<sweep> (or point RECORD elsewhere) to rerun it. The run is
+# made of named steps (`--list` prints them); STEPs given run only those (a first argument naming a step is one:
+# WORK then defaults). `fits` reads the RECORD only (`regenerate.sh fits` needs no WORK) and refits every figure
+# and table in minutes; a fit whose sweeps are not all recorded is named and skipped, and the step then fails.
+# `--dry-run` prints the commands (tests/experiments/test_regenerate.py composes every job they launch).
 set -euo pipefail
 SCRIPT=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/$(basename "${BASH_SOURCE[0]}")
 CALLER=$PWD
@@ -31,8 +33,8 @@ JOINT=(--form pure --joint-points final --joint-grid small --joint-top-k 50 --bo
 DRY=0
 MISSING=()
 
-record() {  # $1 = finished sweep dir, $2 = its wall time: copy what the fits read to RECORD/<name>, DONE last
-  local name rec tmp n
+record() {  # $1 = finished sweep dir, $2 = its wall time, $3 = the commit it ran at: what the fits read to
+  local name rec tmp n  # RECORD/<name>, through a hidden .partial directory renamed once DONE is in it
   name=$(basename "$1")
   rec=$RECORD/$name
   tmp=$RECORD/.$name.partial
@@ -47,7 +49,7 @@ record() {  # $1 = finished sweep dir, $2 = its wall time: copy what the fits re
     echo "regenerate.sh: $1 holds no Hydra job (no */.hydra/config.yaml); nothing recorded" >&2
     return 1
   fi
-  echo "$2, $n jobs, $(date +%Y-%m-%d), commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown)" >"$tmp/DONE"
+  echo "$2, $n jobs, $(date +%Y-%m-%d), commit $3" >"$tmp/DONE"
   rm -rf "$rec"
   mv "$tmp" "$rec"
   echo "   sweep $name: recorded in $rec ($(cat "$rec/DONE"))"
@@ -59,13 +61,16 @@ train() {  # one sweep into WORK, then into RECORD; skipped when RECORD/<its dir
   for a in "$@"; do [[ $a == hydra.sweep.dir=* ]] && dir=${a#hydra.sweep.dir=}; done
   name=$(basename "$dir")
   if [[ -e $RECORD/$name/DONE ]]; then echo "   sweep $name: recorded ($(cat "$RECORD/$name/DONE")), skipped"; return; fi
-  if [[ -e $WORK/.done/sweep_$name ]]; then  # finished in WORK by an earlier version of this script
-    record "$dir" "$(cat "$WORK/.done/sweep_$name")"
+  if [[ -e $WORK/.done/sweep_$name ]]; then  # finished in WORK by an earlier version of this script (marker used up)
+    record "$dir" "$(cat "$WORK/.done/sweep_$name")" "unknown (an earlier regenerate.sh)"
+    rm "$WORK/.done/sweep_$name"
     return
   fi
-  local t0=$SECONDS
+  local t0=$SECONDS commit
+  commit=$(git describe --always --dirty 2>/dev/null || echo unknown)
+  rm -rf "$dir"  # the sweep starts over: no job or metrics.csv of an earlier try may be recorded with it
   $PY -m tsfm.train "$@"
-  record "$dir" "$((SECONDS - t0)) s"
+  record "$dir" "$((SECONDS - t0)) s" "$commit"
 }
 scaling() { if ((DRY)); then printf 'scaling'; printf ' %q' "$@"; echo; else $PY -m tsfm.scaling "$@"; fi; }
 # two jobs side by side, one thread each, the biggest sizes first (the long family sweeps)
@@ -183,12 +188,12 @@ STEPS=(enc_dec_600 enc_random_600 enc_dec_1200 enc_dec_300 chronos2_short moirai
 case "${1:-}" in
   --list) printf '%s\n' "${STEPS[@]}"; exit 0 ;;
   --dry-run) DRY=1; shift ;;
-  -h | --help) sed -n '2,17p' "$SCRIPT" | sed 's/^# \{0,1\}//'; exit 0 ;;
+  -h | --help) sed -n '2,19p' "$SCRIPT" | sed 's/^# \{0,1\}//'; exit 0 ;;
 esac
-if (($# > 0)); then
+if (($# > 0)) && [[ " ${STEPS[*]} " != *" $1 "* ]]; then  # a first argument that names a step is a step
   WORK=$1
   shift
-  if [[ $WORK == -* || " ${STEPS[*]} " == *" $WORK "* ]]; then
+  if [[ $WORK == -* ]]; then
     echo "regenerate.sh: '$WORK' is not a work directory; usage: regenerate.sh [--dry-run] [WORK] [STEP ...]" >&2
     exit 2
   fi

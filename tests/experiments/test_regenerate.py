@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import itertools
 import os
+import re
 import shlex
+import shutil
 import stat
 import subprocess
 from pathlib import Path
@@ -31,7 +33,9 @@ def _bash(*args: str, env: dict[str, str] | None = None) -> subprocess.Completed
 
 
 def _commands(work: Path) -> list[tuple[str, list[str]]]:
-    out = _bash("--dry-run", str(work))
+    out = _bash(
+        "--dry-run", str(work), env={"RECORD": ""}
+    )  # the default record, whatever the caller's shell says
     assert out.returncode == 0, out.stderr
     cmds = []
     for line in out.stdout.splitlines():
@@ -160,13 +164,13 @@ def test_a_finished_sweep_is_recorded_a_failed_one_is_not_and_a_new_work_dir_ski
         rec / "s600" / "0" / "csv" / "version_0" / "metrics.csv"
     ).read_text() == "step,val/loss\n149,1.5\n"
     done = (rec / "s600" / "DONE").read_text()
-    assert done.startswith("0 s, 2 jobs, ") and "commit " in done
+    assert re.match(r"\d+ s, 2 jobs, \d{4}-\d\d-\d\d, commit \S+", done), done
     assert sorted(p.name for p in rec.iterdir()) == ["s600"]
 
     # fixed, in another WORK (a fresh clone, another machine): the recorded sweep is skipped, the failed one redone
     out = _bash(str(tmp_path / "w2"), "enc_dec_600", "enc_dec_300", env=_env(tmp_path))
     assert out.returncode == 0, out.stderr
-    assert "sweep s600: recorded (0 s, 2 jobs" in out.stdout
+    assert re.search(r"sweep s600: recorded \(\d+ s, 2 jobs", out.stdout)
     assert _calls(tmp_path)[2:] == [f"-m tsfm.train experiment=scaling_enc_vs_dec trainer.max_steps=300 "
                                     f"trainer.val_check_interval=75 hydra.sweep.dir={tmp_path}/w2/s300"]  # fmt: skip
     assert (rec / "s300" / "DONE").exists() and not (tmp_path / "w2" / "s600").exists()
@@ -188,7 +192,14 @@ def test_a_sweep_finished_under_an_earlier_script_is_recorded_from_its_work_mark
     assert out.returncode == 0, out.stderr
     assert _calls(tmp_path) == []  # not trained again
     assert (tmp_path / "rec" / "r600" / "3" / ".hydra" / "config.yaml").exists()
-    assert (tmp_path / "rec" / "r600" / "DONE").read_text().startswith("290 s, 1 jobs, ")
+    done = (tmp_path / "rec" / "r600" / "DONE").read_text()
+    assert done.startswith("290 s, 1 jobs, ") and "commit unknown (an earlier regenerate.sh)" in done
+    assert not (work / ".done" / "sweep_r600").exists()  # used up: deleting the record now reruns the sweep
+    shutil.rmtree(tmp_path / "rec" / "r600")
+    assert _bash(str(work), "enc_random_600", env=_env(tmp_path)).returncode == 0
+    assert [c.split()[-1] for c in _calls(tmp_path)] == [f"hydra.sweep.dir={work}/r600"]
+    assert not (work / "r600" / "3").exists()  # the rerun started from an empty sweep directory
+    assert sorted(p.name for p in (tmp_path / "rec" / "r600").iterdir()) == ["0", "1", "DONE"]
 
 
 def test_a_step_of_several_sweeps_resumes_at_the_sweep_that_failed_and_fits_read_the_record(tmp_path):
@@ -220,13 +231,44 @@ def test_a_step_of_several_sweeps_resumes_at_the_sweep_that_failed_and_fits_read
     assert [c.split()[2] for c in _calls(tmp_path)[n:]] == ["fit", "fit", "ladder"]
 
 
-def test_a_relative_work_dir_is_the_callers_and_a_step_name_is_not_a_work_dir(tmp_path):
+def test_relative_work_and_record_are_the_callers_and_a_step_name_first_is_a_step(tmp_path):
     out = subprocess.run(["bash", str(SCRIPT), "--dry-run", "rel", "enc_dec_600"], capture_output=True, text=True,
                          cwd=tmp_path)  # fmt: skip
     assert f"hydra.sweep.dir={tmp_path}/rel/s600" in out.stdout
-    for bad in ("fits", "--dryrun"):
-        out = _bash(bad)
-        assert out.returncode == 2 and f"'{bad}' is not a work directory" in out.stderr
+    out = _bash("--dryrun")
+    assert out.returncode == 2 and "'--dryrun' is not a work directory" in out.stderr
+    # `regenerate.sh fits` (no WORK) refits from the record; a relative RECORD is the caller's
+    for name in ("lr", "lr_high", "lr_mup4"):
+        (tmp_path / "rec" / name).mkdir(parents=True)
+        if name != "lr_mup4":  # lr_mup4 holds no DONE: not recorded
+            (tmp_path / "rec" / name / "DONE").write_text("1 s\n")
+    fake = _fake_python(tmp_path)
+    out = subprocess.run(["bash", str(SCRIPT), "fits"], capture_output=True, text=True, cwd=tmp_path,
+                         env={**os.environ, "PY": str(fake), "RECORD": "rec"})  # fmt: skip
+    assert out.returncode != 0 and "14 fit(s) skipped" in out.stderr
+    assert "--out experiments/scaling/results/mup_output_mult4 (needs lr_mup4)" in out.stderr
+    assert _calls(tmp_path) == [
+        f"-m tsfm.scaling lr-transfer {tmp_path}/rec/lr {tmp_path}/rec/lr_high --out experiments/scaling/results",
+        "-m tsfm.scaling ladder",
+    ]
+
+
+def test_a_record_without_done_is_trained_again(tmp_path):
+    (tmp_path / "rec" / "r600" / "0").mkdir(parents=True)  # e.g. a copy interrupted before its rename
+    out = _bash(str(tmp_path / "w"), "enc_random_600", env=_env(tmp_path))
+    assert out.returncode == 0, out.stderr
+    assert len(_calls(tmp_path)) == 1 and (tmp_path / "rec" / "r600" / "DONE").exists()
+
+
+def test_a_failed_copy_records_nothing(tmp_path):
+    shim = tmp_path / "bin"
+    shim.mkdir()
+    (shim / "cp").write_text("#!/usr/bin/env bash\nexit 1\n")
+    (shim / "cp").chmod(0o755)
+    env = {**_env(tmp_path), "PATH": f"{shim}:{os.environ['PATH']}"}
+    out = _bash(str(tmp_path / "w"), "enc_random_600", env=env)
+    assert out.returncode != 0
+    assert [p.name for p in (tmp_path / "rec").iterdir() if not p.name.endswith(".partial")] == []
 
 
 def test_unknown_step_names_the_steps_and_runs_nothing(tmp_path):
