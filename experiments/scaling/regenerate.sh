@@ -15,7 +15,7 @@
 # several machines and in fresh clones; delete RECORD/<sweep> (or point RECORD elsewhere) to rerun it. The run is
 # made of named steps (`--list` prints them); STEPs given run only those (a first argument naming a step is one:
 # WORK then defaults). `fits` reads the RECORD only (`regenerate.sh fits` needs no WORK) and refits every figure
-# and table in minutes; a fit whose sweeps are not all recorded is named and skipped, and the step then fails.
+# and table without training; a fit whose sweeps are not all recorded is named and skipped, and the step then fails.
 # `--dry-run` prints the commands (tests/experiments/test_regenerate.py composes every job they launch).
 set -euo pipefail
 SCRIPT=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/$(basename "${BASH_SOURCE[0]}")
