@@ -154,6 +154,7 @@ recorded() {
 }
 fit() { if recorded "$@"; then scaling fit "$@"; fi; }
 transfer() { if recorded "$@"; then scaling lr-transfer "$@"; fi; }
+tune() { if recorded "$@"; then scaling tune "$@"; fi; }
 step_fits() {
   fit "$REC/s600" "$REC/r600" --form pure --no-joint --out "$OUT/id_ood_pure"
   fit "$REC/s1200" --form pure --no-joint --out "$OUT/id_ood_1200_pure"
@@ -170,7 +171,9 @@ step_fits() {
     --out "$OUT/chronos2_joint_dn10"
   fit "$REC"/moirai_{1250,2500,5000} "${JOINT[@]}" --joint-min-tokens-per-param 10 --out "$OUT/moirai_joint_dn10"
   transfer "$REC/lr" "$REC/lr_high" --out "$OUT"
+  tune "$REC"/mup_{tune,tune2,std,attn} --out "$OUT/mup_tune"  # muP's multipliers x lr at base width 32
   transfer "$REC/lr_mup4" --out "$OUT/mup_output_mult4"
+  tune "$REC"/mup64_tune{,2,3} --out "$OUT/mup64_tune"  # and at base width 64
   transfer "$REC/mup64" --out "$OUT/mup_base64"
   transfer "$REC/ladder_depth" --out "$OUT/ladder_depth"
   transfer "$REC/depth12" --out "$OUT/ladder_depth12"

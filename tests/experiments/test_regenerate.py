@@ -106,12 +106,12 @@ def test_every_fit_reads_sweeps_the_script_runs_and_parses(tmp_path):
         for d in getattr(ns, "multirun_dirs", []):  # the record, named relative to the repository
             assert d.parent == Path("experiments/scaling/sweeps"), d
             assert d.name in swept, f"`scaling {' '.join(args)}` reads {d}, which no earlier step sweeps"
-        if ns.command == "fit":  # every fit writes its own directory of results
+        if ns.command in ("fit", "tune"):  # every fit and grid table writes its own directory of results
             assert ns.out is not None and ns.out.is_relative_to("experiments/scaling/results"), ns.out
             assert ns.out not in outs, f"two fits write {ns.out}"
             outs.add(ns.out)
         fits += 1
-    assert (len(swept), fits, len(outs)) == (30, 16, 10)
+    assert (len(swept), fits, len(outs)) == (30, 18, 12)
 
 
 def _fake_python(tmp_path: Path, fail_on: str = "", jobs: int = 2) -> Path:
@@ -219,7 +219,7 @@ def test_a_step_of_several_sweeps_resumes_at_the_sweep_that_failed_and_fits_read
     # the Moirai fits (the long sweeps, with and without the D/N filter) and the ladder table ran, on the record
     assert [c.split()[2] for c in fits] == ["fit", "fit", "ladder"]
     assert all(f"{rec}/moirai_5000" in c for c in fits[:2])
-    assert "regenerate.sh: 13 fit(s) skipped, their sweeps not in" in out.stderr
+    assert "regenerate.sh: 15 fit(s) skipped, their sweeps not in" in out.stderr
     assert "--out experiments/scaling/results/id_ood_pure (needs s600 r600)" in out.stderr
     assert (
         "--out experiments/scaling/results/families_joint_300_600_1200 (needs chronos2300 chronos2600"
@@ -245,7 +245,7 @@ def test_relative_work_and_record_are_the_callers_and_a_step_name_first_is_a_ste
     fake = _fake_python(tmp_path)
     out = subprocess.run(["bash", str(SCRIPT), "fits"], capture_output=True, text=True, cwd=tmp_path,
                          env={**os.environ, "PY": str(fake), "RECORD": "rec"})  # fmt: skip
-    assert out.returncode != 0 and "14 fit(s) skipped" in out.stderr
+    assert out.returncode != 0 and "16 fit(s) skipped" in out.stderr
     assert "--out experiments/scaling/results/mup_output_mult4 (needs lr_mup4)" in out.stderr
     assert _calls(tmp_path) == [
         f"-m tsfm.scaling lr-transfer {tmp_path}/rec/lr {tmp_path}/rec/lr_high --out experiments/scaling/results",

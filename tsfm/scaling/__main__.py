@@ -88,6 +88,16 @@ def _parser() -> argparse.ArgumentParser:
         help="where lr_transfer.json/.md/.png go (default: the multirun dir)",
     )
     t.add_argument("--no-plot", action="store_true", help="skip the PNG")
+    g = sub.add_parser(
+        "tune",
+        help="final loss per muP multiplier setting x lr at the base width (experiment=scaling_mup_tune)",
+    )
+    g.add_argument("multirun_dirs", type=Path, nargs="+", metavar="multirun_dir",
+                   help="multiruns of experiment=scaling_mup_tune at one width (several are pooled)")  # fmt: skip
+    g.add_argument(
+        "--out", type=Path, default=None, help="where tune.json/.md/.png go (default: the first dir)"
+    )
+    g.add_argument("--no-plot", action="store_true", help="skip the PNG")
     lad = sub.add_parser("ladder", help="print the baseline family's size ladder (tsfm/scaling/ladder.py)")
     lad.add_argument("--max-rung", type=int, default=7)
     return p
@@ -116,11 +126,32 @@ def _lr_transfer(args: argparse.Namespace) -> int:
     return 0
 
 
+def _tune(args: argparse.Namespace) -> int:
+    from tsfm.scaling.transfer import read_transfer
+    from tsfm.scaling.tune import analyze_tuning, format_tuning_markdown, write_tuning_report
+
+    try:
+        runs, failed = [], []
+        for d in args.multirun_dirs:
+            r, f = read_transfer(d)
+            runs, failed = runs + r, failed + f
+        result = analyze_tuning(runs, failed)
+    except (FileNotFoundError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(format_tuning_markdown(result))
+    for path in write_tuning_report(result, args.out or args.multirun_dirs[0], make_plot=not args.no_plot):
+        print(f"wrote {path}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     if args.command == "lr-transfer":
         return _lr_transfer(args)
+    if args.command == "tune":
+        return _tune(args)
     if args.command == "ladder":
         from tsfm.scaling.ladder import table
 
