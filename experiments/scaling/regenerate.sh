@@ -61,11 +61,6 @@ train() {  # one sweep into WORK, then into RECORD; skipped when RECORD/<its dir
   for a in "$@"; do [[ $a == hydra.sweep.dir=* ]] && dir=${a#hydra.sweep.dir=}; done
   name=$(basename "$dir")
   if [[ -e $RECORD/$name/DONE ]]; then echo "   sweep $name: recorded ($(cat "$RECORD/$name/DONE")), skipped"; return; fi
-  if [[ -e $WORK/.done/sweep_$name ]]; then  # finished in WORK by an earlier version of this script (marker used up)
-    record "$dir" "$(cat "$WORK/.done/sweep_$name")" "unknown (an earlier regenerate.sh)"
-    rm "$WORK/.done/sweep_$name"
-    return
-  fi
   local t0=$SECONDS commit
   commit=$(git describe --always --dirty 2>/dev/null || echo unknown)
   rm -rf "$dir"  # the sweep starts over: no job or metrics.csv of an earlier try may be recorded with it

@@ -8,7 +8,6 @@ import itertools
 import os
 import re
 import shlex
-import shutil
 import stat
 import subprocess
 from pathlib import Path
@@ -182,26 +181,6 @@ def test_a_sweep_without_jobs_is_not_recorded(tmp_path):
     assert list((tmp_path / "rec").iterdir()) == []
 
 
-def test_a_sweep_finished_under_an_earlier_script_is_recorded_from_its_work_marker(tmp_path):
-    work = tmp_path / "w"
-    (work / "r600" / "3" / ".hydra").mkdir(parents=True)
-    (work / "r600" / "3" / ".hydra" / "config.yaml").write_text("model: {}\n")
-    (work / ".done").mkdir()
-    (work / ".done" / "sweep_r600").write_text("290 s\n")
-    out = _bash(str(work), "enc_random_600", env=_env(tmp_path))
-    assert out.returncode == 0, out.stderr
-    assert _calls(tmp_path) == []  # not trained again
-    assert (tmp_path / "rec" / "r600" / "3" / ".hydra" / "config.yaml").exists()
-    done = (tmp_path / "rec" / "r600" / "DONE").read_text()
-    assert done.startswith("290 s, 1 jobs, ") and "commit unknown (an earlier regenerate.sh)" in done
-    assert not (work / ".done" / "sweep_r600").exists()  # used up: deleting the record now reruns the sweep
-    shutil.rmtree(tmp_path / "rec" / "r600")
-    assert _bash(str(work), "enc_random_600", env=_env(tmp_path)).returncode == 0
-    assert [c.split()[-1] for c in _calls(tmp_path)] == [f"hydra.sweep.dir={work}/r600"]
-    assert not (work / "r600" / "3").exists()  # the rerun started from an empty sweep directory
-    assert sorted(p.name for p in (tmp_path / "rec" / "r600").iterdir()) == ["0", "1", "DONE"]
-
-
 def test_a_step_of_several_sweeps_resumes_at_the_sweep_that_failed_and_fits_read_the_record(tmp_path):
     work, rec = tmp_path / "w", tmp_path / "rec"
     out = _bash(str(work), "moirai_long", env=_env(tmp_path, fail_on="moirai_2500"))
@@ -251,6 +230,17 @@ def test_relative_work_and_record_are_the_callers_and_a_step_name_first_is_a_ste
         f"-m tsfm.scaling lr-transfer {tmp_path}/rec/lr {tmp_path}/rec/lr_high --out experiments/scaling/results",
         "-m tsfm.scaling ladder",
     ]
+
+
+def test_a_rerun_starts_from_an_empty_sweep_dir_so_no_stale_job_is_recorded(tmp_path):
+    work = tmp_path / "w"
+    (work / "r600" / "3" / ".hydra").mkdir(parents=True)  # a job of an earlier, interrupted try in the same WORK
+    (work / "r600" / "3" / ".hydra" / "config.yaml").write_text("model: {}\n")
+    assert _bash(str(work), "enc_random_600", env=_env(tmp_path)).returncode == 0
+    assert [c.split()[-1] for c in _calls(tmp_path)] == [f"hydra.sweep.dir={work}/r600"]
+    assert not (work / "r600" / "3").exists()
+    assert sorted(p.name for p in (tmp_path / "rec" / "r600").iterdir()) == ["0", "1", "DONE"]
+    assert "2 jobs" in (tmp_path / "rec" / "r600" / "DONE").read_text()
 
 
 def test_a_record_without_done_is_trained_again(tmp_path):
