@@ -56,22 +56,27 @@ def test_the_grid_is_tabulated_per_setting_with_the_best_marked(sweeps, tmp_path
                                      "mup(output_mult=4,init_std=0.01)"]  # fmt: skip
     assert res["best"] == "mup(output_mult=4)" and res["width"] == 32 and res["depth"] == 2
     out4 = res["settings"]["mup(output_mult=4)"]
-    assert out4["losses"] == {"0.008": 0.91, "0.016": 0.86, "0.032": 0.82}  # the later 3.2e-2 run
-    assert out4["jobs"]["0.032"].endswith("tune2/2")
+    assert (out4["lrs"], out4["losses"]) == (
+        [8e-3, 1.6e-2, 3.2e-2],
+        [0.91, 0.86, 0.82],
+    )  # the later 3.2e-2 run
+    assert out4["jobs"][2].endswith("tune2/2")
+    assert [(Path(d["job"]).name, Path(d["by"]).parent.name) for d in res["superseded"]] == [("12", "tune2")]
     assert (out4["best_lr"], out4["best_loss"], out4["best_at_grid_edge"]) == (3.2e-2, 0.82, True)
     assert out4["multipliers"] == {"output_mult": 4.0, "init_std": 0.02, "attn_mult": 1.0}
     o16 = res["settings"]["mup(output_mult=16)"]
-    assert o16["losses"] == {"0.032": 1.10, "0.064": None} and o16["best_lr"] == 3.2e-2
+    assert (o16["losses"], o16["best_lr"], o16["best_at_grid_edge"]) == ([1.10, None], 3.2e-2, True)
     both = res["settings"]["mup(output_mult=4,init_std=0.01)"]
     assert (both["best_lr"], both["best_at_grid_edge"]) == (1.6e-2, True)
     assert len(failed) == 1 and "tune/22" in failed[0]
 
     assert main(["tune", *map(str, sweeps), "--out", str(tmp_path / "out")]) == 0
     md = capsys.readouterr().out
-    assert "| width 32 | lr 0.008 | lr 0.016 | lr 0.032 | lr 0.064 | best |" in md
+    assert "| setting (width 32) | lr 0.008 | lr 0.016 | lr 0.032 | lr 0.064 | best |" in md
     assert "| **mup(output_mult=4)** | 0.910 | 0.860 | **0.820** |  | **0.820** |" in md
     assert "| mup(output_mult=16) |  |  | **1.100** | diverged | 1.100 |" in md
-    assert "not tabulated (1)" in md
+    assert "not tabulated (1)" in md and "the later run counted (1):" in md and "tune/12 (by " in md
+    assert "the edge of its row's rates (the optimum may lie outside): mup, mup(output_mult=4)," in md
     data = json.loads((tmp_path / "out" / "tune.json").read_text())
     assert data["best"] == "mup(output_mult=4)" and data["lrs"] == [8e-3, 1.6e-2, 3.2e-2, 6.4e-2]
     assert (tmp_path / "out" / "tune.md").read_text().strip() == md.split("wrote")[0].strip()
@@ -91,8 +96,36 @@ def test_a_grid_over_several_widths_is_refused_naming_the_runs(tmp_path, capsys)
 
 def test_nothing_finite_or_nothing_finished_is_an_error(tmp_path):
     _job(tmp_path / "nan", 0, float("nan"), 1.6e-2)
-    with pytest.raises(ValueError, match=r"every run diverged; runs: \["):
+    with pytest.raises(
+        ValueError, match=r"every run diverged: add lower learning rates to the grid; runs: \["
+    ):
         analyze_tuning(*read_transfer(tmp_path / "nan"))
     _job(tmp_path / "none", 0, None, 1.6e-2)
     with pytest.raises(ValueError, match=r"no finished runs to tabulate; failed: \[.*no val/loss"):
         analyze_tuning(*read_transfer(tmp_path / "none"))
+
+
+def test_one_cell_twice_in_one_sweep_or_rates_that_share_a_column_are_refused(tmp_path):
+    _job(tmp_path / "dup", 0, 0.9, 1.6e-2, output_mult=4)
+    _job(tmp_path / "dup", 1, 0.8, 1.6e-2, output_mult=4)  # e.g. another seed, which the table cannot show
+    with pytest.raises(
+        ValueError, match=r"mup\(output_mult=4\) at lr 0.016 was run twice in one sweep \(.*dup/0, "
+    ):
+        analyze_tuning(*read_transfer(tmp_path / "dup"))
+    _job(tmp_path / "clash", 0, 0.9, 1e-3)
+    _job(tmp_path / "clash", 1, 0.8, 1.0000001e-3)
+    with pytest.raises(
+        ValueError, match=r"differ only past 6 digits \(\['0.001'\]\).*same optim.lr; runs: \["
+    ):
+        analyze_tuning(*read_transfer(tmp_path / "clash"))
+
+
+def test_ties_go_to_the_lower_rate_and_a_one_rate_row_is_flagged(tmp_path):
+    _job(tmp_path, 0, 0.85, 2e-2)
+    _job(tmp_path, 1, 0.85, 1e-2)
+    _job(tmp_path, 2, 0.80, 1e-2, output_mult=2)  # one rate only: it wins, flagged
+    res = analyze_tuning(*read_transfer(tmp_path))
+    assert res["settings"]["mup"]["best_lr"] == 1e-2
+    assert res["best"] == "mup(output_mult=2)" and res["settings"]["mup(output_mult=2)"]["best_at_grid_edge"]
+    assert main(["tune", str(tmp_path), "--no-plot"]) == 0  # default --out: the first sweep dir
+    assert (tmp_path / "tune.md").exists() and not (tmp_path / "tune.png").exists()

@@ -30,18 +30,21 @@ def _multipliers(label: str) -> dict[str, float]:
 
 
 def _order(label: str) -> tuple:
-    """Rows: the plain model first, then one changed multiplier, then two, ...; grouped by which multipliers
-    changed (in ``MULTIPLIERS``' order), then by their values."""
+    """Rows: by parametrisation, the plain model first, then one changed multiplier, then two, ...; grouped by
+    which multipliers changed (in ``MULTIPLIERS``' order), then by their values."""
     m = _multipliers(label)
     which = sorted(list(MULTIPLIERS).index(k) for k in m if k in MULTIPLIERS)
-    return (len(m), which, label.partition("(")[0], *(m.get(k, plain) for k, plain in MULTIPLIERS.items()))
+    return (label.partition("(")[0], len(m), which, *(m.get(k, plain) for k, plain in MULTIPLIERS.items()))
 
 
 def analyze_tuning(runs: list[TransferRun], failed: list[str] | None = None) -> dict[str, Any]:
     """Per multiplier setting, the final loss at each learning rate and the best one; the best setting.
 
-    The grid must be one width and depth (the base model; a sweep over widths is ``lr-transfer``'s).
-    A (setting, lr) pair run in several pooled sweeps counts once, the later sweep's run."""
+    The grid must be one width and depth (the base model; a sweep over widths is ``lr-transfer``'s). Sweeps
+    may be pooled (``runs`` in the order given): a (setting, lr) cell run again in a later sweep counts once, the
+    later run, and the superseded one is listed; the same cell twice in one sweep is an error (a confound, e.g.
+    another seed or base width, that the table cannot show). A row's best rate at either end of its rates
+    (or a row of one rate) is flagged: the optimum may lie outside."""
     if not runs:
         raise ValueError("no finished runs to tabulate" + (f"; failed: {failed}" if failed else ""))
     bad = [r.job for r in runs if not r.lr > 0]
@@ -53,62 +56,76 @@ def analyze_tuning(runs: list[TransferRun], failed: list[str] | None = None) -> 
             named = {v: [r.job for r in runs if getattr(r, attr) == v] for v in values}
             raise ValueError(f"a tuning grid is one {attr}; these runs have {attr}s {values}: tabulate them separately "
                              f"(or use `lr-transfer` across widths); runs by {attr}: {named}")  # fmt: skip
-    cells: dict[str, dict[float, TransferRun]] = {}
-    for r in runs:
-        cells.setdefault(r.parametrization, {})[r.lr] = r
     lrs = sorted({r.lr for r in runs})
+    names = [f"{lr:g}" for lr in lrs]
+    if len(set(names)) < len(names):
+        clash = [r.job for r in runs if names.count(f"{r.lr:g}") > 1]
+        raise ValueError(f"learning rates that differ only past 6 digits ({sorted(set(n for n in names if names.count(n) > 1))}) "
+                         f"would share a column: give these runs the same optim.lr; runs: {clash}")  # fmt: skip
+    cells: dict[str, dict[float, TransferRun]] = {}
+    superseded = []
+    for r in runs:
+        old = cells.setdefault(r.parametrization, {}).get(r.lr)
+        if old is not None:
+            if Path(old.job).parent == Path(r.job).parent:
+                raise ValueError(f"{r.parametrization} at lr {r.lr:g} was run twice in one sweep ({old.job}, {r.job}): "
+                                 "the table holds one run per cell; tabulate the sweeps that differ (e.g. in seed or "
+                                 "base width) separately")  # fmt: skip
+            superseded.append({"job": old.job, "by": r.job})
+        cells[r.parametrization][r.lr] = r
     settings: dict[str, Any] = {}
     for label in sorted(cells, key=_order):
-        by_lr = cells[label]
-        finite = {lr: r.loss for lr, r in by_lr.items() if math.isfinite(r.loss)}
-        best_lr = min(finite, key=finite.__getitem__) if finite else None
+        rs = [cells[label][lr] for lr in sorted(cells[label])]
+        finite = [r for r in rs if math.isfinite(r.loss)]
+        best = min(finite, key=lambda r: r.loss) if finite else None  # ties: the lower rate
         settings[label] = {
             "multipliers": {**MULTIPLIERS, **_multipliers(label)},
-            "losses": {
-                f"{lr:g}": (None if not math.isfinite(by_lr[lr].loss) else by_lr[lr].loss)
-                for lr in sorted(by_lr)
-            },  # fmt: skip  # None: diverged
-            "jobs": {f"{lr:g}": by_lr[lr].job for lr in sorted(by_lr)},
-            "best_lr": best_lr,
-            "best_loss": finite[best_lr] if best_lr is not None else None,
-            "best_at_grid_edge": len(by_lr) > 1 and best_lr in (min(by_lr), max(by_lr)),
+            "lrs": [r.lr for r in rs],
+            "losses": [r.loss if math.isfinite(r.loss) else None for r in rs],  # None: diverged
+            "jobs": [r.job for r in rs],
+            "best_lr": best.lr if best else None,
+            "best_loss": best.loss if best else None,
+            "best_at_grid_edge": best is not None and best.lr in (rs[0].lr, rs[-1].lr),
         }
     ranked = [k for k in settings if settings[k]["best_loss"] is not None]
     if not ranked:
-        raise ValueError(f"every run diverged; runs: {[r.job for r in runs]}")
+        raise ValueError(
+            f"every run diverged: add lower learning rates to the grid; runs: {[r.job for r in runs]}"
+        )
     best = min(ranked, key=lambda k: settings[k]["best_loss"])
     return {"width": runs[0].width, "depth": runs[0].depth, "lrs": lrs, "settings": settings, "best": best,
-            "failed": list(failed or [])}  # fmt: skip
+            "superseded": superseded, "failed": list(failed or [])}  # fmt: skip
 
 
 def format_tuning_markdown(result: dict[str, Any]) -> str:
     lrs = result["lrs"]
-    lines = [f"| width {result['width']} | " + " | ".join(f"lr {lr:g}" for lr in lrs) + " | best |",
+    lines = [f"| setting (width {result['width']}) | " + " | ".join(f"lr {lr:g}" for lr in lrs) + " | best |",
              "|---" * (len(lrs) + 2) + "|"]  # fmt: skip
     for label, s in result["settings"].items():
+        loss = dict(zip(s["lrs"], s["losses"]))
         row = []
         for lr in lrs:
-            key = f"{lr:g}"
-            if key not in s["losses"]:
+            if lr not in loss:
                 row.append("")
-            elif s["losses"][key] is None:
+            elif loss[lr] is None:
                 row.append("diverged")
             else:
-                v = f"{s['losses'][key]:.3f}"
-                row.append(f"**{v}**" if lr == s["best_lr"] else v)
+                row.append(f"**{loss[lr]:.3f}**" if lr == s["best_lr"] else f"{loss[lr]:.3f}")
         best = "" if s["best_loss"] is None else f"{s['best_loss']:.3f}"
-        name = f"**{label}**" if label == result["best"] else label
-        lines.append(
-            f"| {name} | " + " | ".join(row) + f" | {f'**{best}**' if label == result['best'] else best} |"
-        )
+        if label == result["best"]:
+            label, best = f"**{label}**", f"**{best}**"
+        lines.append(f"| {label} | " + " | ".join(row) + f" | {best} |")
     b = result["settings"][result["best"]]
     lines += ["", f"* best: **{result['best']}** at lr {b['best_lr']:g} (final val NLL {b['best_loss']:.4f}); "
               f"width {result['width']}, depth {result['depth']}, one run per cell."]  # fmt: skip
     edge = [k for k, s in result["settings"].items() if s["best_at_grid_edge"]]
     if edge:
         lines.append(
-            f"* best rate at the edge of its row's grid (the optimum may lie outside): {', '.join(edge)}"
+            f"* best rate at the edge of its row's rates (the optimum may lie outside): {', '.join(edge)}"
         )
+    if result["superseded"]:
+        lines.append(f"* run again in a later sweep, the later run counted ({len(result['superseded'])}): "
+                     + "; ".join(f"{d['job']} (by {d['by']})" for d in result["superseded"]))  # fmt: skip
     if result["failed"]:
         lines.append(f"* not tabulated ({len(result['failed'])}): " + "; ".join(result["failed"]))
     return "\n".join(lines)
@@ -129,8 +146,8 @@ def write_tuning_report(result: dict[str, Any], out_dir: str | Path, make_plot: 
         fig, ax = plt.subplots(figsize=(6.5, 4.5))
         cmap = plt.get_cmap("tab10" if len(result["settings"]) <= 10 else "tab20")
         for i, (label, s) in enumerate(result["settings"].items()):
-            x = [float(k) for k in s["losses"]]
-            y = [np.nan if v is None else v for v in s["losses"].values()]
+            x = s["lrs"]
+            y = [np.nan if v is None else v for v in s["losses"]]
             ls = "-" if len(_multipliers(label)) <= 1 else "--"
             lw = 2.5 if label == result["best"] else 1.2
             ax.plot(x, y, "o", ls=ls, lw=lw, color=cmap(i % cmap.N), label=label)
