@@ -2,7 +2,7 @@
 # Regenerate the figures and tables of experiments/scaling/README.md from the 2026-12-05 results on: the enc-vs-dec
 # sweeps at 300, 600 and 1,200 steps (ID + OOD), the Moirai-style encoder sweep, the Chronos-2 and Moirai family
 # sweeps (300 ... 5,000 steps), the learning-rate transfer grids (the muP tuning sweeps, base width 64, the ladder's
-# depths), and every fit. About 6.5 hours on 2 CPU cores; run it on a quiet machine.
+# depths), and every fit. About 5 hours on 2 CPU cores (3 h 45 min of sweeps); run it on a quiet machine.
 #
 #   bash experiments/scaling/regenerate.sh [--dry-run] [WORK] [STEP ...]
 #
