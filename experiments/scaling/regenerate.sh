@@ -2,7 +2,7 @@
 # Regenerate the figures and tables of experiments/scaling/README.md from the 2026-12-05 results on: the enc-vs-dec
 # sweeps at 300, 600 and 1,200 steps (ID + OOD), the Moirai-style encoder sweep, the Chronos-2 and Moirai family
 # sweeps (300 ... 5,000 steps), the learning-rate transfer grids (the muP tuning sweeps, base width 64, the ladder's
-# depths), and every fit. About 5 hours on 2 CPU cores (3 h 45 min of sweeps); run it on a quiet machine.
+# depths), and every fit. About 4 hours on 2 CPU cores (3 h 45 min of sweeps, 8 min of fits); a quiet machine.
 #
 #   bash experiments/scaling/regenerate.sh [--dry-run] [WORK] [STEP ...]
 #
@@ -67,7 +67,9 @@ train() {  # one sweep into WORK, then into RECORD; skipped when RECORD/<its dir
   $PY -m tsfm.train "$@"
   record "$dir" "$((SECONDS - t0)) s" "$commit"
 }
-scaling() { if ((DRY)); then printf 'scaling'; printf ' %q' "$@"; echo; else $PY -m tsfm.scaling "$@"; fi; }
+# the fits at one BLAS thread: the same numbers (every output byte for byte, 2026-12-07), half the CPU, and no spinning
+# threads when sweeps share the cores (a joint fit took 25 min beside two sweep jobs at the default threads; 37 s alone)
+scaling() { if ((DRY)); then printf 'scaling'; printf ' %q' "$@"; echo; else OMP_NUM_THREADS=1 $PY -m tsfm.scaling "$@"; fi; }
 # two jobs side by side, one thread each, the biggest sizes first (the long family sweeps)
 train2() { OMP_NUM_THREADS=1 train "$@" hydra/launcher=local; }
 
