@@ -103,20 +103,26 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def _read_pooled(dirs: list[Path]) -> tuple[list, list[str]]:
+    """The baseline runs of several multiruns, in the order given, and the jobs that could not be read."""
+    from tsfm.scaling.transfer import read_transfer
+
+    runs, failed = [], []
+    for d in dirs:
+        r, f = read_transfer(d)
+        runs, failed = runs + r, failed + f
+    return runs, failed
+
+
 def _lr_transfer(args: argparse.Namespace) -> int:
     from tsfm.scaling.transfer import (
         analyze_transfer,
         format_transfer_markdown,
-        read_transfer,
         write_transfer_report,
     )
 
     try:
-        runs, failed = [], []
-        for d in args.multirun_dirs:
-            r, f = read_transfer(d)
-            runs, failed = runs + r, failed + f
-        result = analyze_transfer(runs, failed)
+        result = analyze_transfer(*_read_pooled(args.multirun_dirs))
     except (FileNotFoundError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -127,15 +133,10 @@ def _lr_transfer(args: argparse.Namespace) -> int:
 
 
 def _tune(args: argparse.Namespace) -> int:
-    from tsfm.scaling.transfer import read_transfer
     from tsfm.scaling.tune import analyze_tuning, format_tuning_markdown, write_tuning_report
 
     try:
-        runs, failed = [], []
-        for d in args.multirun_dirs:
-            r, f = read_transfer(d)
-            runs, failed = runs + r, failed + f
-        result = analyze_tuning(runs, failed)
+        result = analyze_tuning(*_read_pooled(args.multirun_dirs))
     except (FileNotFoundError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
