@@ -114,36 +114,29 @@ def _read_pooled(dirs: list[Path]) -> tuple[list, list[str]]:
     return runs, failed
 
 
-def _lr_transfer(args: argparse.Namespace) -> int:
-    from tsfm.scaling.transfer import (
-        analyze_transfer,
-        format_transfer_markdown,
-        write_transfer_report,
-    )
-
+def _grid_report(args: argparse.Namespace, analyze, fmt, write) -> int:
+    """``lr-transfer`` / ``tune``: analyse the pooled multiruns, print the table, write the report (2 on bad input)."""
     try:
-        result = analyze_transfer(*_read_pooled(args.multirun_dirs))
+        result = analyze(*_read_pooled(args.multirun_dirs))
     except (FileNotFoundError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    print(format_transfer_markdown(result))
-    for path in write_transfer_report(result, args.out or args.multirun_dirs[0], make_plot=not args.no_plot):
+    print(fmt(result))
+    for path in write(result, args.out or args.multirun_dirs[0], make_plot=not args.no_plot):
         print(f"wrote {path}")
     return 0
+
+
+def _lr_transfer(args: argparse.Namespace) -> int:
+    from tsfm.scaling.transfer import analyze_transfer, format_transfer_markdown, write_transfer_report
+
+    return _grid_report(args, analyze_transfer, format_transfer_markdown, write_transfer_report)
 
 
 def _tune(args: argparse.Namespace) -> int:
     from tsfm.scaling.tune import analyze_tuning, format_tuning_markdown, write_tuning_report
 
-    try:
-        result = analyze_tuning(*_read_pooled(args.multirun_dirs))
-    except (FileNotFoundError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    print(format_tuning_markdown(result))
-    for path in write_tuning_report(result, args.out or args.multirun_dirs[0], make_plot=not args.no_plot):
-        print(f"wrote {path}")
-    return 0
+    return _grid_report(args, analyze_tuning, format_tuning_markdown, write_tuning_report)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -178,12 +178,18 @@ def format_transfer_markdown(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def write_transfer_report(result: dict[str, Any], out_dir: str | Path, make_plot: bool = True) -> list[Path]:
+def write_json_md(out_dir: str | Path, stem: str, result: dict[str, Any], markdown: str) -> tuple[Path, list[Path]]:
+    """``<out_dir>/<stem>.json`` (the result) and ``<stem>.md`` (its table); the directory and the two paths."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    paths = [out / "lr_transfer.json", out / "lr_transfer.md"]
+    paths = [out / f"{stem}.json", out / f"{stem}.md"]
     paths[0].write_text(json.dumps(result, indent=2))
-    paths[1].write_text(format_transfer_markdown(result) + "\n")
+    paths[1].write_text(markdown + "\n")
+    return out, paths
+
+
+def write_transfer_report(result: dict[str, Any], out_dir: str | Path, make_plot: bool = True) -> list[Path]:
+    out, paths = write_json_md(out_dir, "lr_transfer", result, format_transfer_markdown(result))
     if make_plot:
         import matplotlib
 

@@ -13,14 +13,13 @@ learning rate, with each setting's best rate and the best setting.
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from tsfm.scaling.transfer import MULTIPLIERS, TransferRun
+from tsfm.scaling.transfer import MULTIPLIERS, TransferRun, write_json_md
 
 
 def _multipliers(label: str) -> dict[str, float]:
@@ -132,11 +131,7 @@ def format_tuning_markdown(result: dict[str, Any]) -> str:
 
 
 def write_tuning_report(result: dict[str, Any], out_dir: str | Path, make_plot: bool = True) -> list[Path]:
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    paths = [out / "tune.json", out / "tune.md"]
-    paths[0].write_text(json.dumps(result, indent=2))
-    paths[1].write_text(format_tuning_markdown(result) + "\n")
+    out, paths = write_json_md(out_dir, "tune", result, format_tuning_markdown(result))
     if make_plot:
         import matplotlib
 
